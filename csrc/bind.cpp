@@ -1,0 +1,157 @@
+// The only file that knows pybind11: module recon._core.
+// Every entry point re-checks dtype, shape and contiguity of its buffers (Python checks first and
+// gives the friendlier message); a bad call raises ValueError/TypeError, never crashes.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <complex>
+#include <string>
+#include <vector>
+
+#include "kernels/es_kernel_setup.h"
+#include "nufft/nufft.h"
+
+namespace py = pybind11;
+using namespace recon;
+
+namespace {
+
+std::string shape_str(const py::array& a) {
+  std::string s = "(";
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) s += std::to_string(a.shape(i)) + (i + 1 < a.ndim() ? ", " : "");
+  return s + (a.ndim() == 1 ? ",)" : ")");
+}
+
+// Checks that `a` has dtype T, is C-contiguous (and writeable if asked) and returns its data pointer.
+template <typename T>
+T* checked_buffer(const py::array& a, const char* name, bool writeable) {
+  if (!py::isinstance<py::array_t<T>>(a) || !a.dtype().is(py::dtype::of<T>()))
+    throw py::type_error(std::string(name) + ": expected dtype " + std::string(py::str(py::dtype::of<T>())) +
+                         ", got " + std::string(py::str(a.dtype())));
+  if (!(a.flags() & py::array::c_style))
+    throw py::value_error(std::string(name) + ": expected a C-contiguous array");
+  if (writeable && !a.writeable()) throw py::value_error(std::string(name) + ": array is read-only");
+  return static_cast<T*>(const_cast<void*>(a.data()));
+}
+
+template <typename T>
+void bind_nufft_plan(py::module_& m, const char* name) {
+  using Plan = NufftPlan<T>;
+  using C = std::complex<T>;
+  py::class_<Plan>(m, name, "NUFFT plan over one trajectory (see recon.ops.Nufft for the convention).")
+      .def(py::init([](const py::array& coord, const std::vector<int64_t>& image_shape, double tol, double upsampfac,
+                       int nthreads, int width_margin) {
+             const double* c = checked_buffer<double>(coord, "coord", false);
+             if (coord.ndim() != 2) throw py::value_error("coord: expected shape (M, d), got " + shape_str(coord));
+             const int d = (int)coord.shape(1);
+             if ((int)image_shape.size() != d)
+               throw py::value_error("coord has d=" + std::to_string(d) + " but image_shape has " +
+                                     std::to_string(image_shape.size()) + " entries");
+             NufftOptions o;
+             o.tol = tol;
+             o.upsampfac = upsampfac;
+             o.nthreads = nthreads;
+             o.width_margin = width_margin;
+             py::gil_scoped_release release;
+             return new Plan(c, coord.shape(0), d, image_shape.data(), o);
+           }),
+           py::arg("coord"), py::arg("image_shape"), py::arg("tol"), py::arg("upsampfac") = 2.0,
+           py::arg("nthreads") = 0, py::arg("width_margin") = 0)
+      .def(
+          "forward",
+          [](Plan& p, const py::array& x, py::array& y) {
+            const C* xp = checked_buffer<C>(x, "x", false);
+            C* yp = checked_buffer<C>(y, "out", true);
+            const auto ishape = p.image_shape();
+            int64_t img = 1;
+            for (auto v : ishape) img *= v;
+            if (x.size() % img != 0 || img == 0)
+              throw py::value_error("x: size " + std::to_string(x.size()) + " is not a multiple of the image size");
+            const int64_t batch = x.size() / img;
+            if (y.size() != batch * p.num_points())
+              throw py::value_error("out: expected " + std::to_string(batch * p.num_points()) + " elements");
+            py::gil_scoped_release release;
+            p.forward(xp, yp, batch);
+          },
+          py::arg("x"), py::arg("out"), "Type 2 (image -> samples) into `out` (batch, M).")
+      .def(
+          "adjoint",
+          [](Plan& p, const py::array& y, py::array& x) {
+            const C* yp = checked_buffer<C>(y, "y", false);
+            C* xp = checked_buffer<C>(x, "out", true);
+            const auto ishape = p.image_shape();
+            int64_t img = 1;
+            for (auto v : ishape) img *= v;
+            if (p.num_points() == 0 ? false : y.size() % p.num_points() != 0)
+              throw py::value_error("y: size is not a multiple of the number of samples");
+            const int64_t batch = p.num_points() == 0 ? x.size() / img : y.size() / p.num_points();
+            if (x.size() != batch * img) throw py::value_error("out: expected " + std::to_string(batch * img) + " elements");
+            py::gil_scoped_release release;
+            p.adjoint(yp, xp, batch);
+          },
+          py::arg("y"), py::arg("out"), "Type 1 (samples -> image) into `out` (batch, *N).")
+      .def(
+          "spread_to_grid",
+          [](Plan& p, const py::array& y, py::array& grid) {
+            const C* yp = checked_buffer<C>(y, "y", false);
+            C* gp = checked_buffer<C>(grid, "out", true);
+            int64_t ng = 1;
+            for (auto v : p.grid_shape()) ng *= v;
+            if (y.size() != p.num_points()) throw py::value_error("y: expected " + std::to_string(p.num_points()) + " samples");
+            if (grid.size() != ng) throw py::value_error("out: expected the fine-grid size " + std::to_string(ng));
+            py::gil_scoped_release release;
+            p.spread_to_grid(yp, gp);
+          },
+          py::arg("y"), py::arg("out"), "Spread samples onto the fine grid (no FFT, no deconvolution).")
+      .def(
+          "interpolate_from_grid",
+          [](Plan& p, const py::array& grid, py::array& y) {
+            const C* gp = checked_buffer<C>(grid, "grid", false);
+            C* yp = checked_buffer<C>(y, "out", true);
+            int64_t ng = 1;
+            for (auto v : p.grid_shape()) ng *= v;
+            if (y.size() != p.num_points()) throw py::value_error("out: expected " + std::to_string(p.num_points()) + " samples");
+            if (grid.size() != ng) throw py::value_error("grid: expected the fine-grid size " + std::to_string(ng));
+            py::gil_scoped_release release;
+            p.interpolate_from_grid(gp, yp);
+          },
+          py::arg("grid"), py::arg("out"), "Interpolate samples from the fine grid (adjoint of spread_to_grid).")
+      .def_property_readonly("kernel_integral", [](const Plan& p) {
+        return es_fourier(p.kernel().width, p.kernel().beta, {0.0})[0];
+      }, "Integral of the spreading kernel over its support (grid units).")
+      .def_property_readonly("width", [](const Plan& p) { return p.kernel().width; })
+      .def_property_readonly("beta", [](const Plan& p) { return p.kernel().beta; })
+      .def_property_readonly("degree", [](const Plan& p) { return p.kernel().degree; })
+      .def_property_readonly("upsampfac", [](const Plan& p) { return p.kernel().upsampfac; })
+      .def_property_readonly("grid_shape", &Plan::grid_shape)
+      .def_property_readonly("image_shape", &Plan::image_shape)
+      .def_property_readonly("num_points", &Plan::num_points)
+      .def_property_readonly("nthreads", &Plan::nthreads);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "recon CPU kernels (C++17/OpenMP)";
+
+  // ---- NUFFT -----------------------------------------------------------------------------------
+  bind_nufft_plan<float>(m, "NufftPlan64");    // complex64
+  bind_nufft_plan<double>(m, "NufftPlan128");  // complex128
+  m.def(
+      "es_kernel_params",
+      [](double tol, double upsampfac, int width_margin) {
+        EsKernel k = es_choose(tol, upsampfac, width_margin);
+        return py::make_tuple(k.width, k.beta);
+      },
+      py::arg("tol"), py::arg("upsampfac") = 2.0, py::arg("width_margin") = 0,
+      "(width, beta) of the ES kernel chosen for a tolerance and oversampling factor.");
+  m.def(
+      "es_kernel_direct",
+      [](double t, int width, double beta) { return es_kernel_direct(t, width, beta); },
+      py::arg("t"), py::arg("width"), py::arg("beta"), "ES kernel value at offset t (grid units).");
+  m.def("fine_grid_size", &fine_grid_size, py::arg("N"), py::arg("upsampfac"), py::arg("width"));
+
+  // ---- CT projectors ---------------------------------------------------------------------------
+  // (bindings for csrc/ct/ go here)
+}

@@ -1,0 +1,501 @@
+#include "nufft/nufft.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "pocketfft/pocketfft_hdronly.h"
+
+namespace recon {
+
+int64_t fine_grid_size(int64_t N, double sigma, int width) {
+  int64_t target = std::max<int64_t>((int64_t)std::ceil(sigma * (double)N), 2 * width);
+  for (int64_t n = target + (target & 1);; n += 2) {
+    int64_t m = n;
+    for (int p : {2, 3, 5})
+      while (m % p == 0) m /= p;
+    if (m == 1) return n;
+  }
+}
+
+namespace {
+
+// Bin edge per dimension: large enough that padded sub-grids of same-coloured bins never overlap
+// (requires bin >= w - 1), small enough that a sub-grid stays in cache.
+// The last bin along an axis must also hold >= w - 1 cells (or be whole), so that the sub-grid of
+// the bin before it does not wrap around onto bin 0.
+int64_t choose_bin_size(int dim, int axis, int width, int64_t n) {
+  int64_t b = std::max<int64_t>(dim == 2 ? 32 : (axis == 2 ? 32 : 8), width);
+  for (;; ++b) {
+    const int64_t nb = (n + b - 1) / b, last = n - (nb - 1) * b;
+    if (last == b || last >= width - 1 || nb == 1) return b;
+  }
+}
+
+// Contiguous index blocks of the fine grid that hold the image support along one axis:
+// centred positions x in [-floor(N/2), N - 1 - floor(N/2)] taken modulo n.
+struct Block {
+  int64_t begin, end;
+};
+std::vector<Block> support_blocks(int64_t N, int64_t n) {
+  const int64_t neg = N / 2, pos = N - N / 2;
+  std::vector<Block> b;
+  b.push_back({0, pos});
+  if (neg > 0) b.push_back({n - neg, n});
+  return b;
+}
+
+}  // namespace
+
+template <typename T>
+NufftPlan<T>::NufftPlan(const double* coord, int64_t num_points, int dim, const int64_t* image_shape,
+                        const NufftOptions& opts) {
+  if (dim != 2 && dim != 3) throw std::invalid_argument("NUFFT dimension must be 2 or 3, got " + std::to_string(dim));
+  if (num_points < 0) throw std::invalid_argument("number of points must be >= 0");
+  dim_ = dim;
+  M_ = num_points;
+  nthreads_ = opts.nthreads > 0 ? opts.nthreads : omp_get_max_threads();
+  kernel_ = es_choose(opts.tol, opts.upsampfac, opts.width_margin);
+  // Horner fit well below the tolerance, but not below what T can represent.
+  const double fit_tol = std::max(opts.tol * 2e-2, std::is_same<T, float>::value ? 1e-8 : 1e-15);
+  es_fit_horner(kernel_, fit_tol);
+  horner_.assign(kernel_.horner.begin(), kernel_.horner.end());
+
+  double prodN = 1.0;
+  for (int a = 0; a < dim; ++a) {
+    if (image_shape[a] < 1) throw std::invalid_argument("image shape entries must be >= 1");
+    N_[a] = image_shape[a];
+    n_[a] = fine_grid_size(N_[a], kernel_.upsampfac, kernel_.width);
+    if (n_[a] > (int64_t(1) << 30)) throw std::invalid_argument("fine grid too large");
+    prodN *= (double)N_[a];
+    std::vector<double> d = es_deconvolution(kernel_, N_[a], n_[a]);
+    deconv_[a].assign(d.begin(), d.end());
+    bin_size_[a] = choose_bin_size(dim, a, kernel_.width, n_[a]);
+    nbins_[a] = (n_[a] + bin_size_[a] - 1) / bin_size_[a];
+  }
+  scale_ = (T)(1.0 / std::sqrt(prodN));
+
+  // Stencil starts and local variables, in double, then bin index per sample.
+  std::vector<int32_t> start_raw[3];
+  std::vector<T> z_raw[3];
+  std::vector<int64_t> bin_of(M_);
+  for (int a = 0; a < dim; ++a) {
+    start_raw[a].resize(M_);
+    z_raw[a].resize(M_);
+  }
+  int bad = 0;
+#pragma omp parallel for num_threads(nthreads_) schedule(static) reduction(| : bad)
+  for (int64_t j = 0; j < M_; ++j) {
+    int64_t bin = 0;
+    for (int a = 0; a < dim; ++a) {
+      const double k = coord[j * dim + a];
+      const double half = 0.5 * (double)N_[a];
+      if (!(k >= -half && k <= half)) {  // also catches NaN
+        bad = 1;
+        continue;
+      }
+      const double u = k * (double)n_[a] / (double)N_[a];
+      T z;
+      long long s = es_stencil_start<T>(u, kernel_.width, &z);
+      s %= n_[a];
+      if (s < 0) s += n_[a];
+      start_raw[a][j] = (int32_t)s;
+      z_raw[a][j] = z;
+      bin = bin * nbins_[a] + s / bin_size_[a];
+    }
+    bin_of[j] = bin;
+  }
+  if (bad) throw std::invalid_argument("coordinates must be finite and lie in [-N/2, N/2] (cycles per FOV)");
+
+  // Counting sort of samples by bin (stable).
+  int64_t total_bins = nbins_[0] * nbins_[1] * nbins_[2];
+  bin_offset_.assign(total_bins + 1, 0);
+  for (int64_t j = 0; j < M_; ++j) bin_offset_[bin_of[j] + 1]++;
+  for (int64_t b = 0; b < total_bins; ++b) bin_offset_[b + 1] += bin_offset_[b];
+  order_.resize(M_);
+  {
+    std::vector<int64_t> fill(bin_offset_.begin(), bin_offset_.end() - 1);
+    for (int64_t j = 0; j < M_; ++j) order_[fill[bin_of[j]]++] = j;
+  }
+  for (int a = 0; a < dim; ++a) {
+    start_[a].resize(M_);
+    z_[a].resize(M_);
+#pragma omp parallel for num_threads(nthreads_) schedule(static)
+    for (int64_t p = 0; p < M_; ++p) {
+      start_[a][p] = start_raw[a][order_[p]];
+      z_[a][p] = z_raw[a][order_[p]];
+    }
+  }
+
+  // Colour classes: per axis, bin parity, and a third colour for the last bin of an odd count
+  // (it wraps around onto bin 0). Same-coloured bins are >= one bin apart on every axis.
+  colour_bins_.assign(27, {});
+  for (int64_t b = 0; b < total_bins; ++b) {
+    if (bin_offset_[b + 1] == bin_offset_[b]) continue;
+    int64_t rem = b;
+    int colour = 0;
+    int64_t idx[3] = {0, 0, 0};
+    for (int a = dim - 1; a >= 0; --a) {
+      idx[a] = rem % nbins_[a];
+      rem /= nbins_[a];
+    }
+    for (int a = 0; a < dim; ++a) {
+      int c = (nbins_[a] % 2 == 1 && idx[a] == nbins_[a] - 1 && nbins_[a] > 1) ? 2 : int(idx[a] % 2);
+      colour = colour * 3 + c;
+    }
+    colour_bins_[colour].push_back(b);
+  }
+}
+
+// ---- spreading (adjoint / type 1) -------------------------------------------------------------
+
+template <typename T>
+template <int W>
+void NufftPlan<T>::spread_w(const cplx* y) {
+  const int deg = kernel_.degree;
+  const T* hc = horner_.data();
+  const int dim = dim_;
+  const int64_t B0 = bin_size_[0], B1 = bin_size_[1], B2 = dim == 3 ? bin_size_[2] : 1;
+  const int64_t S0 = B0 + W - 1, S1 = B1 + W - 1, S2 = dim == 3 ? B2 + W - 1 : 1;
+  T* grid = reinterpret_cast<T*>(grid_.data());
+  const int64_t n0 = n_[0], n1 = n_[1], n2 = dim == 3 ? n_[2] : 1;
+
+  for (const auto& bins : colour_bins_) {
+    if (bins.empty()) continue;
+#pragma omp parallel num_threads(nthreads_)
+    {
+      std::vector<T> sub(2 * S0 * S1 * S2);
+#pragma omp for schedule(dynamic, 1)
+      for (size_t ib = 0; ib < bins.size(); ++ib) {
+        const int64_t b = bins[ib];
+        int64_t bi[3] = {0, 0, 0}, rem = b;
+        for (int a = dim - 1; a >= 0; --a) {
+          bi[a] = rem % nbins_[a];
+          rem /= nbins_[a];
+        }
+        const int64_t o0 = bi[0] * B0, o1 = bi[1] * B1, o2 = dim == 3 ? bi[2] * B2 : 0;
+        // extents actually touched (the last bin may be partial)
+        const int64_t e0 = std::min(B0, n0 - o0) + W - 1, e1 = std::min(B1, n1 - o1) + W - 1;
+        const int64_t e2 = dim == 3 ? std::min(B2, n2 - o2) + W - 1 : 1;
+        std::fill(sub.begin(), sub.begin() + 2 * e0 * S1 * S2, T(0));
+        T* s = sub.data();
+        alignas(64) T k0[W], k1[W], k2[W];
+        alignas(64) T row[2 * W];
+        for (int64_t p = bin_offset_[b]; p < bin_offset_[b + 1]; ++p) {
+          const cplx c = y[order_[p]];
+          es_weights_horner<W>(hc, deg, z_[0][p], k0);
+          es_weights_horner<W>(hc, deg, z_[1][p], k1);
+          const int64_t l0 = start_[0][p] - o0, l1 = start_[1][p] - o1;
+          if (dim == 2) {
+            const T cr = c.real(), ci = c.imag();
+#pragma GCC unroll 16
+            for (int j = 0; j < W; ++j) {
+              row[2 * j] = cr * k1[j];
+              row[2 * j + 1] = ci * k1[j];
+            }
+            for (int i = 0; i < W; ++i) {
+              T* dst = s + 2 * ((l0 + i) * S1 + l1);
+              const T f = k0[i];
+#pragma GCC ivdep
+              for (int t = 0; t < 2 * W; ++t) dst[t] += f * row[t];
+            }
+          } else {
+            es_weights_horner<W>(hc, deg, z_[2][p], k2);
+            const int64_t l2 = start_[2][p] - o2;
+            const T cr = c.real(), ci = c.imag();
+#pragma GCC unroll 16
+            for (int j = 0; j < W; ++j) {
+              row[2 * j] = cr * k2[j];
+              row[2 * j + 1] = ci * k2[j];
+            }
+            for (int i = 0; i < W; ++i) {
+              for (int j = 0; j < W; ++j) {
+                T* dst = s + 2 * (((l0 + i) * S1 + l1 + j) * S2 + l2);
+                const T f = k0[i] * k1[j];
+#pragma GCC ivdep
+                for (int t = 0; t < 2 * W; ++t) dst[t] += f * row[t];
+              }
+            }
+          }
+        }
+        // add the sub-grid into the fine grid, wrapping periodically; no other thread touches
+        // these cells while this colour class runs
+        const int64_t rowlen = dim == 3 ? e2 : e1;
+        const int64_t last_n = dim == 3 ? n2 : n1;
+        const int64_t last_o = dim == 3 ? o2 : o1;
+        const int64_t first_run = std::min(rowlen, last_n - last_o);
+        for (int64_t i = 0; i < e0; ++i) {
+          const int64_t g0 = wrap_once((int)(o0 + i), (int)n0);
+          const int64_t mid_count = dim == 3 ? e1 : 1;
+          for (int64_t j = 0; j < mid_count; ++j) {
+            int64_t gbase;
+            const T* src;
+            if (dim == 3) {
+              const int64_t g1 = wrap_once((int)(o1 + j), (int)n1);
+              gbase = (g0 * n1 + g1) * n2;
+              src = s + 2 * ((i * S1 + j) * S2);
+            } else {
+              gbase = g0 * n1;
+              src = s + 2 * (i * S1);
+            }
+            T* dst = grid + 2 * (gbase + last_o);
+#pragma GCC ivdep
+            for (int64_t t = 0; t < 2 * first_run; ++t) dst[t] += src[t];
+            if (first_run < rowlen) {  // wrapped tail
+              T* dst2 = grid + 2 * gbase;
+              const T* src2 = src + 2 * first_run;
+              for (int64_t t = 0; t < 2 * (rowlen - first_run); ++t) dst2[t] += src2[t];
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// ---- interpolation (forward / type 2) ---------------------------------------------------------
+
+template <typename T>
+template <int W>
+void NufftPlan<T>::interpolate_w(cplx* y) const {
+  const int deg = kernel_.degree;
+  const T* hc = horner_.data();
+  const int dim = dim_;
+  const T* grid = reinterpret_cast<const T*>(grid_.data());
+  const int64_t n0 = n_[0], n1 = n_[1], n2 = dim == 3 ? n_[2] : 1;
+  const int64_t nlast = dim == 3 ? n2 : n1;
+
+#pragma omp parallel for num_threads(nthreads_) schedule(static, 1024)
+  for (int64_t p = 0; p < M_; ++p) {
+    alignas(64) T k0[W], k1[W], k2[W];
+    alignas(64) T kk[2 * W];
+    es_weights_horner<W>(hc, deg, z_[0][p], k0);
+    es_weights_horner<W>(hc, deg, z_[1][p], k1);
+    const int s0 = start_[0][p], s1 = start_[1][p];
+    const T* klast = k1;
+    int slast = s1;
+    if (dim == 3) {
+      es_weights_horner<W>(hc, deg, z_[2][p], k2);
+      klast = k2;
+      slast = start_[2][p];
+    }
+#pragma GCC unroll 16
+    for (int j = 0; j < W; ++j) kk[2 * j] = kk[2 * j + 1] = klast[j];
+    const bool contiguous = slast + W <= nlast;
+    int lidx[W];
+    if (!contiguous)
+      for (int j = 0; j < W; ++j) lidx[j] = wrap_once(slast + j, (int)nlast);
+
+    auto row_sum = [&](int64_t base, T* acc2) {
+      const T* r = grid + 2 * base;
+      if (contiguous) {
+        r += 2 * slast;
+#pragma GCC ivdep
+        for (int t = 0; t < 2 * W; ++t) acc2[t] += kk[t] * r[t];
+      } else {
+        for (int j = 0; j < W; ++j) {
+          acc2[2 * j] += klast[j] * r[2 * lidx[j]];
+          acc2[2 * j + 1] += klast[j] * r[2 * lidx[j] + 1];
+        }
+      }
+    };
+
+    alignas(64) T acc[2 * W];
+    for (int t = 0; t < 2 * W; ++t) acc[t] = 0;
+    if (dim == 2) {
+      for (int i = 0; i < W; ++i) {
+        const int64_t g0 = wrap_once(s0 + i, (int)n0);
+        alignas(64) T racc[2 * W];
+        for (int t = 0; t < 2 * W; ++t) racc[t] = 0;
+        row_sum(g0 * n1, racc);
+        const T f = k0[i];
+        for (int t = 0; t < 2 * W; ++t) acc[t] += f * racc[t];
+      }
+    } else {
+      for (int i = 0; i < W; ++i) {
+        const int64_t g0 = wrap_once(s0 + i, (int)n0);
+        for (int j = 0; j < W; ++j) {
+          const int64_t g1 = wrap_once(s1 + j, (int)n1);
+          alignas(64) T racc[2 * W];
+          for (int t = 0; t < 2 * W; ++t) racc[t] = 0;
+          row_sum((g0 * n1 + g1) * n2, racc);
+          const T f = k0[i] * k1[j];
+          for (int t = 0; t < 2 * W; ++t) acc[t] += f * racc[t];
+        }
+      }
+    }
+    T re = 0, im = 0;
+    for (int j = 0; j < W; ++j) {
+      re += acc[2 * j];
+      im += acc[2 * j + 1];
+    }
+    y[order_[p]] = cplx(re, im);
+  }
+}
+
+#define RECON_WIDTH_DISPATCH(W_VAR, CALL)                                               \
+  switch (W_VAR) {                                                                      \
+    case 2: CALL(2); break;   case 3: CALL(3); break;   case 4: CALL(4); break;         \
+    case 5: CALL(5); break;   case 6: CALL(6); break;   case 7: CALL(7); break;         \
+    case 8: CALL(8); break;   case 9: CALL(9); break;   case 10: CALL(10); break;       \
+    case 11: CALL(11); break; case 12: CALL(12); break; case 13: CALL(13); break;       \
+    case 14: CALL(14); break; case 15: CALL(15); break; case 16: CALL(16); break;       \
+    default: throw std::logic_error("unsupported kernel width");                       \
+  }
+
+template <typename T>
+void NufftPlan<T>::spread(const cplx* y) {
+#define RECON_CALL_SPREAD(W) spread_w<W>(y)
+  RECON_WIDTH_DISPATCH(kernel_.width, RECON_CALL_SPREAD)
+#undef RECON_CALL_SPREAD
+}
+
+template <typename T>
+void NufftPlan<T>::interpolate(cplx* y) const {
+#define RECON_CALL_INTERP(W) interpolate_w<W>(y)
+  RECON_WIDTH_DISPATCH(kernel_.width, RECON_CALL_INTERP)
+#undef RECON_CALL_INTERP
+}
+
+// ---- FFT and deconvolution -------------------------------------------------------------------
+
+template <typename T>
+void NufftPlan<T>::fft(bool forward) {
+  using pocketfft::shape_t;
+  using pocketfft::stride_t;
+  const int d = dim_;
+  const ptrdiff_t es = sizeof(cplx);
+  shape_t full(n_, n_ + d);
+  stride_t strides(d);
+  strides[d - 1] = es;
+  for (int a = d - 2; a >= 0; --a) strides[a] = strides[a + 1] * (ptrdiff_t)n_[a + 1];
+  cplx* g = grid_.data();
+
+  // Pass along `axis` restricted to the image-support blocks of all axes before it (those are the
+  // only non-zero lines on the way in, and the only ones read on the way out).
+  auto pass = [&](int axis) {
+    std::vector<std::vector<Block>> blocks(axis);
+    for (int a = 0; a < axis; ++a) blocks[a] = support_blocks(N_[a], n_[a]);
+    // iterate over the cartesian product of leading-axis blocks
+    std::vector<size_t> pick(axis, 0);
+    while (true) {
+      shape_t shape(full);
+      ptrdiff_t offset = 0;
+      for (int a = 0; a < axis; ++a) {
+        const Block& bl = blocks[a][pick[a]];
+        shape[a] = bl.end - bl.begin;
+        offset += (ptrdiff_t)bl.begin * strides[a] / es;
+      }
+      pocketfft::c2c<T>(shape, strides, strides, {(size_t)axis}, forward, g + offset, g + offset, T(1),
+                        (size_t)nthreads_);
+      int a = axis - 1;
+      while (a >= 0 && ++pick[a] == blocks[a].size()) pick[a--] = 0;
+      if (a < 0) break;
+    }
+  };
+  if (forward) {  // data lives on the support: last axis first
+    for (int axis = d - 1; axis >= 0; --axis) pass(axis);
+  } else {        // only the support is read afterwards: first axis first
+    for (int axis = 0; axis < d; ++axis) pass(axis);
+  }
+}
+
+template <typename T>
+void NufftPlan<T>::image_to_grid(const cplx* x) {
+  std::memset((void*)grid_.data(), 0, grid_.size() * sizeof(cplx));
+  const int64_t N0 = N_[0], N1 = N_[1], N2 = N_[2];
+  const int64_t n1 = n_[1], n2 = n_[2];
+  const T* d0 = deconv_[0].data();
+  const T* d1 = deconv_[1].data();
+  const T* d2 = dim_ == 3 ? deconv_[2].data() : nullptr;
+#pragma omp parallel for num_threads(nthreads_) collapse(2) schedule(static)
+  for (int64_t i0 = 0; i0 < N0; ++i0) {
+    for (int64_t i1 = 0; i1 < N1; ++i1) {
+      const int64_t g0 = (i0 - N0 / 2 + n_[0]) % n_[0];
+      const int64_t g1 = (i1 - N1 / 2 + n1) % n1;
+      const T f01 = scale_ * d0[i0] * d1[i1];
+      if (dim_ == 2) {
+        grid_[g0 * n1 + g1] = x[i0 * N1 + i1] * f01;
+      } else {
+        const cplx* src = x + (i0 * N1 + i1) * N2;
+        cplx* dst = grid_.data() + (g0 * n1 + g1) * n2;
+        for (int64_t i2 = 0; i2 < N2; ++i2) dst[(i2 - N2 / 2 + n2) % n2] = src[i2] * (f01 * d2[i2]);
+      }
+    }
+  }
+}
+
+template <typename T>
+void NufftPlan<T>::grid_to_image(cplx* x) const {
+  const int64_t N0 = N_[0], N1 = N_[1], N2 = N_[2];
+  const int64_t n1 = n_[1], n2 = n_[2];
+  const T* d0 = deconv_[0].data();
+  const T* d1 = deconv_[1].data();
+  const T* d2 = dim_ == 3 ? deconv_[2].data() : nullptr;
+#pragma omp parallel for num_threads(nthreads_) collapse(2) schedule(static)
+  for (int64_t i0 = 0; i0 < N0; ++i0) {
+    for (int64_t i1 = 0; i1 < N1; ++i1) {
+      const int64_t g0 = (i0 - N0 / 2 + n_[0]) % n_[0];
+      const int64_t g1 = (i1 - N1 / 2 + n1) % n1;
+      const T f01 = scale_ * d0[i0] * d1[i1];
+      if (dim_ == 2) {
+        x[i0 * N1 + i1] = grid_[g0 * n1 + g1] * f01;
+      } else {
+        const cplx* src = grid_.data() + (g0 * n1 + g1) * n2;
+        cplx* dst = x + (i0 * N1 + i1) * N2;
+        for (int64_t i2 = 0; i2 < N2; ++i2) dst[i2] = src[(i2 - N2 / 2 + n2) % n2] * (f01 * d2[i2]);
+      }
+    }
+  }
+}
+
+// ---- public execution -------------------------------------------------------------------------
+
+template <typename T>
+void NufftPlan<T>::forward(const cplx* x, cplx* y, int64_t batch) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const int64_t img = N_[0] * N_[1] * N_[2];
+  grid_.resize(n_[0] * n_[1] * n_[2]);
+  for (int64_t b = 0; b < batch; ++b) {
+    image_to_grid(x + b * img);
+    fft(true);
+    interpolate(y + b * M_);
+  }
+}
+
+template <typename T>
+void NufftPlan<T>::adjoint(const cplx* y, cplx* x, int64_t batch) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const int64_t img = N_[0] * N_[1] * N_[2];
+  grid_.resize(n_[0] * n_[1] * n_[2]);
+  for (int64_t b = 0; b < batch; ++b) {
+    std::memset((void*)grid_.data(), 0, grid_.size() * sizeof(cplx));
+    spread(y + b * M_);
+    fft(false);
+    grid_to_image(x + b * img);
+  }
+}
+
+template <typename T>
+void NufftPlan<T>::spread_to_grid(const cplx* y, cplx* grid) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  grid_.assign(n_[0] * n_[1] * n_[2], cplx(0));
+  spread(y);
+  std::copy(grid_.begin(), grid_.end(), grid);
+}
+
+template <typename T>
+void NufftPlan<T>::interpolate_from_grid(const cplx* grid, cplx* y) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  grid_.assign(grid, grid + n_[0] * n_[1] * n_[2]);
+  interpolate(y);
+}
+
+template class NufftPlan<float>;
+template class NufftPlan<double>;
+
+}  // namespace recon

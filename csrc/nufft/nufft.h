@@ -1,0 +1,99 @@
+// CPU NUFFT plan (type 2 = forward, type 1 = adjoint) in 2D and 3D.
+//
+// Convention (recon/conventions.py is the one home; summary): coordinates k in cycles per field of
+// view, shape (M, d), range [-N/2, N/2]; image positions x_a = n_a - floor(N_a/2);
+//   forward:  y_j = (1/sqrt(prod N)) sum_n f[n] exp(-2 pi i sum_a k_ja x_a / N_a)
+//   adjoint:  its exact conjugate transpose.
+//
+// Pipeline. forward: deconvolve into a zeroed fine grid (size sigma * N, 2-3-5 smooth), FFT,
+// interpolate with the ES kernel. adjoint: spread, inverse FFT, deconvolve. Both read the same
+// per-sample weights (csrc/kernels/es_kernel.h), the same deconvolution factors and FFTs in
+// mirrored order, so the pair is an exact adjoint up to floating-point rounding.
+//
+// Plan time (once per trajectory): kernel parameters and Horner coefficients, per-sample stencil
+// start indices and local variables (computed in double), samples sorted into bins, bins grouped
+// into colour classes such that the padded sub-grids of bins of one colour never overlap: spreading
+// runs bin-parallel into per-thread sub-grids, each added to the fine grid without atomics.
+#pragma once
+
+#include <complex>
+#include <cstdint>
+#include <mutex>
+#include <vector>
+
+#include "kernels/es_kernel_setup.h"
+
+namespace recon {
+
+struct NufftOptions {
+  double tol = 1e-6;
+  double upsampfac = 2.0;  // sigma of the fine grid
+  int nthreads = 0;        // 0: OpenMP's default
+  int width_margin = 0;    // extra kernel width beyond the tolerance rule
+};
+
+template <typename T>
+class NufftPlan {
+ public:
+  using cplx = std::complex<T>;
+
+  // coord: M x d row-major, cycles per FOV (validated by the caller and again here).
+  NufftPlan(const double* coord, int64_t num_points, int dim, const int64_t* image_shape,
+            const NufftOptions& opts);
+
+  // Type 2. x: batch x prod(N) (C order); y: batch x M.
+  void forward(const cplx* x, cplx* y, int64_t batch);
+  // Type 1. y: batch x M; x: batch x prod(N).
+  void adjoint(const cplx* y, cplx* x, int64_t batch);
+
+  // Fine-grid primitives (no FFT, no deconvolution), e.g. for density compensation:
+  // spread: grid (prod n) = sum_j y_j psi(grid - u_j); interpolate: y_j = sum_g grid[g] psi(g - u_j).
+  void spread_to_grid(const cplx* y, cplx* grid);
+  void interpolate_from_grid(const cplx* grid, cplx* y);
+
+  int dim() const { return dim_; }
+  int64_t num_points() const { return M_; }
+  const EsKernel& kernel() const { return kernel_; }
+  std::vector<int64_t> image_shape() const { return {N_, N_ + dim_}; }
+  std::vector<int64_t> grid_shape() const { return {n_, n_ + dim_}; }
+  int nthreads() const { return nthreads_; }
+
+ private:
+  void spread(const cplx* y);        // samples -> fine grid (grid_ zeroed first)
+  void interpolate(cplx* y) const;   // fine grid -> samples
+  void fft(bool forward);            // pruned to the image support in the first/last passes
+  void image_to_grid(const cplx* x); // deconvolve + scale + zero-pad
+  void grid_to_image(cplx* x) const; // crop + deconvolve + scale
+
+  template <int W> void spread_w(const cplx* y);
+  template <int W> void interpolate_w(cplx* y) const;
+
+  int dim_ = 0;
+  int64_t N_[3] = {1, 1, 1};    // image shape (trailing dims 1 when dim_ == 2)
+  int64_t n_[3] = {1, 1, 1};    // fine grid shape
+  int64_t M_ = 0;
+  int nthreads_ = 1;
+  EsKernel kernel_;
+  std::vector<T> horner_;        // kernel_.horner in T precision
+  T scale_ = 1;                  // 1 / sqrt(prod N)
+
+  // per sample, in sorted order
+  std::vector<int64_t> order_;   // sorted position -> original sample index
+  std::vector<int32_t> start_[3];
+  std::vector<T> z_[3];
+
+  // bins
+  int64_t bin_size_[3] = {1, 1, 1};
+  int64_t nbins_[3] = {1, 1, 1};
+  std::vector<int64_t> bin_offset_;               // into the sorted arrays, size nbins + 1
+  std::vector<std::vector<int64_t>> colour_bins_;  // non-empty bins of each colour class
+
+  std::vector<T> deconv_[3];
+  std::vector<cplx> grid_;
+  std::mutex mutex_;  // one execution at a time per plan (grid_ is shared workspace)
+};
+
+// The 2-3-5-smooth size used for a fine-grid axis: the smallest such even number >= max(sigma*N, 2w).
+int64_t fine_grid_size(int64_t N, double sigma, int width);
+
+}  // namespace recon

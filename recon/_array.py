@@ -1,0 +1,103 @@
+"""Backend-agnostic array helpers: numpy, torch (CPU/CUDA) and cupy, without importing torch or
+cupy unless the caller's arrays already come from them."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+
+def is_torch(x) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+def is_cupy(x) -> bool:
+    cupy = sys.modules.get("cupy")
+    return cupy is not None and isinstance(x, cupy.ndarray)
+
+
+def is_array(x) -> bool:
+    return isinstance(x, np.ndarray) or is_torch(x) or is_cupy(x)
+
+
+def backend_name(x) -> str:
+    if isinstance(x, np.ndarray):
+        return "numpy"
+    if is_torch(x):
+        return "torch-cuda" if x.is_cuda else "torch"
+    if is_cupy(x):
+        return "cupy"
+    return type(x).__name__
+
+
+def dtype_name(x) -> str:
+    """Dtype of a numpy/torch/cupy array as a numpy dtype name ('complex64', 'float32', ...)."""
+    if is_torch(x):
+        return str(x.dtype).replace("torch.", "")
+    return np.dtype(x.dtype).name
+
+
+def xp_of(x):
+    """The array namespace of ``x`` (numpy, cupy or torch)."""
+    if is_torch(x):
+        import torch
+
+        return torch
+    if is_cupy(x):
+        import cupy
+
+        return cupy
+    return np
+
+
+def to_numpy(x) -> np.ndarray:
+    """A numpy view (no copy where possible) of a numpy array or CPU torch tensor."""
+    if isinstance(x, np.ndarray):
+        return x
+    if is_torch(x):
+        if x.is_cuda:
+            raise ValueError("expected a CPU array; got a CUDA tensor (the CUDA path needs recon._cuda)")
+        x = x.detach()
+        if x.is_conj():
+            x = x.resolve_conj()
+        if x.is_neg():
+            x = x.resolve_neg()
+        return x.numpy()
+    if is_cupy(x):
+        raise ValueError("expected a CPU array; got a cupy array (the CUDA path needs recon._cuda)")
+    raise TypeError(f"expected a numpy array or torch tensor, got {type(x).__name__}")
+
+
+def like(arr: np.ndarray, ref):
+    """Wrap a numpy result ``arr`` as the same kind of array as ``ref`` (numpy or torch)."""
+    if is_torch(ref):
+        import torch
+
+        return torch.from_numpy(arr)
+    return arr
+
+
+def zeros_like_shape(ref, shape, dtype):
+    xp = xp_of(ref)
+    if is_torch(ref):
+        import torch
+
+        return torch.zeros(shape, dtype=getattr(torch, np.dtype(dtype).name), device=ref.device)
+    return xp.zeros(shape, dtype=dtype)
+
+
+def vdot(a, b):
+    """<a, b> = sum(conj(a) * b) as a Python complex, for any backend."""
+    if is_torch(a):
+        return complex((a.conj() * b).sum().item())
+    xp = xp_of(a)
+    return complex(xp.vdot(a.ravel(), b.ravel()))
+
+
+def norm(a) -> float:
+    if is_torch(a):
+        return float(a.abs().pow(2).sum().sqrt().item())
+    xp = xp_of(a)
+    return float(xp.linalg.norm(a.ravel()))

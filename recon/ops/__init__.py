@@ -1,0 +1,5 @@
+"""Linear operators with exact adjoints over numpy arrays and torch tensors."""
+
+from .base import Adjoint, Compose, Normal, Operator, Scaled, Sum  # noqa: F401
+from .linear import FFT, Identity, Matrix, Multiply  # noqa: F401
+from .nufft import Nufft, ToeplitzNormal  # noqa: F401

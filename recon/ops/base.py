@@ -1,0 +1,289 @@
+"""The Operator abstraction: ``y = A x`` with its exact adjoint, over numpy arrays and torch tensors.
+
+Subclasses implement ``_forward`` and ``_adjoint`` (and optionally ``_normal``) on plain arrays of
+their backend; the public ``forward``/``adjoint``/``normal`` check the input and, for torch tensors
+that need gradients, route through one ``torch.autograd.Function`` whose backward applies the
+adjoint operator (itself through the same Function, so double backward works).
+
+Algebra: ``A @ B`` (composition), ``A + B``, ``A - B``, ``-A``, ``a * A`` (scalar), ``A.H``
+(adjoint, with ``A.H.H is A``), ``A.N`` (normal operator ``A^H A``), ``A @ x`` / ``A(x)`` (apply).
+
+Batching: an input may carry leading batch axes before ``ishape``; they pass through unchanged.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Sequence
+
+import numpy as np
+
+from .. import _array
+
+
+def _shape(s) -> tuple[int, ...]:
+    return tuple(int(v) for v in s)
+
+
+class Operator:
+    """A linear operator ``A: C^ishape -> C^oshape`` (or real) with exact adjoint ``A^H``."""
+
+    def __init__(self, ishape: Sequence[int], oshape: Sequence[int], dtype="complex64"):
+        self.ishape = _shape(ishape)
+        self.oshape = _shape(oshape)
+        self.dtype = np.dtype(dtype)
+
+    # ---- to implement -------------------------------------------------------------------------
+    def _forward(self, x):
+        raise NotImplementedError
+
+    def _adjoint(self, y):
+        raise NotImplementedError
+
+    def _normal(self, x):
+        return self._adjoint(self._forward(x))
+
+    # ---- input checks ---------------------------------------------------------------------------
+    def _check(self, x, shape: tuple[int, ...], what: str):
+        if not _array.is_array(x):
+            raise TypeError(f"{type(self).__name__}.{what}: expected a numpy array or torch tensor, "
+                            f"got {type(x).__name__}")
+        dt = _array.dtype_name(x)
+        if dt != self.dtype.name:
+            raise TypeError(f"{type(self).__name__}.{what}: expected dtype {self.dtype.name}, got {dt}")
+        xs = tuple(x.shape)
+        k = len(shape)
+        if len(xs) < k or not self._shape_matches(xs[len(xs) - k:], shape):
+            raise ValueError(f"{type(self).__name__}.{what}: expected shape (..., "
+                             f"{', '.join(map(str, shape))}), got {xs}")
+
+    @staticmethod
+    def _shape_matches(got, expected) -> bool:
+        return tuple(got) == tuple(expected)
+
+    def check_input(self, x):
+        self._check(x, self.ishape, "forward")
+
+    def check_output(self, y):
+        self._check(y, self.oshape, "adjoint")
+
+    # ---- public application -----------------------------------------------------------------------
+    def forward(self, x):
+        """``A x``."""
+        self.check_input(x)
+        if _needs_autograd(x):
+            return _apply_autograd(self, x)
+        return self._forward(x)
+
+    def adjoint(self, y):
+        """``A^H y``."""
+        return self.H.forward(y)
+
+    def normal(self, x):
+        """``A^H A x`` (subclasses may use a faster route, e.g. Toeplitz embedding)."""
+        return self.N.forward(x)
+
+    __call__ = forward
+
+    # ---- algebra --------------------------------------------------------------------------------
+    @property
+    def H(self) -> "Operator":
+        return Adjoint(self)
+
+    @property
+    def N(self) -> "Operator":
+        return Normal(self)
+
+    def __matmul__(self, other):
+        if isinstance(other, Operator):
+            return Compose(self, other)
+        return self.forward(other)
+
+    def __add__(self, other):
+        if not isinstance(other, Operator):
+            return NotImplemented
+        return Sum(self, other)
+
+    def __sub__(self, other):
+        if not isinstance(other, Operator):
+            return NotImplemented
+        return Sum(self, Scaled(other, -1))
+
+    def __neg__(self):
+        return Scaled(self, -1)
+
+    def __mul__(self, a):
+        if isinstance(a, numbers.Number):
+            return Scaled(self, a)
+        return NotImplemented
+
+    __rmul__ = __mul__
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.ishape} -> {self.oshape} {self.dtype.name}>"
+
+
+class Adjoint(Operator):
+    """``A^H``; its adjoint is ``A`` itself."""
+
+    def __init__(self, op: Operator):
+        super().__init__(op.oshape, op.ishape, op.dtype)
+        self.op = op
+
+    def check_input(self, x):
+        self.op.check_output(x)
+
+    def check_output(self, y):
+        self.op.check_input(y)
+
+    def _forward(self, y):
+        return self.op._adjoint(y)
+
+    def _adjoint(self, x):
+        return self.op._forward(x)
+
+    def _normal(self, y):
+        return self.op._forward(self.op._adjoint(y))
+
+    @property
+    def H(self):
+        return self.op
+
+    def __repr__(self):
+        return f"{self.op!r}.H"
+
+
+class Normal(Operator):
+    """``A^H A`` (self-adjoint); uses ``A._normal`` so subclasses' fast paths apply."""
+
+    def __init__(self, op: Operator):
+        super().__init__(op.ishape, op.ishape, op.dtype)
+        self.op = op
+
+    def check_input(self, x):
+        self.op.check_input(x)
+
+    check_output = check_input
+
+    def _forward(self, x):
+        return self.op._normal(x)
+
+    _adjoint = _forward
+
+    @property
+    def H(self):
+        return self
+
+
+class Compose(Operator):
+    """``A @ B``: x -> A(B(x))."""
+
+    def __init__(self, a: Operator, b: Operator):
+        if a.ishape != b.oshape:
+            raise ValueError(f"cannot compose: {a!r} takes {a.ishape} but {b!r} gives {b.oshape}")
+        if a.dtype != b.dtype:
+            raise TypeError(f"cannot compose operators of dtypes {a.dtype} and {b.dtype}")
+        super().__init__(b.ishape, a.oshape, a.dtype)
+        self.a, self.b = a, b
+
+    def check_input(self, x):
+        self.b.check_input(x)
+
+    def check_output(self, y):
+        self.a.check_output(y)
+
+    def _forward(self, x):
+        return self.a._forward(self.b._forward(x))
+
+    def _adjoint(self, y):
+        return self.b._adjoint(self.a._adjoint(y))
+
+    def _normal(self, x):
+        # B^H (A^H A) B: keeps A's fast normal (e.g. Toeplitz NUFFT inside SENSE)
+        return self.b._adjoint(self.a._normal(self.b._forward(x)))
+
+    def __repr__(self):
+        return f"({self.a!r} @ {self.b!r})"
+
+
+class Sum(Operator):
+    """``A + B``."""
+
+    def __init__(self, a: Operator, b: Operator):
+        if a.ishape != b.ishape or a.oshape != b.oshape:
+            raise ValueError(f"cannot add {a!r} and {b!r}: shapes differ")
+        if a.dtype != b.dtype:
+            raise TypeError(f"cannot add operators of dtypes {a.dtype} and {b.dtype}")
+        super().__init__(a.ishape, a.oshape, a.dtype)
+        self.a, self.b = a, b
+
+    def check_input(self, x):
+        self.a.check_input(x)
+
+    def check_output(self, y):
+        self.a.check_output(y)
+
+    def _forward(self, x):
+        return self.a._forward(x) + self.b._forward(x)
+
+    def _adjoint(self, y):
+        return self.a._adjoint(y) + self.b._adjoint(y)
+
+
+class Scaled(Operator):
+    """``a * A`` for a scalar ``a`` (adjoint ``conj(a) * A^H``)."""
+
+    def __init__(self, op: Operator, a: numbers.Number):
+        if isinstance(a, complex) and op.dtype.kind != "c":
+            raise TypeError("a complex scale needs a complex operator")
+        super().__init__(op.ishape, op.oshape, op.dtype)
+        self.op, self.a = op, a
+
+    def check_input(self, x):
+        self.op.check_input(x)
+
+    def check_output(self, y):
+        self.op.check_output(y)
+
+    def _forward(self, x):
+        return self.op._forward(x) * self.a
+
+    def _adjoint(self, y):
+        return self.op._adjoint(y) * self.a.conjugate()
+
+    def _normal(self, x):
+        return self.op._normal(x) * (abs(self.a) ** 2)
+
+
+# ---- torch autograd -------------------------------------------------------------------------------
+
+def _needs_autograd(x) -> bool:
+    if not _array.is_torch(x):
+        return False
+    import torch
+
+    return torch.is_grad_enabled() and x.requires_grad
+
+
+_FUNCTION = None
+
+
+def _apply_autograd(op: Operator, x):
+    global _FUNCTION
+    if _FUNCTION is None:
+        import torch
+
+        class OperatorFunction(torch.autograd.Function):
+            """y = op(x); backward: grad_x = op.H(grad_y), applied through this same Function."""
+
+            @staticmethod
+            def forward(ctx, x, op):  # noqa: D401
+                ctx.op = op
+                return op._forward(x.detach())
+
+            @staticmethod
+            def backward(ctx, grad_y):
+                return ctx.op.H.forward(grad_y.contiguous()), None
+
+        _FUNCTION = OperatorFunction
+    return _FUNCTION.apply(x, op)

@@ -1,0 +1,309 @@
+"""Non-uniform FFT operator (type 2 forward, type 1 adjoint) on the C++ kernels of ``recon._core``.
+
+Convention: see :mod:`recon.conventions` (cycles per FOV, centred positions, 1/sqrt(prod N) scaling,
+identical to ``sigpy.nufft``/``sigpy.nufft_adjoint``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Sequence
+
+import numpy as np
+
+from .. import _array
+from .base import Operator
+
+_PLAN_CLASSES = {"complex64": "NufftPlan64", "complex128": "NufftPlan128"}
+
+
+def _core():
+    from .. import _core as core
+
+    return core
+
+
+def default_threads() -> int:
+    """Threads used by the kernels: RECON_NUM_THREADS, else OMP_NUM_THREADS, else all cores."""
+    for var in ("RECON_NUM_THREADS", "OMP_NUM_THREADS"):
+        v = os.environ.get(var)
+        if v and v.isdigit() and int(v) > 0:
+            return int(v)
+    return os.cpu_count() or 1
+
+
+def choose_upsampfac(tol: float, im_shape: Sequence[int], num_points: int, dtype) -> float:
+    """Oversampling factor (2.0 or 1.25) with the lower modelled cost at this tolerance.
+
+    Cost model per transform: spreading ~ M * w^d, FFT ~ 0.25 * n log2 n over the fine grid
+    (both in units of one complex multiply-add). Single precision below 1e-5 uses 2.0 (the wider
+    1.25 kernels accumulate more rounding there).
+    """
+    d = len(im_shape)
+    if np.dtype(dtype) == np.complex64 and tol < 1e-5:
+        return 2.0
+    costs = {}
+    for sigma in (2.0, 1.25):
+        try:
+            w, _ = _core().es_kernel_params(tol, sigma)
+        except ValueError:
+            continue
+        n = [_core().fine_grid_size(int(N), sigma, w) for N in im_shape]
+        ngrid = float(np.prod(n))
+        costs[sigma] = num_points * w**d + 0.25 * ngrid * math.log2(ngrid) * 4
+    return min(costs, key=costs.get)
+
+
+class Nufft(Operator):
+    """NUFFT ``y = A x``: image ``(..., *im_shape)`` -> samples ``(..., *sample_shape)``.
+
+    Parameters
+    ----------
+    coord : array ``(*frame_shape, *sample_shape, d)``
+        k-space coordinates in cycles per FOV, each axis in ``[-N_a/2, N_a/2]``; last axis ordered
+        like the image axes. The first ``frame_ndim`` axes index frames, each with its own
+        trajectory (dynamic data); size-1 frame axes broadcast (e.g. ``(T, 1, M, d)`` against images
+        ``(T, C, Ny, Nx)``: one trajectory per frame, shared by the coils).
+    im_shape : image shape (2 or 3 entries).
+    tol : requested relative accuracy (1e-2 .. 1e-6 in complex64, down to ~1e-12 in complex128),
+        met on any trajectory: the kernel width is the narrowest whose estimated aliasing error is
+        below ``tol``.
+    dtype : complex64 or complex128.
+    upsampfac : fine-grid oversampling (2.0 or 1.25, any in [1.2, 3]); None picks by a cost model.
+    nthreads : kernel threads (default: :func:`default_threads`).
+    check_finite : raise ValueError on NaN/Inf inputs (one cheap pass over the data).
+
+    Leading axes of the input beyond ``ishape`` are batch axes (coils, ...) sharing the plan.
+    """
+
+    def __init__(self, coord, im_shape: Sequence[int], tol: float = 1e-6, *, dtype="complex64",
+                 upsampfac: float | None = None, frame_ndim: int = 0, nthreads: int | None = None,
+                 check_finite: bool = True):
+        dtype = np.dtype(dtype)
+        if dtype.name not in _PLAN_CLASSES:
+            raise TypeError(f"Nufft: dtype must be complex64 or complex128, got {dtype.name}")
+        im_shape = tuple(int(n) for n in im_shape)
+        d = len(im_shape)
+        if d not in (2, 3):
+            raise ValueError(f"Nufft: im_shape must have 2 or 3 entries, got {im_shape}")
+        if any(n < 1 for n in im_shape):
+            raise ValueError(f"Nufft: im_shape entries must be >= 1, got {im_shape}")
+        if not _array.is_array(coord):
+            coord = np.asarray(coord)
+        if _array.dtype_name(coord) not in ("float32", "float64"):
+            raise TypeError(f"Nufft: coord must be float32 or float64, got {_array.dtype_name(coord)}")
+        coord = np.asarray(_array.to_numpy(coord), dtype=np.float64)
+        if coord.ndim < 2 or coord.shape[-1] != d:
+            raise ValueError(f"Nufft: coord must have shape (..., M, {d}) for a {d}D image, got {coord.shape}")
+        if not 0 <= frame_ndim <= coord.ndim - 2:
+            raise ValueError(f"Nufft: frame_ndim must lie in [0, {coord.ndim - 2}], got {frame_ndim}")
+        if not np.isfinite(coord).all():
+            raise ValueError("Nufft: coord contains NaN or Inf")
+        half = np.asarray(im_shape, dtype=np.float64) / 2
+        if (np.abs(coord) > half).any():
+            bad = np.abs(coord).reshape(-1, d).max(0)
+            raise ValueError(f"Nufft: coordinates must lie in [-N/2, N/2] cycles/FOV per axis "
+                             f"(N/2 = {half.tolist()}); got max |k| = {bad.tolist()}. "
+                             "Scale a trajectory given in cycles/sample by the matrix size.")
+        if not (isinstance(tol, (int, float)) and 0 < tol < 1):
+            raise ValueError(f"Nufft: tol must lie in (0, 1), got {tol}")
+
+        self.frame_shape = tuple(coord.shape[:frame_ndim])
+        self.sample_shape = tuple(coord.shape[frame_ndim:-1])
+        self.im_shape = im_shape
+        self.tol = float(tol)
+        self.num_points = int(np.prod(self.sample_shape))
+        self.nthreads = int(nthreads or default_threads())
+        self.upsampfac = float(upsampfac) if upsampfac else choose_upsampfac(tol, im_shape, self.num_points, dtype)
+        self.check_finite = check_finite
+        super().__init__(self.frame_shape + im_shape, self.frame_shape + self.sample_shape, dtype)
+
+        plan_cls = getattr(_core(), _PLAN_CLASSES[dtype.name])
+        frames = coord.reshape((-1, self.num_points, d))
+        self._coord = frames  # float64, (F, M, d)
+        self._plans = [plan_cls(np.ascontiguousarray(c), list(im_shape), self.tol, self.upsampfac, self.nthreads)
+                       for c in frames]
+        self._toeplitz = {}
+
+    # ---- plan facts -------------------------------------------------------------------------------
+    @property
+    def width(self) -> int:
+        return self._plans[0].width
+
+    @property
+    def grid_shape(self) -> tuple[int, ...]:
+        return tuple(self._plans[0].grid_shape)
+
+    # ---- shape rules: size-1 frame axes broadcast against batch axes ------------------------------------
+    def _lead_matches(self, lead) -> bool:
+        F = len(self.frame_shape)
+        if len(lead) < F:
+            return False
+        tail = lead[len(lead) - F:]
+        return all(f == 1 or f == t for f, t in zip(self.frame_shape, tail))
+
+    def _check_lead(self, x, core, what):
+        if not _array.is_array(x):
+            raise TypeError(f"Nufft.{what}: expected a numpy array or torch tensor, got {type(x).__name__}")
+        dt = _array.dtype_name(x)
+        if dt != self.dtype.name:
+            raise TypeError(f"Nufft.{what}: expected dtype {self.dtype.name}, got {dt}")
+        if _array.is_torch(x) and x.is_cuda or _array.is_cupy(x):
+            raise ValueError(f"Nufft.{what}: expected a CPU array (numpy or CPU torch tensor); "
+                             "GPU arrays need the CUDA module recon._cuda")
+        shape = tuple(x.shape)
+        k = len(core)
+        if len(shape) < k or shape[len(shape) - k:] != core or not self._lead_matches(shape[: len(shape) - k]):
+            fs = ", ".join(map(str, self.frame_shape + core))
+            raise ValueError(f"Nufft.{what}: expected shape (..., {fs}) (size-1 frame axes broadcast), got {shape}")
+
+    def check_input(self, x):
+        self._check_lead(x, self.im_shape, "forward")
+
+    def check_output(self, y):
+        self._check_lead(y, self.sample_shape, "adjoint")
+
+    # ---- execution ---------------------------------------------------------------------------------
+    def _frames(self, lead):
+        """(plan, index) pairs: the index selects one frame's slab of the leading axes."""
+        F = len(self.frame_shape)
+        if F == 0:
+            yield self._plans[0], (Ellipsis,)
+            return
+        off = len(lead) - F
+        for fi, plan in zip(np.ndindex(self.frame_shape), self._plans):
+            idx = [slice(None)] * len(lead)
+            for j, f in enumerate(fi):
+                if self.frame_shape[j] != 1:
+                    idx[off + j] = f
+            yield plan, tuple(idx)
+
+    def _run(self, a, core_in, core_out, method: str):
+        arr = _array.to_numpy(a)
+        if self.check_finite and not np.isfinite(arr).all():
+            raise ValueError(f"Nufft: input contains NaN or Inf")
+        lead = arr.shape[: arr.ndim - len(core_in)]
+        out = np.empty(lead + core_out, dtype=self.dtype)
+        for plan, idx in self._frames(lead):
+            src = np.ascontiguousarray(arr[idx])
+            dst = np.empty(src.shape[: src.ndim - len(core_in)] + core_out, dtype=self.dtype)
+            getattr(plan, method)(src, dst)
+            out[idx] = dst
+        return _array.like(out, a)
+
+    def _forward(self, x):
+        return self._run(x, self.im_shape, self.sample_shape, "forward")
+
+    def _adjoint(self, y):
+        return self._run(y, self.sample_shape, self.im_shape, "adjoint")
+
+    # ---- normal operator by Toeplitz embedding -------------------------------------------------------
+    def _normal(self, x):
+        return self.toeplitz()._forward(x)
+
+    def toeplitz(self, weights=None) -> "ToeplitzNormal":
+        """``A^H diag(weights) A`` as an operator evaluated by Toeplitz embedding (FFTs on a 2N grid).
+
+        ``weights`` (real or complex, shape broadcastable to ``(*frame_shape, *sample_shape)``) are
+        typically density-compensation or noise weights; None means ones. The embedding kernel is
+        computed once (one NUFFT on the 2N grid) and cached for ``weights=None``.
+        """
+        if weights is None:
+            if None not in self._toeplitz:
+                self._toeplitz[None] = ToeplitzNormal(self, None)
+            return self._toeplitz[None]
+        return ToeplitzNormal(self, weights)
+
+
+class ToeplitzNormal(Operator):
+    """``A^H W A`` of a :class:`Nufft` ``A`` through its point-spread function on a 2N grid:
+    zero-pad to 2N, FFT, multiply by the PSF's FFT, inverse FFT, crop. Self-adjoint for real W."""
+
+    def __init__(self, nufft: Nufft, weights=None):
+        super().__init__(nufft.ishape, nufft.ishape, nufft.dtype)
+        self.nufft = nufft
+        N = nufft.im_shape
+        d = len(N)
+        big = tuple(2 * n for n in N)
+        F = len(nufft._plans)
+        M = nufft.num_points
+        if weights is None:
+            w = np.ones((F, M), dtype=np.complex128)
+        else:
+            w = np.asarray(_array.to_numpy(weights))
+            w = np.broadcast_to(w, nufft.frame_shape + nufft.sample_shape).reshape(F, M).astype(np.complex128)
+        self.real_weights = bool(np.all(np.imag(w) == 0))
+        core = _core()
+        kernels = []
+        for f in range(F):
+            # PSF psf(r) = sum_j w_j exp(+2 pi i k_j r / N) for r in [-N, N): a type-1 NUFFT on the 2N grid
+            # with coordinates 2k (cycles per 2N-FOV); the plan's 1/sqrt(prod 2N) is undone below.
+            plan = core.NufftPlan128(np.ascontiguousarray(2.0 * nufft._coord[f]), list(big),
+                                     max(min(nufft.tol, 1e-6) * 0.1, 1e-12), 2.0, nufft.nthreads)
+            psf = np.empty(big, dtype=np.complex128)
+            plan.adjoint(np.ascontiguousarray(w[f]), psf)
+            psf *= math.sqrt(float(np.prod(big))) / float(np.prod(N))
+            import scipy.fft
+
+            K = scipy.fft.fftn(np.fft.ifftshift(psf), workers=nufft.nthreads)
+            K = K.real if self.real_weights else K
+            kernels.append(K.astype(np.float32 if nufft.dtype == np.complex64 and self.real_weights else
+                                    (np.float64 if self.real_weights else nufft.dtype)))
+        self.kernels = kernels
+        self._torch_kernels = {}
+        self._d = d
+        self._big = big
+
+    def check_input(self, x):
+        self.nufft.check_input(x)
+
+    check_output = check_input
+
+    def _pad_slices(self):
+        return tuple(slice(n - n // 2, n - n // 2 + n) for n in self.nufft.im_shape)
+
+    def _apply(self, x, K):
+        d = self._d
+        axes = tuple(range(-d, 0))
+        lead = x.shape[: x.ndim - d]
+        sl = (Ellipsis,) + self._pad_slices()
+        if _array.is_torch(x):
+            import torch
+
+            key = (id(K), x.device.type, x.device.index)
+            if key not in self._torch_kernels:
+                self._torch_kernels[key] = torch.as_tensor(K).to(x.device)
+            Kt = self._torch_kernels[key]
+            pad = torch.zeros(tuple(lead) + self._big, dtype=x.dtype, device=x.device)
+            pad[sl] = x
+            z = torch.fft.ifftn(torch.fft.fftn(torch.fft.ifftshift(pad, dim=axes), dim=axes) * Kt, dim=axes)
+            return torch.fft.fftshift(z, dim=axes)[sl].contiguous()
+        import scipy.fft
+
+        pad = np.zeros(tuple(lead) + self._big, dtype=x.dtype)
+        pad[sl] = x
+        w = self.nufft.nthreads
+        z = scipy.fft.ifftn(scipy.fft.fftn(np.fft.ifftshift(pad, axes=axes), axes=axes, workers=w) * K,
+                            axes=axes, workers=w, overwrite_x=True)
+        return np.ascontiguousarray(np.fft.fftshift(z, axes=axes)[sl]).astype(x.dtype, copy=False)
+
+    def _forward(self, x):
+        if self.nufft.check_finite:
+            a = x.detach() if _array.is_torch(x) else x
+            ok = bool(a.isfinite().all()) if _array.is_torch(a) else bool(np.isfinite(a).all())
+            if not ok:
+                raise ValueError("Nufft.normal: input contains NaN or Inf")
+        if len(self.kernels) == 1:
+            return self._apply(x, self.kernels[0])
+        xp = _array.xp_of(x)
+        out = xp.empty_like(x) if not _array.is_torch(x) else x.new_empty(x.shape)
+        lead = x.shape[: x.ndim - self._d]
+        for (plan, idx), K in zip(self.nufft._frames(lead), self.kernels):
+            out[idx] = self._apply(x[idx], K)
+        return out
+
+    def _adjoint(self, y):
+        if self.real_weights:
+            return self._forward(y)
+        raise NotImplementedError("adjoint of a Toeplitz normal operator with complex weights")
