@@ -120,6 +120,20 @@ void bind_nufft_plan(py::module_& m, const char* name) {
       .def_property_readonly("kernel_integral", [](const Plan& p) {
         return es_fourier(p.kernel().width, p.kernel().beta, {0.0})[0];
       }, "Integral of the spreading kernel over its support (grid units).")
+      .def_property_readonly("horner", [](const Plan& p) {
+        const auto& k = p.kernel();
+        py::array_t<double> a({k.degree + 1, k.width});
+        std::copy(k.horner.begin(), k.horner.end(), a.mutable_data());
+        return a;
+      }, "Horner coefficients (degree + 1, width), highest power first (see csrc/kernels/es_kernel.h).")
+      .def("deconvolution", [](const Plan& p, int axis) {
+        if (axis < 0 || axis >= p.dim()) throw py::value_error("axis out of range");
+        const auto& d = p.deconvolution(axis);
+        py::array_t<T> a((py::ssize_t)d.size());
+        std::copy(d.begin(), d.end(), a.mutable_data());
+        return a;
+      }, py::arg("axis"), "Deconvolution factors 1/psihat along one image axis (length N).")
+      .def_property_readonly("scale", &Plan::scale, "1/sqrt(prod N)")
       .def_property_readonly("width", [](const Plan& p) { return p.kernel().width; })
       .def_property_readonly("beta", [](const Plan& p) { return p.kernel().beta; })
       .def_property_readonly("degree", [](const Plan& p) { return p.kernel().degree; })

@@ -57,6 +57,8 @@ class NufftPlan {
   std::vector<int64_t> image_shape() const { return {N_, N_ + dim_}; }
   std::vector<int64_t> grid_shape() const { return {n_, n_ + dim_}; }
   int nthreads() const { return nthreads_; }
+  const std::vector<T>& deconvolution(int axis) const { return deconv_[axis]; }
+  T scale() const { return scale_; }
 
  private:
   void spread(const cplx* y);        // samples -> fine grid (grid_ zeroed first)
