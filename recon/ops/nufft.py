@@ -24,6 +24,16 @@ def _core():
     return core
 
 
+def _on_gpu(x) -> bool:
+    return _array.is_cupy(x) or (_array.is_torch(x) and x.device.type == "cuda")
+
+
+def _cuda_module_available() -> bool:
+    from .. import cuda_available
+
+    return cuda_available()
+
+
 def default_threads() -> int:
     """Threads used by the kernels: RECON_NUM_THREADS, else OMP_NUM_THREADS, else all cores."""
     for var in ("RECON_NUM_THREADS", "OMP_NUM_THREADS"):
@@ -149,9 +159,11 @@ class Nufft(Operator):
         dt = _array.dtype_name(x)
         if dt != self.dtype.name:
             raise TypeError(f"Nufft.{what}: expected dtype {self.dtype.name}, got {dt}")
-        if _array.is_torch(x) and x.is_cuda or _array.is_cupy(x):
-            raise ValueError(f"Nufft.{what}: expected a CPU array (numpy or CPU torch tensor); "
-                             "GPU arrays need the CUDA module recon._cuda")
+        if _on_gpu(x) and not _cuda_module_available():
+            raise ValueError(f"Nufft.{what}: got a GPU array, but the CUDA module recon._cuda is not built or "
+                             "no CUDA device is visible; pass a numpy array or a CPU torch tensor")
+        if _array.is_torch(x) and x.device.type not in ("cpu", "cuda"):
+            raise ValueError(f"Nufft.{what}: expected a CPU or CUDA tensor, got device {x.device}")
         shape = tuple(x.shape)
         k = len(core)
         if len(shape) < k or shape[len(shape) - k:] != core or not self._lead_matches(shape[: len(shape) - k]):
@@ -180,6 +192,10 @@ class Nufft(Operator):
             yield plan, tuple(idx)
 
     def _run(self, a, core_in, core_out, method: str):
+        if _on_gpu(a):  # cupy array or CUDA tensor: run on the caller's device and stream
+            from .nufft_cuda import run_on_gpu
+
+            return run_on_gpu(self, a, core_in, core_out, method)
         arr = _array.to_numpy(a)
         if self.check_finite and not np.isfinite(arr).all():
             raise ValueError(f"Nufft: input contains NaN or Inf")
