@@ -11,6 +11,7 @@
 
 #include "kernels/es_kernel_setup.h"
 #include "nufft/nufft.h"
+#include "ct/backproject.h"  // CT analytic reconstruction
 
 namespace py = pybind11;
 using namespace recon;
@@ -168,4 +169,78 @@ PYBIND11_MODULE(_core, m) {
 
   // ---- CT projectors ---------------------------------------------------------------------------
   // (bindings for csrc/ct/ go here)
+
+  // ---- CT analytic reconstruction (FBP/FDK weighted backprojector; NOT the adjoint) ----------------
+  m.def(
+      "ct_backproject_projective",
+      [](const py::array& q, const py::array& P, const py::array& weights, const py::array& origin,
+         const py::array& step, py::array& out, int nthreads) {
+        const double* Pp = checked_buffer<double>(P, "P", false);
+        const double* wp = checked_buffer<double>(weights, "weights", false);
+        const double* op = checked_buffer<double>(origin, "origin", false);
+        const double* sp = checked_buffer<double>(step, "step", false);
+        if (q.ndim() != 3) throw py::value_error("q: expected shape (nproj, nv, nu), got " + shape_str(q));
+        if (out.ndim() != 3) throw py::value_error("out: expected shape (nz, ny, nx), got " + shape_str(out));
+        const int64_t np_ = q.shape(0), nv = q.shape(1), nu = q.shape(2);
+        if (P.ndim() != 3 || P.shape(0) != np_ || P.shape(1) != 3 || P.shape(2) != 4)
+          throw py::value_error("P: expected shape (" + std::to_string(np_) + ", 3, 4), got " + shape_str(P));
+        if (weights.ndim() != 1 || weights.shape(0) != np_)
+          throw py::value_error("weights: expected shape (" + std::to_string(np_) + ",), got " + shape_str(weights));
+        if (origin.size() != 3 || step.size() != 3) throw py::value_error("origin, step: expected 3 values (z, y, x)");
+        if (nv < 1 || nu < 1) throw py::value_error("q: empty detector");
+        const int64_t vs[3] = {out.shape(0), out.shape(1), out.shape(2)};
+        if (q.dtype().is(py::dtype::of<float>())) {
+          const float* qp = checked_buffer<float>(q, "q", false);
+          float* o = checked_buffer<float>(out, "out", true);
+          py::gil_scoped_release release;
+          ct_backproject_projective<float>(qp, np_, nv, nu, Pp, wp, vs, op, sp, o, nthreads);
+        } else {
+          const double* qp = checked_buffer<double>(q, "q", false);
+          double* o = checked_buffer<double>(out, "out", true);
+          py::gil_scoped_release release;
+          ct_backproject_projective<double>(qp, np_, nv, nu, Pp, wp, vs, op, sp, o, nthreads);
+        }
+      },
+      py::arg("q"), py::arg("P"), py::arg("weights"), py::arg("origin"), py::arg("step"), py::arg("out"),
+      py::arg("nthreads") = 0,
+      "Voxel-driven weighted backprojection (flat/parallel): out += sum_p weights[p]/w^2 q[p](b, a), "
+      "(a w, b w, w) = P[p] (x, y, z, 1). Unmatched (not the projector's adjoint).");
+  m.def(
+      "ct_backproject_arc2d",
+      [](const py::array& q, const py::array& src, const py::array& cdir, double dgamma, double centre,
+         const py::array& weights, const py::array& origin, const py::array& step, py::array& out, int nthreads) {
+        const double* s = checked_buffer<double>(src, "src", false);
+        const double* c = checked_buffer<double>(cdir, "cdir", false);
+        const double* wp = checked_buffer<double>(weights, "weights", false);
+        const double* op = checked_buffer<double>(origin, "origin", false);
+        const double* sp = checked_buffer<double>(step, "step", false);
+        if (q.ndim() != 2) throw py::value_error("q: expected shape (nproj, nu), got " + shape_str(q));
+        if (out.ndim() != 2) throw py::value_error("out: expected shape (ny, nx), got " + shape_str(out));
+        const int64_t np_ = q.shape(0), nu = q.shape(1);
+        if (src.ndim() != 2 || src.shape(0) != np_ || src.shape(1) != 2)
+          throw py::value_error("src: expected shape (" + std::to_string(np_) + ", 2), got " + shape_str(src));
+        if (cdir.ndim() != 2 || cdir.shape(0) != np_ || cdir.shape(1) != 2)
+          throw py::value_error("cdir: expected shape (" + std::to_string(np_) + ", 2), got " + shape_str(cdir));
+        if (weights.ndim() != 1 || weights.shape(0) != np_)
+          throw py::value_error("weights: expected shape (" + std::to_string(np_) + ",), got " + shape_str(weights));
+        if (origin.size() != 2 || step.size() != 2) throw py::value_error("origin, step: expected 2 values (y, x)");
+        if (!(dgamma > 0)) throw py::value_error("dgamma must be positive");
+        if (nu < 1) throw py::value_error("q: empty detector");
+        const int64_t vs[2] = {out.shape(0), out.shape(1)};
+        if (q.dtype().is(py::dtype::of<float>())) {
+          const float* qp = checked_buffer<float>(q, "q", false);
+          float* o = checked_buffer<float>(out, "out", true);
+          py::gil_scoped_release release;
+          ct_backproject_arc2d<float>(qp, np_, nu, s, c, dgamma, centre, wp, vs, op, sp, o, nthreads);
+        } else {
+          const double* qp = checked_buffer<double>(q, "q", false);
+          double* o = checked_buffer<double>(out, "out", true);
+          py::gil_scoped_release release;
+          ct_backproject_arc2d<double>(qp, np_, nu, s, c, dgamma, centre, wp, vs, op, sp, o, nthreads);
+        }
+      },
+      py::arg("q"), py::arg("src"), py::arg("cdir"), py::arg("dgamma"), py::arg("centre"), py::arg("weights"),
+      py::arg("origin"), py::arg("step"), py::arg("out"), py::arg("nthreads") = 0,
+      "Voxel-driven weighted backprojection, equiangular fan: out += sum_p weights[p]/|r-s_p|^2 q[p](a). "
+      "Unmatched (not the projector's adjoint).");
 }

@@ -1,0 +1,81 @@
+// Per-element maths of the analytic (voxel-driven, weighted) CT backprojector used by FBP/FDK.
+// Written once, HOST_DEVICE, for csrc/ct/backproject.cpp and any CUDA driver.
+//
+// This backprojector is NOT the adjoint of recon.ops.Projector: it samples filtered projections at
+// the detector position of each voxel centre (linear interpolation) and multiplies by the analytic
+// FBP/FDK distance weight. It is unmatched by design (matched=False).
+//
+// Projective mapping (parallel beam, flat fan beam, flat cone beam). Per projection a 3x4 matrix P
+// (row-major) maps the homogeneous voxel centre (x, y, z, 1) in mm to (a*w, b*w, w):
+//   a = detector column index (continuous, 0 = centre of the first column),
+//   b = detector row index (ignored for 2D geometries: one row),
+//   w = U = (distance from the source to the voxel along the central ray) / (source-origin distance)
+//       for divergent beams, w = 1 for parallel beams.
+// The analytic weight applied is 1 / w^2 (Feldkamp/fan-flat distance weight; 1 for parallel).
+//
+// Equiangular (arc) fan beam. Per projection the source position s, the unit direction c of the
+// central ray (source -> isocentre) and the detector's angular sampling: the voxel at r is seen at
+// fan angle gamma = atan2(cross(c, r - s), dot(c, r - s)), column a = gamma / dgamma + centre, and
+// the weight is 1 / |r - s|^2 (mm^-2).
+#pragma once
+
+#include <cmath>
+
+#include "kernels/common.h"
+
+namespace recon {
+
+// Linear interpolation of row `q` (n samples) at continuous index a; 0 outside [0, n-1].
+template <typename T>
+RECON_HOST_DEVICE RECON_INLINE T ct_interp1(const T* q, int n, double a) {
+  if (!(a > -1.0) || !(a < (double)n)) return T(0);
+  const double fa = floor(a);
+  const int i0 = (int)fa;
+  const double t = a - fa;
+  const T v0 = (i0 >= 0 && i0 < n) ? q[i0] : T(0);
+  const T v1 = (i0 + 1 >= 0 && i0 + 1 < n) ? q[i0 + 1] : T(0);
+  return (T)((1.0 - t) * (double)v0 + t * (double)v1);
+}
+
+// Bilinear interpolation of an (nv, nu) detector image at continuous (b, a); 0 outside.
+template <typename T>
+RECON_HOST_DEVICE RECON_INLINE T ct_interp2(const T* q, int nv, int nu, double b, double a) {
+  if (!(b > -1.0) || !(b < (double)nv)) return T(0);
+  const double fb = floor(b);
+  const int j0 = (int)fb;
+  const double t = b - fb;
+  T r0 = T(0), r1 = T(0);
+  if (j0 >= 0 && j0 < nv) r0 = ct_interp1(q + (long)j0 * nu, nu, a);
+  if (j0 + 1 >= 0 && j0 + 1 < nv) r1 = ct_interp1(q + (long)(j0 + 1) * nu, nu, a);
+  return (T)((1.0 - t) * (double)r0 + t * (double)r1);
+}
+
+// Projective detector coordinates of point (x, y, z): returns false when the point is at or
+// behind the source (w <= 0).
+RECON_HOST_DEVICE RECON_INLINE bool ct_project(const double* P, double x, double y, double z, double* a,
+                                               double* b, double* w) {
+  const double aw = P[0] * x + P[1] * y + P[2] * z + P[3];
+  const double bw = P[4] * x + P[5] * y + P[6] * z + P[7];
+  const double ww = P[8] * x + P[9] * y + P[10] * z + P[11];
+  if (!(ww > 1e-12)) return false;
+  *a = aw / ww;
+  *b = bw / ww;
+  *w = ww;
+  return true;
+}
+
+// Equiangular fan: column index and 1/|r-s|^2 weight of point (x, y) for source s, central
+// direction c (unit).
+RECON_HOST_DEVICE RECON_INLINE bool ct_arc_project(const double* s, const double* c, double dgamma,
+                                                   double centre, double x, double y, double* a,
+                                                   double* inv_l2) {
+  const double rx = x - s[0], ry = y - s[1];
+  const double along = c[0] * rx + c[1] * ry;
+  if (!(along > 1e-12)) return false;
+  const double across = c[0] * ry - c[1] * rx;
+  *a = atan2(across, along) / dgamma + centre;
+  *inv_l2 = 1.0 / (rx * rx + ry * ry);
+  return true;
+}
+
+}  // namespace recon
