@@ -1,0 +1,193 @@
+"""Proximal operators and projections (numpy arrays and torch tensors; real and complex).
+
+Convention: ``prox_{t h}(v) = argmin_z h(z) + ||z - v||^2 / (2 t)``. Functions named ``prox_*`` take
+the step ``t`` as their second argument so that ``functools.partial`` (or a lambda) turns them into
+the ``prox_g(v, t)`` callables the solvers expect. Projections do not depend on ``t``.
+
+Complex data: norms are moduli, so soft thresholding shrinks the magnitude and keeps the phase.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _array
+
+__all__ = [
+    "soft_threshold", "prox_l1", "group_soft_threshold", "prox_l21", "project_box",
+    "project_nonneg", "project_l2_ball", "project_l2inf_ball", "prox_l2_squared", "conjugate_prox",
+]
+
+
+_TINY = float(np.finfo(np.float32).tiny)  # representable in float32 and float64
+
+
+# ---- backend helpers ------------------------------------------------------------------------------
+
+def _abs2_sum(x, axis, keepdims=True):
+    a2 = x.real ** 2 + x.imag ** 2 if _is_complex(x) else x * x
+    if _array.is_torch(x):
+        return a2.sum(dim=axis, keepdim=keepdims)
+    return a2.sum(axis=axis, keepdims=keepdims)
+
+
+def _is_complex(x) -> bool:
+    return x.is_complex() if _array.is_torch(x) else np.iscomplexobj(x)
+
+
+def _clamp_min(x, v):
+    if _array.is_torch(x):
+        return x.clamp(min=v)
+    return np.maximum(x, v)
+
+
+def _clamp_max(x, v):
+    if _array.is_torch(x):
+        return x.clamp(max=v)
+    return np.minimum(x, v)
+
+
+def _real_dtype_cast(scale, x):
+    """Cast a real scale array to x's real precision (no float64 promotion of float32 data)."""
+    if _array.is_torch(x):
+        return scale.to(x.real.dtype if _is_complex(x) else x.dtype)
+    rdt = np.finfo(x.dtype).dtype if x.dtype.kind in "fc" else np.float64
+    return scale.astype(rdt, copy=False)
+
+
+def _check(x, name):
+    if not _array.is_array(x):
+        raise TypeError(f"{name}: expected a numpy array or torch tensor, got {type(x).__name__}")
+
+
+def _thresh(t, name):
+    if _array.is_array(t):
+        return t
+    t = float(t)
+    if not np.isfinite(t) or t < 0:
+        raise ValueError(f"{name}: threshold must be a finite number >= 0, got {t}")
+    return t
+
+
+def _shrink_factor(mag, t):
+    """max(0, 1 - t / mag), with 0 where mag == 0."""
+    safe = _clamp_min(mag, _TINY)
+    return _clamp_min(1.0 - t / safe, 0.0)
+
+
+# ---- L1 -----------------------------------------------------------------------------------------
+
+def soft_threshold(x, thresh):
+    """Soft thresholding ``S_t(x) = x * max(0, 1 - t / |x|)``: the prox of ``t ||x||_1``.
+
+    For real ``x`` this is ``sign(x) max(|x| - t, 0)``; for complex ``x`` it shrinks the modulus
+    and keeps the phase. ``thresh`` is a non-negative float or an array broadcastable against ``x``.
+    """
+    _check(x, "soft_threshold")
+    t = _thresh(thresh, "soft_threshold")
+    mag = abs(x)
+    return x * _real_dtype_cast(_shrink_factor(mag, t), x)
+
+
+def prox_l1(v, t, lam=1.0):
+    """prox of ``t * lam * ||x||_1`` (= :func:`soft_threshold` with threshold ``t * lam``)."""
+    return soft_threshold(v, t * lam)
+
+
+def group_soft_threshold(x, thresh, axis=0):
+    """Group (isotropic) soft thresholding over ``axis``: the prox of ``t * sum_n ||x[n]||_2``,
+    where ``x[n]`` is the vector along ``axis`` (e.g. the gradient directions of TV)."""
+    _check(x, "group_soft_threshold")
+    t = _thresh(thresh, "group_soft_threshold")
+    mag = _abs2_sum(x, axis) ** 0.5
+    return x * _real_dtype_cast(_shrink_factor(mag, t), x)
+
+
+def prox_l21(v, t, lam=1.0, axis=0):
+    """prox of ``t * lam * ||v||_{2,1}`` with the 2-norm over ``axis``."""
+    return group_soft_threshold(v, t * lam, axis)
+
+
+# ---- projections ----------------------------------------------------------------------------------
+
+def project_box(x, lower=None, upper=None):
+    """Projection onto ``{lower <= x <= upper}`` (real data; either bound may be None)."""
+    _check(x, "project_box")
+    if _is_complex(x):
+        raise TypeError("project_box: expected real data (a box constraint has no meaning for complex "
+                        "values; project the real part explicitly if that is what you want)")
+    if lower is not None and upper is not None and not _array.is_array(lower) and not _array.is_array(upper):
+        if float(lower) > float(upper):
+            raise ValueError(f"project_box: lower ({lower}) > upper ({upper})")
+    out = x
+    if lower is not None:
+        out = _clamp_min(out, lower) if not _array.is_array(lower) else (
+            out.maximum(lower) if _array.is_torch(out) else np.maximum(out, lower))
+    if upper is not None:
+        out = _clamp_max(out, upper) if not _array.is_array(upper) else (
+            out.minimum(upper) if _array.is_torch(out) else np.minimum(out, upper))
+    if out is x:
+        out = x.clone() if _array.is_torch(x) else x.copy()
+    return out
+
+
+def project_nonneg(x):
+    """Projection onto ``{x >= 0}`` (real data)."""
+    return project_box(x, 0.0, None)
+
+
+def project_l2_ball(x, radius, center=None, axes=None):
+    """Projection onto ``{||x - center||_2 <= radius}``.
+
+    ``axes``: the axes the norm runs over (None: the whole array, i.e. one ball). With e.g.
+    ``axes=(-2, -1)`` each leading-axis slice is projected onto its own ball.
+    """
+    _check(x, "project_l2_ball")
+    r = float(radius)
+    if not np.isfinite(r) or r < 0:
+        raise ValueError(f"project_l2_ball: radius must be a finite number >= 0, got {radius}")
+    d = x if center is None else x - center
+    if axes is None:
+        axes = tuple(range(d.ndim))
+    nrm = _abs2_sum(d, tuple(axes)) ** 0.5
+    fac = _real_dtype_cast(_clamp_max(r / _clamp_min(nrm, _TINY), 1.0), d)
+    out = d * fac
+    return out if center is None else out + center
+
+
+def project_l2inf_ball(p, radius, axis=0):
+    """Pointwise projection ``p[n] -> p[n] / max(1, ||p[n]||_2 / radius)`` with the 2-norm over
+    ``axis``: the projection onto the dual ball of ``radius * ||.||_{2,1}``, i.e. the prox of the
+    convex conjugate of ``radius * ||.||_{2,1}`` (the dual step of TV in PDHG / Chambolle)."""
+    _check(p, "project_l2inf_ball")
+    r = _thresh(radius, "project_l2inf_ball")
+    mag = _abs2_sum(p, axis) ** 0.5
+    if _array.is_array(r):
+        fac = 1.0 / _clamp_min(mag / _clamp_min(r, _TINY), 1.0)
+    elif r == 0:
+        return p * 0
+    else:
+        fac = 1.0 / _clamp_min(mag / r, 1.0)
+    return p * _real_dtype_cast(fac, p)
+
+
+# ---- quadratic and conjugates -------------------------------------------------------------------
+
+def prox_l2_squared(v, t, lam=1.0, y=None):
+    """prox of ``t * lam/2 * ||x - y||^2``: ``(v + t lam y) / (1 + t lam)`` (``y = 0`` if None)."""
+    _check(v, "prox_l2_squared")
+    c = float(t) * float(lam)
+    if y is None:
+        return v * (1.0 / (1.0 + c))
+    return (v + y * c) * (1.0 / (1.0 + c))
+
+
+def conjugate_prox(prox_f):
+    """Moreau's identity: from ``prox_f(v, t)`` build ``prox_f_conj(v, s) = v - s prox_f(v / s, 1 / s)``
+    (the prox of ``s f*``), e.g. for :func:`recon.solvers.pdhg`."""
+
+    def prox_f_conj(v, s):
+        s = float(s)
+        return v - prox_f(v * (1.0 / s), 1.0 / s) * s
+
+    return prox_f_conj
