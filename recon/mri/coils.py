@@ -1,0 +1,431 @@
+"""Coil sensitivity estimation (ESPIRiT, low-resolution, Walsh) and SVD coil compression.
+
+Data layout: multicoil k-space ``(c, *im_shape)`` (2D ``(c, y, x)`` or 3D ``(c, z, y, x)``) on the
+centred orthonormal FFT grid of :mod:`recon.conventions`; entries that were not acquired are exactly
+zero. Maps have the same shape, are complex64, and are normalised so that ``sum_c |S_c|^2 = 1`` where
+they are non-zero (ESPIRiT, Walsh) or where the coil images have signal (low resolution). Their phase
+is made smooth by referring it to a "virtual body coil" (the dominant principal component of the
+calibration data), not to one physical coil.
+
+ESPIRiT (Uecker et al., MRM 2014): the calibration region's patches span a subspace; the projection
+onto it, averaged over all patch positions, is a convolution in k-space and hence a c x c matrix
+``G(r)`` at every pixel in image space; the sensitivities are the eigenvectors with eigenvalue ~1.
+Here ``G`` is formed exactly from the kernel subspace: its Fourier coefficients live on a
+``(2k-1)^d`` support, so it is evaluated by small separable DFTs, chunked over the first image axis,
+followed by one batched Hermitian eigen-decomposition per chunk.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+# ---- helpers ------------------------------------------------------------------------------------
+
+
+def _as_kspace(kspace, name="kspace", min_ndim=3) -> np.ndarray:
+    from .. import _array
+
+    if _array.is_torch(kspace):
+        kspace = _array.to_numpy(kspace)
+    if not isinstance(kspace, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy array or torch tensor, got {type(kspace).__name__}")
+    if kspace.ndim not in (min_ndim, min_ndim + 1):
+        raise ValueError(f"{name}: expected shape (coils, y, x) or (coils, z, y, x), got {kspace.shape}")
+    if not np.iscomplexobj(kspace):
+        raise TypeError(f"{name}: expected complex data, got {kspace.dtype}")
+    if not np.isfinite(kspace).all():
+        raise ValueError(f"{name}: contains NaN or Inf")
+    return kspace
+
+
+def rss(x, axis: int = 0):
+    """Root sum of squares over ``axis`` (the coil axis): ``sqrt(sum |x|^2)``."""
+    from .. import _array
+
+    if _array.is_torch(x):
+        return x.abs().pow(2).sum(dim=axis).sqrt()
+    return np.sqrt(np.sum(np.abs(x) ** 2, axis=axis))
+
+
+def sampling_mask(kspace, coil_axis: int = 0) -> np.ndarray:
+    """Boolean mask of acquired k-space points: non-zero in any coil."""
+    return np.any(np.asarray(kspace) != 0, axis=coil_axis)
+
+
+def calibration_region(mask: np.ndarray, max_width: int | Sequence[int] = 24) -> tuple[slice, ...]:
+    """Largest centred box, at most ``max_width`` per axis, in which ``mask`` is fully sampled.
+
+    The box grows one line at a time on each axis in turn while it stays fully sampled; axes of a 1D
+    (fastMRI-style) mask stay long along the fully sampled readout. Returns index slices.
+    Raises ValueError when not even the k-space centre is sampled.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    shape = mask.shape
+    d = mask.ndim
+    mw = (int(max_width),) * d if np.isscalar(max_width) else tuple(int(m) for m in max_width)
+    if len(mw) != d:
+        raise ValueError(f"max_width must have {d} entries, got {mw}")
+    centre = tuple(n // 2 for n in shape)
+    if not mask[centre]:
+        raise ValueError("the k-space centre is not sampled: no calibration region (is this image-space "
+                         "data, or is the centre of k-space off the middle of the array?)")
+    lo = list(centre)
+    hi = [c + 1 for c in centre]
+
+    def full(lo_, hi_):
+        return bool(mask[tuple(slice(a, b) for a, b in zip(lo_, hi_))].all())
+
+    grew = True
+    while grew:
+        grew = False
+        for a in range(d):
+            if hi[a] - lo[a] >= min(mw[a], shape[a]):
+                continue
+            # alternate growing below / above the centre to stay centred (even widths lean low like fftshift)
+            cand_lo, cand_hi = list(lo), list(hi)
+            if (hi[a] - lo[a]) % 2 == 1 and lo[a] > 0:
+                cand_lo[a] -= 1
+            elif hi[a] < shape[a]:
+                cand_hi[a] += 1
+            else:
+                cand_lo[a] -= 1 if lo[a] > 0 else 0
+            if (cand_lo, cand_hi) != (lo, hi) and full(cand_lo, cand_hi):
+                lo, hi = cand_lo, cand_hi
+                grew = True
+    return tuple(slice(a, b) for a, b in zip(lo, hi))
+
+
+def _window(shape: Sequence[int]) -> np.ndarray:
+    """Separable Hann window (non-zero at every sample) over ``shape``."""
+    w = np.ones((), dtype=np.float64)
+    for n in shape:
+        w = np.multiply.outer(w, np.hanning(n + 2)[1:-1])
+    return w
+
+
+def _centered_fft(x, axes, inverse=False):
+    import scipy.fft
+
+    f = scipy.fft.ifftn if inverse else scipy.fft.fftn
+    return np.fft.fftshift(f(np.fft.ifftshift(x, axes=axes), axes=axes, norm="ortho", workers=-1), axes=axes)
+
+
+def _zero_pad_centred(calib: np.ndarray, im_shape: Sequence[int]) -> np.ndarray:
+    out = np.zeros((calib.shape[0],) + tuple(im_shape), dtype=np.complex64)
+    sl = tuple(slice(n // 2 - m // 2, n // 2 - m // 2 + m) for n, m in zip(im_shape, calib.shape[1:]))
+    out[(slice(None),) + sl] = calib
+    return out
+
+
+def _virtual_body_coil(calib: np.ndarray) -> np.ndarray:
+    """Unit coil-combination vector (c,) of maximal energy in the calibration data."""
+    c = calib.shape[0]
+    A = calib.reshape(c, -1).astype(np.complex128)
+    w, v = np.linalg.eigh(A @ A.conj().T)
+    return v[:, -1]
+
+
+def _fix_phase(maps: np.ndarray, ref_vec: np.ndarray) -> np.ndarray:
+    """Rotate each pixel's coil vector so that its projection on ``ref_vec`` is real and positive."""
+    ref = np.tensordot(ref_vec.conj(), maps, axes=(0, 0))
+    mag = np.abs(ref)
+    ph = np.where(mag > 0, np.conj(ref) / np.where(mag > 0, mag, 1), 1)
+    return maps * ph[None]
+
+
+def _check_calib(calib, im_shape):
+    calib = _as_kspace(calib, "calib")
+    im_shape = tuple(int(n) for n in im_shape)
+    if len(im_shape) != calib.ndim - 1:
+        raise ValueError(f"im_shape {im_shape} does not match calibration data of shape {calib.shape}")
+    if any(m > n for m, n in zip(calib.shape[1:], im_shape)):
+        raise ValueError(f"calibration region {calib.shape[1:]} is larger than the image {im_shape}")
+    return calib, im_shape
+
+
+# ---- ESPIRiT ------------------------------------------------------------------------------------
+
+
+def espirit_kernels(calib: np.ndarray, kernel_width: int = 6, thresh: float = 0.02,
+                    mask: np.ndarray | None = None) -> np.ndarray:
+    """Signal-subspace kernels of the calibration matrix: the right singular vectors whose singular
+    value is at least ``thresh`` times the largest. Returns ``(n, c, k, k[, k])`` (complex128).
+
+    The calibration (Hankel-structured) matrix has one row per ``k^d`` patch position inside the
+    calibration region; rows touching an unacquired point (``mask`` False) are dropped.
+    """
+    c = calib.shape[0]
+    d = calib.ndim - 1
+    k = int(kernel_width)
+    if k < 1 or any(k > n for n in calib.shape[1:]):
+        raise ValueError(f"kernel_width {k} must lie in [1, {min(calib.shape[1:])}] (the calibration region "
+                         f"is {calib.shape[1:]})")
+    if not 0 <= thresh < 1:
+        raise ValueError(f"thresh must lie in [0, 1), got {thresh}")
+    win = np.lib.stride_tricks.sliding_window_view(calib, (k,) * d, axis=tuple(range(1, d + 1)))
+    # win: (c, *positions, *kernel) -> rows (positions) x cols (c, *kernel)
+    pos_shape = win.shape[1:1 + d]
+    A = np.moveaxis(win, 0, d).reshape(int(np.prod(pos_shape)), c * k**d)
+    if mask is not None:
+        mwin = np.lib.stride_tricks.sliding_window_view(np.asarray(mask, bool), (k,) * d)
+        A = A[mwin.reshape(int(np.prod(pos_shape)), -1).all(axis=1)]
+    if A.shape[0] == 0:
+        raise ValueError("no fully sampled kernel patch in the calibration region")
+    A = A.astype(np.complex128)
+    # SVD through the small Gram matrix (c k^d square): eigenvalues are squared singular values.
+    gram = A.conj().T @ A
+    w, v = np.linalg.eigh(gram)
+    w, v = w[::-1], v[:, ::-1]
+    s = np.sqrt(np.maximum(w, 0))
+    if s[0] == 0:
+        raise ValueError("the calibration data are all zero")
+    n = int(np.count_nonzero(s >= thresh * s[0]))
+    return v[:, :n].T.reshape((n, c) + (k,) * d)
+
+
+def _espirit_convolution(kernels: np.ndarray) -> np.ndarray:
+    """Fourier coefficients ``h[i, j, d]`` (offsets ``d`` in ``[-(k-1), k-1]^D``) of the averaged
+    projection ``(1/k^D) sum_r R_r^H V V^H R_r`` (a convolution)."""
+    n, c = kernels.shape[:2]
+    kshape = kernels.shape[2:]
+    D = len(kshape)
+    k = kshape[0]
+    # Rows of the calibration matrix are patches a^T with A V_perp = 0, so conj(a) lies in span(V) and a
+    # in span(conj V): the projector onto the patch subspace is conj(V) V^T.
+    V = kernels.reshape(n, -1)  # (n, c k^D): the kernels (right singular vectors) as rows
+    M = (V.conj().T @ V).reshape((c,) + kshape + (c,) + kshape)  # projector P[(i,p),(j,p')]
+    h = np.zeros((c, c) + (2 * k - 1,) * D, dtype=np.complex128)
+    for p in np.ndindex(*kshape):
+        sl = tuple(slice(k - 1 - pa, 2 * k - 1 - pa) for pa in p)
+        h[(slice(None), slice(None)) + sl] += M[(slice(None),) + p]
+    return h / float(k**D)
+
+
+def _dft_matrix(N: int, k: int) -> np.ndarray:
+    """``E[n, t] = exp(-2 pi i (t - (k-1)) (n - N//2) / N)``: offsets to centred image positions."""
+    x = np.arange(N) - N // 2
+    dd = np.arange(2 * k - 1) - (k - 1)
+    return np.exp(-2j * math.pi * np.outer(x, dd) / N)
+
+
+def espirit_from_calib(calib, im_shape: Sequence[int], *, kernel_width: int = 6, thresh: float = 0.02,
+                       crop: float = 0.95, n_maps: int = 1, mask=None, return_eigenvalues: bool = False,
+                       chunk_elems: int = 1 << 23, progress: bool = False):
+    """ESPIRiT maps from calibration k-space ``calib`` (c, *calib_shape), evaluated on ``im_shape``.
+
+    ``crop``: pixels whose eigenvalue is below it get zero maps (0 keeps all). ``n_maps > 1`` returns
+    ``(n_maps, c, *im_shape)`` (soft-SENSE style extra sets), else ``(c, *im_shape)``. With
+    ``return_eigenvalues`` also returns the eigenvalues ``(n_maps, *im_shape)`` (or ``im_shape``).
+    """
+    calib, im_shape = _check_calib(calib, im_shape)
+    if not 0 <= crop < 1.0 + 1e-9:
+        raise ValueError(f"crop must lie in [0, 1], got {crop}")
+    c = calib.shape[0]
+    if not 1 <= n_maps <= c:
+        raise ValueError(f"n_maps must lie in [1, {c}], got {n_maps}")
+    k = int(kernel_width)
+    if any(2 * k - 1 > n for n in im_shape):
+        raise ValueError(f"kernel_width {k} is too large for the image {im_shape}")
+    kernels = espirit_kernels(calib, k, thresh, mask)
+    h = _espirit_convolution(kernels)  # (c, c, (2k-1)^D)
+    D = len(im_shape)
+    # DFT over all axes but the first, fully; the first axis in chunks.
+    for a in range(1, D):
+        E = _dft_matrix(im_shape[a], k)
+        h = np.moveaxis(np.tensordot(h, E, axes=([2 + a], [1])), -1, 2 + a)
+    h = h.astype(np.complex64 if c * c * int(np.prod(im_shape)) > (1 << 26) else np.complex128)
+    E0 = _dft_matrix(im_shape[0], k).astype(h.dtype)
+    rest = int(np.prod(im_shape[1:]))
+    hflat = h.reshape(c * c, 2 * k - 1, rest)
+    rows = max(1, int(chunk_elems // max(c * c * rest, 1)))
+    ref_vec = _virtual_body_coil(calib)
+    maps = np.zeros((n_maps, c) + im_shape, dtype=np.complex64)
+    eig = np.zeros((n_maps,) + im_shape, dtype=np.float32)
+    it = range(0, im_shape[0], rows)
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(it, desc="ESPIRiT", leave=False)
+    for r0 in it:
+        r1 = min(r0 + rows, im_shape[0])
+        G = np.einsum("nt,ptr->nrp", E0[r0:r1], hflat, optimize=True).reshape(r1 - r0, rest, c, c)
+        G = 0.5 * (G + np.conj(np.swapaxes(G, -1, -2)))  # Hermitian up to rounding
+        w, v = np.linalg.eigh(G)
+        for m in range(n_maps):
+            vec = np.moveaxis(v[..., -1 - m], -1, 0).reshape((c, r1 - r0) + im_shape[1:])
+            lam = w[..., -1 - m].reshape((r1 - r0,) + im_shape[1:])
+            maps[m, :, r0:r1] = vec
+            eig[m, r0:r1] = lam
+    for m in range(n_maps):
+        maps[m] = _fix_phase(maps[m], ref_vec)
+        if crop > 0:
+            maps[m] *= (eig[m] >= crop)[None]
+    if n_maps == 1:
+        maps, eig = maps[0], eig[0]
+    return (maps, eig) if return_eigenvalues else maps
+
+
+def espirit_maps(kspace, calib_width: int | Sequence[int] = 24, kernel_width: int = 6, thresh: float = 0.02,
+                 crop: float = 0.95, n_maps: int = 1, return_eigenvalues: bool = False,
+                 progress: bool = False):
+    """ESPIRiT sensitivity maps from Cartesian multicoil k-space ``(c, *im_shape)`` (zeros = not
+    acquired). The calibration region is the largest fully sampled centred box up to ``calib_width``
+    (:func:`calibration_region`). Defaults as SigPy's ``EspiritCalib`` (calib 24, kernel 6,
+    thresh 0.02, crop 0.95)."""
+    kspace = _as_kspace(kspace)
+    mask = sampling_mask(kspace)
+    region = calibration_region(mask, calib_width)
+    calib = kspace[(slice(None),) + region]
+    kw = min(int(kernel_width), *calib.shape[1:])
+    if kw < 2:
+        raise ValueError(f"the fully sampled calibration region {calib.shape[1:]} is too small for ESPIRiT; "
+                         "use method='lowres' or a mask with a larger centre")
+    return espirit_from_calib(calib, kspace.shape[1:], kernel_width=kw, thresh=thresh, crop=crop,
+                              n_maps=n_maps, return_eigenvalues=return_eigenvalues, progress=progress)
+
+
+# ---- low resolution and Walsh -------------------------------------------------------------------
+
+
+def lowres_images(calib, im_shape: Sequence[int]) -> np.ndarray:
+    """Coil images from the Hann-windowed calibration region zero-padded to ``im_shape``."""
+    calib, im_shape = _check_calib(calib, im_shape)
+    win = _window(calib.shape[1:])
+    padded = _zero_pad_centred(calib * win[None], im_shape)
+    return _centered_fft(padded, tuple(range(1, padded.ndim)), inverse=True).astype(np.complex64)
+
+
+def lowres_from_calib(calib, im_shape: Sequence[int], *, threshold: float = 0.0) -> np.ndarray:
+    """Sensitivities as low-resolution coil images divided by their root sum of squares.
+
+    ``threshold``: pixels whose RSS is below ``threshold * max(RSS)`` get zero maps (0 keeps all)."""
+    imgs = lowres_images(calib, im_shape)
+    r = rss(imgs)
+    ok = r > max(threshold, 1e-6) * r.max()
+    maps = np.where(ok[None], imgs / np.where(ok, r, 1)[None], 0)
+    return _fix_phase(maps.astype(np.complex64), _virtual_body_coil(np.asarray(calib)))
+
+
+def walsh_from_calib(calib, im_shape: Sequence[int], *, window: int = 7, threshold: float = 0.0) -> np.ndarray:
+    """Walsh et al. (MRM 2000): the dominant eigenvector of the coil covariance of the low-resolution
+    coil images averaged over a ``window``-wide box around each pixel."""
+    from scipy.ndimage import uniform_filter
+
+    imgs = lowres_images(calib, im_shape)
+    c = imgs.shape[0]
+    R = np.einsum("i...,j...->...ij", imgs, imgs.conj())
+    size = (int(window),) * (imgs.ndim - 1) + (1, 1)
+    R = uniform_filter(R.real, size=size, mode="nearest") + 1j * uniform_filter(R.imag, size=size, mode="nearest")
+    w, v = np.linalg.eigh(R)
+    maps = np.moveaxis(v[..., -1], -1, 0).astype(np.complex64)
+    r = rss(imgs)
+    if threshold > 0:
+        maps *= (r > threshold * r.max())[None]
+    return _fix_phase(maps, _virtual_body_coil(np.asarray(calib)))
+
+
+# ---- dispatch -----------------------------------------------------------------------------------
+
+MAP_METHODS = ("espirit", "lowres", "walsh")
+
+
+def maps_from_calib(calib, im_shape, method: str = "espirit", **kw) -> np.ndarray:
+    """Maps from fully sampled calibration k-space by ``method`` in :data:`MAP_METHODS`."""
+    if method == "espirit":
+        return espirit_from_calib(calib, im_shape, **kw)
+    if method == "lowres":
+        return lowres_from_calib(calib, im_shape, **kw)
+    if method == "walsh":
+        return walsh_from_calib(calib, im_shape, **kw)
+    raise ValueError(f"coil map method must be one of {MAP_METHODS}, got {method!r}")
+
+
+def estimate_maps(kspace, method: str = "espirit", calib_width: int = 24, **kw) -> np.ndarray:
+    """Sensitivity maps from Cartesian multicoil k-space ``(c, *im_shape)`` (zeros = not acquired)."""
+    kspace = _as_kspace(kspace)
+    region = calibration_region(sampling_mask(kspace), calib_width)
+    calib = kspace[(slice(None),) + region]
+    if method == "espirit":
+        kw.setdefault("kernel_width", 6)
+        kw["kernel_width"] = min(kw["kernel_width"], *calib.shape[1:])
+    return maps_from_calib(calib, kspace.shape[1:], method, **kw)
+
+
+def calib_from_noncartesian(kspace, coord, im_shape: Sequence[int], calib_width: int = 24, *,
+                            dcf=None, tol: float = 1e-4) -> np.ndarray:
+    """Cartesian calibration k-space ``(c, *calib_shape)`` from non-Cartesian data.
+
+    Samples with ``max|k| < calib_width/2`` are gridded with density compensation (adjoint NUFFT with
+    Pipe-Menon weights unless ``dcf`` is given) and transformed back to k-space; the centred
+    ``calib_width`` box is returned. Accurate where the centre is Nyquist-sampled (radial: out to
+    ``|k| ~ n_spokes / pi``), so choose ``calib_width`` at most about ``2 n_spokes / pi``.
+    """
+    from ..ops.nufft import Nufft
+    from .dcf import pipe_menon_dcf
+
+    kspace = np.asarray(kspace)
+    coord = np.asarray(coord, dtype=np.float32)
+    im_shape = tuple(int(n) for n in im_shape)
+    d = len(im_shape)
+    if coord.shape[-1] != d or kspace.shape[1:] != coord.shape[:-1]:
+        raise ValueError(f"kspace {kspace.shape} and coord {coord.shape} do not match (expected kspace "
+                         f"(coils, {', '.join(map(str, coord.shape[:-1]))}))")
+    cw = tuple(min(int(calib_width), n) for n in im_shape)
+    if dcf is None:
+        dcf = pipe_menon_dcf(coord, im_shape)
+    dcf = np.broadcast_to(np.asarray(dcf, dtype=np.float32), coord.shape[:-1])
+    inner = np.all(np.abs(coord) < np.asarray(cw) / 2.0, axis=-1)
+    if not inner.any():
+        raise ValueError("no samples inside the calibration region")
+    op = Nufft(coord[inner], im_shape, tol=tol)
+    imgs = op.adjoint((kspace[:, inner] * dcf[inner]).astype(np.complex64))
+    ksp = _centered_fft(imgs, tuple(range(1, d + 1)))
+    sl = tuple(slice(n // 2 - m // 2, n // 2 - m // 2 + m) for n, m in zip(im_shape, cw))
+    return np.ascontiguousarray(ksp[(slice(None),) + sl]).astype(np.complex64)
+
+
+# ---- coil compression ---------------------------------------------------------------------------
+
+
+def coil_compression_matrix(kspace, n_virtual: int | None = None, *, energy: float | None = None,
+                            coil_axis: int = 0):
+    """SVD (PCA) coil compression matrix ``U`` of shape ``(n_virtual, c)``: virtual coils are
+    ``U @ coils``, ordered by decreasing energy. Give ``n_virtual``, or ``energy`` (a fraction in
+    (0, 1]) to keep the fewest virtual coils holding at least that fraction of the signal energy.
+    Returns ``(U, kept_energy_fraction)``. Uses all non-zero (acquired) samples."""
+    k = np.moveaxis(np.asarray(kspace), coil_axis, 0)
+    c = k.shape[0]
+    A = k.reshape(c, -1)
+    A = A[:, np.any(A != 0, axis=0)].astype(np.complex128)
+    if A.shape[1] == 0:
+        raise ValueError("coil compression: the k-space is all zero")
+    w, v = np.linalg.eigh(A @ A.conj().T)
+    w, v = np.maximum(w[::-1], 0), v[:, ::-1]
+    frac = np.cumsum(w) / w.sum()
+    if n_virtual is None:
+        if energy is None or not 0 < energy <= 1:
+            raise ValueError("give n_virtual, or energy in (0, 1]")
+        n_virtual = int(np.searchsorted(frac, energy - 1e-12) + 1)
+    if isinstance(n_virtual, bool) or not 1 <= int(n_virtual) <= c:
+        raise ValueError(f"n_virtual must lie in [1, {c}] (the number of coils), got {n_virtual}")
+    n_virtual = int(n_virtual)
+    return v[:, :n_virtual].conj().T.astype(np.complex64), float(frac[n_virtual - 1])
+
+
+def coil_compress(kspace, n_virtual: int | None = None, *, energy: float | None = None, coil_axis: int = 0,
+                  matrix=None):
+    """Compress ``kspace`` to virtual coils (see :func:`coil_compression_matrix`).
+    Returns ``(compressed, U, kept_energy_fraction)``; pass ``matrix=U`` to reuse a matrix (e.g. the
+    one of a noise-whitened reference scan) and get ``(compressed, U, None)``."""
+    k = np.moveaxis(np.asarray(kspace), coil_axis, 0)
+    if matrix is None:
+        U, frac = coil_compression_matrix(k, n_virtual, energy=energy)
+    else:
+        U, frac = np.asarray(matrix), None
+        if U.ndim != 2 or U.shape[1] != k.shape[0]:
+            raise ValueError(f"matrix must have shape (n_virtual, {k.shape[0]}), got {U.shape}")
+    out = np.tensordot(U, k, axes=(1, 0)).astype(np.result_type(k.dtype, np.complex64))
+    return np.moveaxis(out, 0, coil_axis), U, frac
