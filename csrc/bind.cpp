@@ -207,10 +207,10 @@ PYBIND11_MODULE(_core, m) {
       "(a w, b w, w) = P[p] (x, y, z, 1). Unmatched (not the projector's adjoint).");
   m.def(
       "ct_backproject_arc2d",
-      [](const py::array& q, const py::array& src, const py::array& cdir, double dgamma, double centre,
+      [](const py::array& q, const py::array& src, const py::array& frame, double dgamma, double centre,
          const py::array& weights, const py::array& origin, const py::array& step, py::array& out, int nthreads) {
         const double* s = checked_buffer<double>(src, "src", false);
-        const double* c = checked_buffer<double>(cdir, "cdir", false);
+        const double* c = checked_buffer<double>(frame, "frame", false);
         const double* wp = checked_buffer<double>(weights, "weights", false);
         const double* op = checked_buffer<double>(origin, "origin", false);
         const double* sp = checked_buffer<double>(step, "step", false);
@@ -219,8 +219,8 @@ PYBIND11_MODULE(_core, m) {
         const int64_t np_ = q.shape(0), nu = q.shape(1);
         if (src.ndim() != 2 || src.shape(0) != np_ || src.shape(1) != 2)
           throw py::value_error("src: expected shape (" + std::to_string(np_) + ", 2), got " + shape_str(src));
-        if (cdir.ndim() != 2 || cdir.shape(0) != np_ || cdir.shape(1) != 2)
-          throw py::value_error("cdir: expected shape (" + std::to_string(np_) + ", 2), got " + shape_str(cdir));
+        if (frame.ndim() != 2 || frame.shape(0) != np_ || frame.shape(1) != 4)
+          throw py::value_error("frame: expected shape (" + std::to_string(np_) + ", 4), got " + shape_str(frame));
         if (weights.ndim() != 1 || weights.shape(0) != np_)
           throw py::value_error("weights: expected shape (" + std::to_string(np_) + ",), got " + shape_str(weights));
         if (origin.size() != 2 || step.size() != 2) throw py::value_error("origin, step: expected 2 values (y, x)");
@@ -239,8 +239,9 @@ PYBIND11_MODULE(_core, m) {
           ct_backproject_arc2d<double>(qp, np_, nu, s, c, dgamma, centre, wp, vs, op, sp, o, nthreads);
         }
       },
-      py::arg("q"), py::arg("src"), py::arg("cdir"), py::arg("dgamma"), py::arg("centre"), py::arg("weights"),
+      py::arg("q"), py::arg("src"), py::arg("frame"), py::arg("dgamma"), py::arg("centre"), py::arg("weights"),
       py::arg("origin"), py::arg("step"), py::arg("out"), py::arg("nthreads") = 0,
-      "Voxel-driven weighted backprojection, equiangular fan: out += sum_p weights[p]/|r-s_p|^2 q[p](a). "
+      "Voxel-driven weighted backprojection, equiangular fan: out += sum_p weights[p]/|r-s_p|^2 q[p](a), "
+      "a = atan2(e.(r-s), c.(r-s))/dgamma + centre, frame[p] = (c, e). "
       "Unmatched (not the projector's adjoint).");
 }

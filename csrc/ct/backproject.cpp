@@ -48,7 +48,7 @@ void ct_backproject_projective(const T* q, int64_t nproj, int64_t nv, int64_t nu
 }
 
 template <typename T>
-void ct_backproject_arc2d(const T* q, int64_t nproj, int64_t nu, const double* src, const double* cdir,
+void ct_backproject_arc2d(const T* q, int64_t nproj, int64_t nu, const double* src, const double* frame,
                           double dgamma, double centre, const double* weights, const int64_t* vol_shape,
                           const double* origin, const double* step, T* out, int nthreads) {
   const int64_t ny = vol_shape[0], nx = vol_shape[1];
@@ -67,7 +67,7 @@ void ct_backproject_arc2d(const T* q, int64_t nproj, int64_t nu, const double* s
         for (int64_t ix = 0; ix < nx; ++ix) {
           const double x = origin[1] + ix * step[1];
           double a, inv_l2;
-          if (!ct_arc_project(src + 2 * p, cdir + 2 * p, dgamma, centre, x, y, &a, &inv_l2)) continue;
+          if (!ct_arc_project(src + 2 * p, frame + 4 * p, dgamma, centre, x, y, &a, &inv_l2)) continue;
           acc[ix] += wp * inv_l2 * (double)ct_interp1(qp, (int)nu, a);
         }
       }

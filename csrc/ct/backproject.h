@@ -16,10 +16,11 @@ void ct_backproject_projective(const T* q, int64_t nproj, int64_t nv, int64_t nu
                                const double* step, T* out, int nthreads);
 
 // Equiangular fan beam (2D): out[y, x] (+)= sum_p weights[p] / |r - s_p|^2 * q[p](a) with
-// a = atan2(cross(c_p, r - s_p), dot(c_p, r - s_p)) / dgamma + centre.
-//   q: nproj x nu; src, cdir: nproj x 2 (x, y); vol: ny x nx; origin = (y0, x0), step = (dy, dx).
+// a = atan2(e_p . (r - s_p), c_p . (r - s_p)) / dgamma + centre, frame[p] = (c_x, c_y, e_x, e_y).
+//   q: nproj x nu; src: nproj x 2 (x, y); frame: nproj x 4; vol: ny x nx; origin = (y0, x0),
+//   step = (dy, dx).
 template <typename T>
-void ct_backproject_arc2d(const T* q, int64_t nproj, int64_t nu, const double* src, const double* cdir,
+void ct_backproject_arc2d(const T* q, int64_t nproj, int64_t nu, const double* src, const double* frame,
                           double dgamma, double centre, const double* weights, const int64_t* vol_shape,
                           const double* origin, const double* step, T* out, int nthreads);
 

@@ -14,9 +14,10 @@
 // The analytic weight applied is 1 / w^2 (Feldkamp/fan-flat distance weight; 1 for parallel).
 //
 // Equiangular (arc) fan beam. Per projection the source position s, the unit direction c of the
-// central ray (source -> isocentre) and the detector's angular sampling: the voxel at r is seen at
-// fan angle gamma = atan2(cross(c, r - s), dot(c, r - s)), column a = gamma / dgamma + centre, and
-// the weight is 1 / |r - s|^2 (mm^-2).
+// central ray (source -> isocentre), the unit vector e (perpendicular to c) towards growing fan
+// angle and the detector's angular sampling: the voxel at r is seen at fan angle
+// gamma = atan2(e . (r - s), c . (r - s)), column a = gamma / dgamma + centre, and the weight is
+// 1 / |r - s|^2 (mm^-2).
 #pragma once
 
 #include <cmath>
@@ -64,15 +65,16 @@ RECON_HOST_DEVICE RECON_INLINE bool ct_project(const double* P, double x, double
   return true;
 }
 
-// Equiangular fan: column index and 1/|r-s|^2 weight of point (x, y) for source s, central
-// direction c (unit).
-RECON_HOST_DEVICE RECON_INLINE bool ct_arc_project(const double* s, const double* c, double dgamma,
+// Equiangular fan: column index and 1/|r-s|^2 weight of point (x, y) for source s and the view's
+// frame f = (c_x, c_y, e_x, e_y): c the unit direction of the central ray, e the unit vector along
+// which the fan angle grows (perpendicular to c).
+RECON_HOST_DEVICE RECON_INLINE bool ct_arc_project(const double* s, const double* f, double dgamma,
                                                    double centre, double x, double y, double* a,
                                                    double* inv_l2) {
   const double rx = x - s[0], ry = y - s[1];
-  const double along = c[0] * rx + c[1] * ry;
+  const double along = f[0] * rx + f[1] * ry;
   if (!(along > 1e-12)) return false;
-  const double across = c[0] * ry - c[1] * rx;
+  const double across = f[2] * rx + f[3] * ry;
   *a = atan2(across, along) / dgamma + centre;
   *inv_l2 = 1.0 / (rx * rx + ry * ry);
   return true;

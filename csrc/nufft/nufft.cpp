@@ -2,12 +2,17 @@
 
 #include <omp.h>
 
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
 #include <string>
 
+#include "nufft/simd.h"
 #include "pocketfft/pocketfft_hdronly.h"
 
 namespace recon {
@@ -23,6 +28,20 @@ int64_t fine_grid_size(int64_t N, double sigma, int width) {
 }
 
 namespace {
+
+constexpr int kBlock = 8;  // samples whose kernel weights are evaluated together
+
+// RECON_NUFFT_TIMING=1 prints per-phase wall times to stderr (development aid).
+struct PhaseTimer {
+  bool on = std::getenv("RECON_NUFFT_TIMING") != nullptr;
+  std::chrono::steady_clock::time_point t = std::chrono::steady_clock::now();
+  void lap(const char* what) {
+    if (!on) return;
+    auto now = std::chrono::steady_clock::now();
+    std::fprintf(stderr, "  %-12s %8.3f ms\n", what, std::chrono::duration<double, std::milli>(now - t).count());
+    t = now;
+  }
+};
 
 // Bin edge per dimension: large enough that padded sub-grids of same-coloured bins never overlap
 // (requires bin >= w - 1), small enough that a sub-grid stays in cache.
@@ -63,7 +82,13 @@ NufftPlan<T>::NufftPlan(const double* coord, int64_t num_points, int dim, const 
   // Horner fit well below the tolerance, but not below what T can represent.
   const double fit_tol = std::max(opts.tol * 2e-2, std::is_same<T, float>::value ? 1e-8 : 1e-15);
   es_fit_horner(kernel_, fit_tol);
-  horner_.assign(kernel_.horner.begin(), kernel_.horner.end());
+  // Horner rows padded to whole 4-lane chunks with zero coefficients (zero weights beyond w).
+  {
+    const int w = kernel_.width, wp = simd::padded_width(w);
+    horner_.assign((size_t)(kernel_.degree + 1) * wp, T(0));
+    for (int d = 0; d <= kernel_.degree; ++d)
+      for (int j = 0; j < w; ++j) horner_[d * wp + j] = (T)kernel_.horner[d * w + j];
+  }
 
   double prodN = 1.0;
   for (int a = 0; a < dim; ++a) {
@@ -121,6 +146,20 @@ NufftPlan<T>::NufftPlan(const double* coord, int64_t num_points, int dim, const 
     std::vector<int64_t> fill(bin_offset_.begin(), bin_offset_.end() - 1);
     for (int64_t j = 0; j < M_; ++j) order_[fill[bin_of[j]]++] = j;
   }
+  // Within a bin, shuffle the samples (fixed seed): consecutive samples of a trajectory touch
+  // overlapping cells, and spreading them back to back stalls on store-to-load forwarding of the
+  // read-modify-write sub-grid rows. A bin's sub-grid stays in L1 whatever the order.
+  {
+    uint64_t state = 0x9E3779B97F4A7C15ull;
+    for (int64_t b = 0; b < total_bins; ++b) {
+      for (int64_t i = bin_offset_[b + 1] - 1; i > bin_offset_[b]; --i) {
+        state = state * 6364136223846793005ull + 1442695040888963407ull;
+        const int64_t span = i - bin_offset_[b] + 1;
+        const int64_t r = bin_offset_[b] + (int64_t)((state >> 33) % (uint64_t)span);
+        std::swap(order_[i], order_[r]);
+      }
+    }
+  }
   for (int a = 0; a < dim; ++a) {
     start_[a].resize(M_);
     z_[a].resize(M_);
@@ -151,16 +190,54 @@ NufftPlan<T>::NufftPlan(const double* coord, int64_t num_points, int dim, const 
   }
 }
 
+// ---- kernel weights for a block of samples ------------------------------------------------------
+
+// Weights of kBlock samples along one axis (out: kBlock x Wp, zero beyond W): the Horner
+// polynomials of csrc/kernels/es_kernel.h (same coefficients, padded to Wp lanes with zeros),
+// evaluated 4 lanes at a time with kBlock independent chains to hide multiply-add latency.
+template <int W, typename T>
+static inline void weights_block(const T* __restrict__ hc, int deg, const T* __restrict__ z, T* __restrict__ out) {
+  using K = typename simd::Vec4<T>::type;
+  constexpr int Wp = simd::padded_width(W), NK = Wp / 4;
+  K acc[kBlock][NK];
+  for (int q = 0; q < kBlock; ++q)
+    for (int c = 0; c < NK; ++c) acc[q][c] = simd::load<K>(hc + 4 * c);
+  for (int d = 1; d <= deg; ++d) {
+    K cv[NK];
+    for (int c = 0; c < NK; ++c) cv[c] = simd::load<K>(hc + d * Wp + 4 * c);
+    for (int q = 0; q < kBlock; ++q) {
+      const T zq = z[q];
+      for (int c = 0; c < NK; ++c) acc[q][c] = acc[q][c] * zq + cv[c];
+    }
+  }
+  for (int q = 0; q < kBlock; ++q)
+    for (int c = 0; c < NK; ++c) simd::store(out + q * Wp + 4 * c, acc[q][c]);
+}
+
+// Interleave real weights k[0..Wp) with a complex factor c: out[2j] = Re(c) k_j, out[2j+1] = Im(c) k_j.
+template <int Wp, typename T>
+static inline void complex_row(const T* __restrict__ k, T cr, T ci, T* __restrict__ out) {
+  for (int j = 0; j < Wp; ++j) {
+    out[2 * j] = cr * k[j];
+    out[2 * j + 1] = ci * k[j];
+  }
+}
+
 // ---- spreading (adjoint / type 1) -------------------------------------------------------------
 
 template <typename T>
 template <int W>
 void NufftPlan<T>::spread_w(const cplx* y) {
+  using D = typename simd::Vec8<T>::type;  // 4 interleaved complex values
+  constexpr int Wp = simd::padded_width(W), NC = Wp / 4;
   const int deg = kernel_.degree;
   const T* hc = horner_.data();
   const int dim = dim_;
   const int64_t B0 = bin_size_[0], B1 = bin_size_[1], B2 = dim == 3 ? bin_size_[2] : 1;
-  const int64_t S0 = B0 + W - 1, S1 = B1 + W - 1, S2 = dim == 3 ? B2 + W - 1 : 1;
+  // sub-grid strides; the last axis has Wp - W spare cells so that padded rows stay inside
+  const int64_t S0 = B0 + W - 1;
+  const int64_t S1 = B1 + W - 1 + (dim == 2 ? Wp - W : 0);
+  const int64_t S2 = dim == 3 ? B2 + W - 1 + (Wp - W) : 1;
   T* grid = reinterpret_cast<T*>(grid_.data());
   const int64_t n0 = n_[0], n1 = n_[1], n2 = dim == 3 ? n_[2] : 1;
 
@@ -183,41 +260,41 @@ void NufftPlan<T>::spread_w(const cplx* y) {
         const int64_t e2 = dim == 3 ? std::min(B2, n2 - o2) + W - 1 : 1;
         std::fill(sub.begin(), sub.begin() + 2 * e0 * S1 * S2, T(0));
         T* s = sub.data();
-        alignas(64) T k0[W], k1[W], k2[W];
-        alignas(64) T row[2 * W];
-        for (int64_t p = bin_offset_[b]; p < bin_offset_[b + 1]; ++p) {
-          const cplx c = y[order_[p]];
-          es_weights_horner<W>(hc, deg, z_[0][p], k0);
-          es_weights_horner<W>(hc, deg, z_[1][p], k1);
-          const int64_t l0 = start_[0][p] - o0, l1 = start_[1][p] - o1;
-          if (dim == 2) {
-            const T cr = c.real(), ci = c.imag();
-#pragma GCC unroll 16
-            for (int j = 0; j < W; ++j) {
-              row[2 * j] = cr * k1[j];
-              row[2 * j + 1] = ci * k1[j];
-            }
-            for (int i = 0; i < W; ++i) {
-              T* dst = s + 2 * ((l0 + i) * S1 + l1);
-              const T f = k0[i];
-#pragma GCC ivdep
-              for (int t = 0; t < 2 * W; ++t) dst[t] += f * row[t];
-            }
-          } else {
-            es_weights_horner<W>(hc, deg, z_[2][p], k2);
-            const int64_t l2 = start_[2][p] - o2;
-            const T cr = c.real(), ci = c.imag();
-#pragma GCC unroll 16
-            for (int j = 0; j < W; ++j) {
-              row[2 * j] = cr * k2[j];
-              row[2 * j + 1] = ci * k2[j];
-            }
-            for (int i = 0; i < W; ++i) {
-              for (int j = 0; j < W; ++j) {
-                T* dst = s + 2 * (((l0 + i) * S1 + l1 + j) * S2 + l2);
-                const T f = k0[i] * k1[j];
-#pragma GCC ivdep
-                for (int t = 0; t < 2 * W; ++t) dst[t] += f * row[t];
+        alignas(64) T zb[3][kBlock];
+        alignas(64) T kb[3][kBlock * Wp];
+        alignas(64) T rowbuf[2 * Wp];
+        const int64_t pend = bin_offset_[b + 1];
+        for (int64_t p0 = bin_offset_[b]; p0 < pend; p0 += kBlock) {
+          const int np = (int)std::min<int64_t>(kBlock, pend - p0);
+          for (int a = 0; a < dim; ++a) {
+            for (int q = 0; q < kBlock; ++q) zb[a][q] = q < np ? z_[a][p0 + q] : T(0);
+            weights_block<W>(hc, deg, zb[a], kb[a]);
+          }
+          for (int q = 0; q < np; ++q) {
+            const int64_t p = p0 + q;
+            const cplx c = y[order_[p]];
+            const T* k0 = kb[0] + q * Wp;
+            const T* k1 = kb[1] + q * Wp;
+            const T* klast = dim == 3 ? kb[2] + q * Wp : k1;
+            complex_row<Wp>(klast, c.real(), c.imag(), rowbuf);
+            D row[NC];
+            for (int cc = 0; cc < NC; ++cc) row[cc] = simd::load<D>(rowbuf + 8 * cc);
+            const int64_t l0 = start_[0][p] - o0, l1 = start_[1][p] - o1;
+            if (dim == 2) {
+              for (int i = 0; i < W; ++i) {
+                T* dst = s + 2 * ((l0 + i) * S1 + l1);
+                const T f = k0[i];
+                for (int cc = 0; cc < NC; ++cc) simd::store(dst + 8 * cc, simd::load<D>(dst + 8 * cc) + f * row[cc]);
+              }
+            } else {
+              const int64_t l2 = start_[2][p] - o2;
+              for (int i = 0; i < W; ++i) {
+                for (int j = 0; j < W; ++j) {
+                  T* dst = s + 2 * (((l0 + i) * S1 + l1 + j) * S2 + l2);
+                  const T f = k0[i] * k1[j];
+                  for (int cc = 0; cc < NC; ++cc)
+                    simd::store(dst + 8 * cc, simd::load<D>(dst + 8 * cc) + f * row[cc]);
+                }
               }
             }
           }
@@ -228,9 +305,9 @@ void NufftPlan<T>::spread_w(const cplx* y) {
         const int64_t last_n = dim == 3 ? n2 : n1;
         const int64_t last_o = dim == 3 ? o2 : o1;
         const int64_t first_run = std::min(rowlen, last_n - last_o);
+        const int64_t mid_count = dim == 3 ? e1 : 1;
         for (int64_t i = 0; i < e0; ++i) {
           const int64_t g0 = wrap_once((int)(o0 + i), (int)n0);
-          const int64_t mid_count = dim == 3 ? e1 : 1;
           for (int64_t j = 0; j < mid_count; ++j) {
             int64_t gbase;
             const T* src;
@@ -262,78 +339,80 @@ void NufftPlan<T>::spread_w(const cplx* y) {
 template <typename T>
 template <int W>
 void NufftPlan<T>::interpolate_w(cplx* y) const {
+  using D = typename simd::Vec8<T>::type;
+  constexpr int Wp = simd::padded_width(W), NC = Wp / 4;
   const int deg = kernel_.degree;
   const T* hc = horner_.data();
   const int dim = dim_;
   const T* grid = reinterpret_cast<const T*>(grid_.data());
   const int64_t n0 = n_[0], n1 = n_[1], n2 = dim == 3 ? n_[2] : 1;
   const int64_t nlast = dim == 3 ? n2 : n1;
+  const int64_t nblocks = (M_ + kBlock - 1) / kBlock;
 
-#pragma omp parallel for num_threads(nthreads_) schedule(static, 1024)
-  for (int64_t p = 0; p < M_; ++p) {
-    alignas(64) T k0[W], k1[W], k2[W];
-    alignas(64) T kk[2 * W];
-    es_weights_horner<W>(hc, deg, z_[0][p], k0);
-    es_weights_horner<W>(hc, deg, z_[1][p], k1);
-    const int s0 = start_[0][p], s1 = start_[1][p];
-    const T* klast = k1;
-    int slast = s1;
-    if (dim == 3) {
-      es_weights_horner<W>(hc, deg, z_[2][p], k2);
-      klast = k2;
-      slast = start_[2][p];
+#pragma omp parallel for num_threads(nthreads_) schedule(static, 64)
+  for (int64_t blk = 0; blk < nblocks; ++blk) {
+    const int64_t p0 = blk * kBlock;
+    const int np = (int)std::min<int64_t>(kBlock, M_ - p0);
+    alignas(64) T zb[3][kBlock];
+    alignas(64) T kb[3][kBlock * Wp];
+    for (int a = 0; a < dim; ++a) {
+      for (int q = 0; q < kBlock; ++q) zb[a][q] = q < np ? z_[a][p0 + q] : T(0);
+      weights_block<W>(hc, deg, zb[a], kb[a]);
     }
-#pragma GCC unroll 16
-    for (int j = 0; j < W; ++j) kk[2 * j] = kk[2 * j + 1] = klast[j];
-    const bool contiguous = slast + W <= nlast;
-    int lidx[W];
-    if (!contiguous)
-      for (int j = 0; j < W; ++j) lidx[j] = wrap_once(slast + j, (int)nlast);
-
-    auto row_sum = [&](int64_t base, T* acc2) {
-      const T* r = grid + 2 * base;
-      if (contiguous) {
-        r += 2 * slast;
-#pragma GCC ivdep
-        for (int t = 0; t < 2 * W; ++t) acc2[t] += kk[t] * r[t];
-      } else {
-        for (int j = 0; j < W; ++j) {
-          acc2[2 * j] += klast[j] * r[2 * lidx[j]];
-          acc2[2 * j + 1] += klast[j] * r[2 * lidx[j] + 1];
+    for (int q = 0; q < np; ++q) {
+      const int64_t p = p0 + q;
+      const T* k0 = kb[0] + q * Wp;
+      const T* k1 = kb[1] + q * Wp;
+      const int s0 = start_[0][p], s1 = start_[1][p];
+      const T* klast = dim == 3 ? kb[2] + q * Wp : k1;
+      const int slast = dim == 3 ? start_[2][p] : s1;
+      T re = 0, im = 0;
+      if (slast + Wp <= nlast) {
+        // acc = sum over rows of (row weight) * grid row; the last-axis weights are applied once
+        D acc[NC];
+        for (int cc = 0; cc < NC; ++cc) acc[cc] = D{};
+        auto add_row = [&](int64_t base, T f) {
+          const T* r = grid + 2 * (base + slast);
+          for (int cc = 0; cc < NC; ++cc) acc[cc] += f * simd::load<D>(r + 8 * cc);
+        };
+        if (dim == 2) {
+          for (int i = 0; i < W; ++i) add_row(wrap_once(s0 + i, (int)n0) * n1, k0[i]);
+        } else {
+          for (int i = 0; i < W; ++i) {
+            const int64_t g0 = wrap_once(s0 + i, (int)n0) * n1;
+            for (int j = 0; j < W; ++j) add_row((g0 + wrap_once(s1 + j, (int)n1)) * n2, k0[i] * k1[j]);
+          }
+        }
+        alignas(64) T kk[2 * Wp];
+        complex_row<Wp>(klast, T(1), T(1), kk);
+        D tot = D{};
+        for (int cc = 0; cc < NC; ++cc) tot += acc[cc] * simd::load<D>(kk + 8 * cc);
+        re = tot[0] + tot[2] + tot[4] + tot[6];
+        im = tot[1] + tot[3] + tot[5] + tot[7];
+      } else {  // the stencil runs past the end of the last axis: wrap each index
+        int lidx[W];
+        for (int j = 0; j < W; ++j) lidx[j] = wrap_once(slast + j, (int)nlast);
+        auto add_row = [&](int64_t base, T f) {
+          const T* r = grid + 2 * base;
+          T rr = 0, ri = 0;
+          for (int j = 0; j < W; ++j) {
+            rr += klast[j] * r[2 * lidx[j]];
+            ri += klast[j] * r[2 * lidx[j] + 1];
+          }
+          re += f * rr;
+          im += f * ri;
+        };
+        if (dim == 2) {
+          for (int i = 0; i < W; ++i) add_row(wrap_once(s0 + i, (int)n0) * n1, k0[i]);
+        } else {
+          for (int i = 0; i < W; ++i) {
+            const int64_t g0 = wrap_once(s0 + i, (int)n0) * n1;
+            for (int j = 0; j < W; ++j) add_row((g0 + wrap_once(s1 + j, (int)n1)) * n2, k0[i] * k1[j]);
+          }
         }
       }
-    };
-
-    alignas(64) T acc[2 * W];
-    for (int t = 0; t < 2 * W; ++t) acc[t] = 0;
-    if (dim == 2) {
-      for (int i = 0; i < W; ++i) {
-        const int64_t g0 = wrap_once(s0 + i, (int)n0);
-        alignas(64) T racc[2 * W];
-        for (int t = 0; t < 2 * W; ++t) racc[t] = 0;
-        row_sum(g0 * n1, racc);
-        const T f = k0[i];
-        for (int t = 0; t < 2 * W; ++t) acc[t] += f * racc[t];
-      }
-    } else {
-      for (int i = 0; i < W; ++i) {
-        const int64_t g0 = wrap_once(s0 + i, (int)n0);
-        for (int j = 0; j < W; ++j) {
-          const int64_t g1 = wrap_once(s1 + j, (int)n1);
-          alignas(64) T racc[2 * W];
-          for (int t = 0; t < 2 * W; ++t) racc[t] = 0;
-          row_sum((g0 * n1 + g1) * n2, racc);
-          const T f = k0[i] * k1[j];
-          for (int t = 0; t < 2 * W; ++t) acc[t] += f * racc[t];
-        }
-      }
+      y[order_[p]] = cplx(re, im);
     }
-    T re = 0, im = 0;
-    for (int j = 0; j < W; ++j) {
-      re += acc[2 * j];
-      im += acc[2 * j + 1];
-    }
-    y[order_[p]] = cplx(re, im);
   }
 }
 
@@ -460,10 +539,14 @@ void NufftPlan<T>::forward(const cplx* x, cplx* y, int64_t batch) {
   std::lock_guard<std::mutex> lock(mutex_);
   const int64_t img = N_[0] * N_[1] * N_[2];
   grid_.resize(n_[0] * n_[1] * n_[2]);
+  PhaseTimer timer;
   for (int64_t b = 0; b < batch; ++b) {
     image_to_grid(x + b * img);
+    timer.lap("deconvolve");
     fft(true);
+    timer.lap("fft");
     interpolate(y + b * M_);
+    timer.lap("interpolate");
   }
 }
 
@@ -472,11 +555,16 @@ void NufftPlan<T>::adjoint(const cplx* y, cplx* x, int64_t batch) {
   std::lock_guard<std::mutex> lock(mutex_);
   const int64_t img = N_[0] * N_[1] * N_[2];
   grid_.resize(n_[0] * n_[1] * n_[2]);
+  PhaseTimer timer;
   for (int64_t b = 0; b < batch; ++b) {
     std::memset((void*)grid_.data(), 0, grid_.size() * sizeof(cplx));
+    timer.lap("zero");
     spread(y + b * M_);
+    timer.lap("spread");
     fft(false);
+    timer.lap("fft");
     grid_to_image(x + b * img);
+    timer.lap("deconvolve");
   }
 }
 
