@@ -384,8 +384,8 @@ def pogm(grad_f, prox_g, x0, step, *, max_iter: int = 50, tol: float = 1e-5, res
 # ---- primal-dual hybrid gradient ----------------------------------------------------------------
 
 def pdhg(K, KH, prox_f_conj, prox_g, x0, *, sigma=None, tau=None, theta: float = 1.0,
-         max_iter: int = 100, tol: float = 1e-5, y0=None, objective=None, callback=None,
-         progress=None, norm_iter: int = 30):
+         max_iter: int = 100, tol: float = 1e-5, y0=None, gamma: float = 0.0, objective=None,
+         callback=None, progress=None, norm_iter: int = 30):
     """PDHG / Chambolle-Pock (2011) for ``min_x f(K x) + g(x)``.
 
     Iteration (``xbar_0 = x_0``)::
@@ -414,7 +414,12 @@ def pdhg(K, KH, prox_f_conj, prox_g, x0, *, sigma=None, tau=None, theta: float =
         ``||K||^2`` estimated by ``norm_iter`` power iterations on ``KH(K(.))``; give one and the
         other is set to ``0.99 / (||K||^2 * given)``.
     theta : float in [0, 1]
-        Extrapolation parameter.
+        Extrapolation parameter (ignored when ``gamma > 0``).
+    gamma : float >= 0
+        Strong-convexity modulus of ``g`` (e.g. 1 for ``g = ||x - b||^2 / 2``). When > 0, Chambolle &
+        Pock's accelerated variant (their Algorithm 2, O(1/k^2)) is used: after each iteration
+        ``theta_k = 1 / sqrt(1 + 2 gamma tau_k)``, ``tau_{k+1} = theta_k tau_k``,
+        ``sigma_{k+1} = sigma_k / theta_k``, and ``theta_k`` is the extrapolation weight.
     tol : float
         Stop when ``||x_{k+1} - x_k|| <= tol * ||x_{k+1}||`` (0 disables).
     y0 : array or tuple, optional
@@ -429,13 +434,15 @@ def pdhg(K, KH, prox_f_conj, prox_g, x0, *, sigma=None, tau=None, theta: float =
         ``residual`` = relative change of x; ``extra['primal_residual']`` and
         ``extra['dual_residual']`` = the norms of Goldstein et al.'s PDHG residuals
         ``(x_k - x_{k+1}) / tau - KH(y_k - y_{k+1})`` and ``(y_k - y_{k+1}) / sigma - K(xbar_k - x_{k+1})``;
-        ``extra['sigma']``, ``extra['tau']`` hold the steps used (one entry).
+        ``extra['sigma']``, ``extra['tau']`` hold the initial steps; ``extra['y']`` the final dual
+        variable (one entry).
     """
     check_array(x0, "pdhg: x0")
     shape = tuple(x0.shape)
     max_iter = check_iters(max_iter)
     tol = check_positive(tol, "pdhg: tol", allow_zero=True)
     theta = float(theta)
+    gamma = check_positive(gamma, "pdhg: gamma", allow_zero=True)
     if not 0.0 <= theta <= 1.0:
         raise ValueError(f"pdhg: theta must lie in [0, 1], got {theta}")
     if sigma is None or tau is None:
@@ -461,13 +468,11 @@ def pdhg(K, KH, prox_f_conj, prox_g, x0, *, sigma=None, tau=None, theta: float =
 
     x = copy(x0)
     Kx = K(x)
-    yshape = tuple(Kx.shape) if _array.is_array(Kx) else None
     if y0 is None:
         y = zeros_like(Kx)
     else:
         check_array(y0, "pdhg: y0")
-        if yshape is not None:
-            check_same_shape(y0, yshape, "pdhg: y0")
+        check_same_shape(y0, shape_of(Kx), "pdhg: y0")
         y = copy(y0)
     KHy = _apply_checked(KH, y, shape, "pdhg: KH")
     Kxbar = Kx
@@ -486,6 +491,9 @@ def pdhg(K, KH, prox_f_conj, prox_g, x0, *, sigma=None, tau=None, theta: float =
             d_res = sub(scale(1.0 / sigma, sub(y, y_new)), sub(Kxbar, Kx_new))
             dxn, xn = norm(sub(x_new, x)), norm(x_new)
             _nonfinite(dxn, "pdhg: ||x_{k+1} - x_k||", k)
+            if gamma > 0:
+                theta = 1.0 / math.sqrt(1.0 + 2.0 * gamma * tau)
+                tau, sigma = tau * theta, sigma / theta
             Kxbar = lincomb(1.0 + theta, Kx_new, -theta, Kx) if theta else Kx_new
             x, y, Kx, KHy = x_new, y_new, Kx_new, KHy_new
             rel = dxn / xn if xn > 0 else dxn

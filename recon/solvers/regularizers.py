@@ -391,7 +391,7 @@ class TotalVariation:
         return x
 
 
-def tv_prox(v, lam, axes=(-2, -1), *, n_inner: int = 100, inner_tol: float = 1e-5, **kw):
+def tv_prox(v, lam, axes=(-2, -1), *, n_inner: int = 200, inner_tol: float = 1e-6, **kw):
     """TV denoising ``argmin_x lam * TV(x) + ||x - v||^2 / 2`` (the prox of ``lam TV`` at ``v``).
     Keywords as :class:`TotalVariation` (``weights``, ``boundary``, ``isotropic``, ``bounds``)."""
     return TotalVariation(lam, axes, n_inner=n_inner, inner_tol=inner_tol, **kw).prox(v, 1.0)
