@@ -40,6 +40,97 @@ def _zeros(ref, shape):
     return np.zeros(shape, dtype=ref.dtype)
 
 
+def _empty(ref, shape):
+    if _array.is_torch(ref):
+        return ref.new_empty(shape)
+    return np.empty(shape, dtype=ref.dtype)
+
+
+def _empty_real(ref, shape):
+    if _array.is_torch(ref):
+        return ref.new_empty(shape, dtype=ref.real.dtype)
+    return np.empty(shape, dtype=np.finfo(ref.dtype).dtype if ref.dtype.kind in "fc" else np.float64)
+
+
+def _copy(x):
+    return x.clone() if _array.is_torch(x) else x.copy()
+
+
+def _copy_into(dst, src):
+    if _array.is_torch(dst):
+        dst.copy_(src)
+    else:
+        np.copyto(dst, src)
+
+
+def _sub_out(a, b, out):
+    if _array.is_torch(out):
+        import torch
+
+        torch.sub(a, b, out=out)
+    else:
+        np.subtract(a, b, out=out)
+
+
+def _mul_out(a, s, out):
+    if _array.is_torch(out):
+        import torch
+
+        torch.mul(a, s, out=out)
+    else:
+        np.multiply(a, s, out=out)
+
+
+def _abs2_acc(p, acc, scratch):
+    """acc += |p|^2 (acc, scratch real)."""
+    if _array.is_torch(p):
+        if p.is_complex():
+            acc.addcmul_(p.real, p.real)
+            acc.addcmul_(p.imag, p.imag)
+        else:
+            acc.addcmul_(p, p)
+        return
+    if np.iscomplexobj(p):
+        np.multiply(p.real, p.real, out=scratch)
+        acc += scratch
+        np.multiply(p.imag, p.imag, out=scratch)
+    else:
+        np.multiply(p, p, out=scratch)
+    acc += scratch
+
+
+def _abs_out(p, out):
+    if _array.is_torch(p):
+        import torch
+
+        torch.abs(p, out=out)
+    else:
+        np.abs(p, out=out)
+
+
+def _sqrt_(m):
+    if _array.is_torch(m):
+        m.sqrt_()
+    else:
+        np.sqrt(m, out=m)
+
+
+def _clamp_min_(m, v):
+    if _array.is_torch(m):
+        m.clamp_(min=v)
+    else:
+        np.maximum(m, v, out=m)
+
+
+def _clip_(x, lower, upper):
+    if _array.is_array(x) and (x.is_complex() if _array.is_torch(x) else np.iscomplexobj(x)):
+        raise TypeError("bounds (a box constraint) need real data")
+    if _array.is_torch(x):
+        x.clamp_(min=lower, max=upper)
+    else:
+        np.clip(x, lower, upper, out=x)
+
+
 def _idx(ndim, axis, sl):
     idx = [slice(None)] * ndim
     idx[axis] = sl
@@ -92,7 +183,10 @@ def _norm_axes(axes, ndim_hint=None) -> tuple[int, ...]:
 
 class _Grad:
     """Forward differences along negative ``axes`` of the trailing ``ncore`` axes; directions are
-    stacked at axis ``-(ncore + 1)``. Shape-agnostic (works for any leading batch axes)."""
+    stacked at axis ``-(ncore + 1)``. Shape-agnostic (works for any leading batch axes).
+
+    ``forward(x, out)`` and ``adjoint_acc(p, out, scale, tmp)`` write into caller-owned buffers so
+    that inner loops (the TV prox) allocate nothing per iteration."""
 
     def __init__(self, axes, weights, boundary):
         self.axes = axes
@@ -106,45 +200,66 @@ class _Grad:
         """Upper bound on ||D||^2 (4 * sum of squared weights)."""
         return 4.0 * sum(w * w for w in self.weights)
 
-    def forward(self, x):
+    def out_shape(self, shape):
+        shape = tuple(shape)
+        lead, core = shape[: len(shape) - self.ncore], shape[len(shape) - self.ncore:]
+        return lead + (len(self.axes),) + core
+
+    def check_image(self, x):
         if x.ndim < self.ncore:
             raise ValueError(f"finite differences over axes {self.axes} need an array with at least "
                              f"{self.ncore} axes, got shape {tuple(x.shape)}")
-        shape = tuple(x.shape)
-        lead, core = shape[: len(shape) - self.ncore], shape[len(shape) - self.ncore:]
-        out = _zeros(x, lead + (len(self.axes),) + core)
-        od = out.ndim
+
+    def direction(self, p, i):
+        return p[_idx(p.ndim, self.dir_axis, i)]
+
+    def forward(self, x, out=None):
+        self.check_image(x)
+        if out is None:
+            out = _empty(x, self.out_shape(x.shape))
+        n = x.ndim
         for i, (a, w) in enumerate(zip(self.axes, self.weights)):
-            oi = out[_idx(od, self.dir_axis, i)]
+            oi = self.direction(out, i)
+            hi, lo = _idx(n, a, slice(1, None)), _idx(n, a, slice(None, -1))
+            _sub_out(x[hi], x[lo], oi[lo])
+            last = _idx(n, a, slice(-1, None))
             if self.boundary == "periodic":
-                d = _roll(x, -1, a) - x
-                oi[...] = d * w if w != 1.0 else d
+                _sub_out(x[_idx(n, a, slice(0, 1))], x[last], oi[last])
             else:
-                n = x.ndim
-                d = x[_idx(n, a, slice(1, None))] - x[_idx(n, a, slice(None, -1))]
-                oi[_idx(n, a, slice(None, -1))] = d * w if w != 1.0 else d
+                oi[last] = 0
+            if w != 1.0:
+                oi *= w
+        return out
+
+    def adjoint_acc(self, p, out, scale=1.0, tmp=None):
+        """``out += scale * D^H p`` (in place); ``tmp``: a scratch array shaped like ``out``."""
+        n = out.ndim
+        for i, (a, w) in enumerate(zip(self.axes, self.weights)):
+            s = scale * w
+            if s == 0.0:
+                continue
+            q = self.direction(p, i)
+            if s != 1.0:
+                if tmp is None:
+                    tmp = _empty(out, tuple(out.shape))
+                _mul_out(q, s, tmp)
+                q = tmp
+            hi, lo = _idx(n, a, slice(1, None)), _idx(n, a, slice(None, -1))
+            if self.boundary == "periodic":
+                out[hi] += q[lo]
+                out[_idx(n, a, slice(0, 1))] += q[_idx(n, a, slice(-1, None))]
+                out -= q
+            else:
+                out[lo] -= q[lo]
+                out[hi] += q[lo]
         return out
 
     def adjoint(self, p):
         if p.ndim < self.ncore + 1 or p.shape[self.dir_axis] != len(self.axes):
             raise ValueError(f"finite-difference adjoint: expected shape (..., {len(self.axes)}, <{self.ncore} "
                              f"image axes>), got {tuple(p.shape)}")
-        pd = p.ndim
-        res = None
-        for i, (a, w) in enumerate(zip(self.axes, self.weights)):
-            q = p[_idx(pd, self.dir_axis, i)]
-            if w != 1.0:
-                q = q * w
-            if self.boundary == "periodic":
-                r = _roll(q, 1, a) - q
-            else:
-                n = q.ndim
-                r = _zeros(q, tuple(q.shape))
-                qm = q[_idx(n, a, slice(None, -1))]
-                r[_idx(n, a, slice(None, -1))] -= qm
-                r[_idx(n, a, slice(1, None))] += qm
-            res = r if res is None else res + r
-        return res
+        q0 = self.direction(p, 0)
+        return self.adjoint_acc(p, _zeros(q0, tuple(q0.shape)))
 
 
 class FiniteDifference(Operator):
@@ -221,53 +336,86 @@ def _project_dual(p, radius, dir_axis, isotropic):
     return p * _rcast(fac, p)
 
 
-def _fgp(b, grad: _Grad, terms, isotropic, n_iter, tol, bounds, p0=None):
+def _project_dual_(p, grad: _Grad, isotropic, m, t):
+    """In place: p <- p / max(1, |p|_pixel) (projection onto the unit pixelwise ball).
+    ``m``, ``t``: real scratch arrays shaped like one direction of ``p``."""
+    if not isotropic:
+        for i in range(len(grad.axes)):
+            pi = grad.direction(p, i)
+            _abs_out(pi, m)
+            _clamp_min_(m, 1.0)
+            pi /= m
+        return p
+    m[...] = 0
+    for i in range(len(grad.axes)):
+        _abs2_acc(grad.direction(p, i), m, t)
+    _sqrt_(m)
+    _clamp_min_(m, 1.0)
+    for i in range(len(grad.axes)):
+        pi = grad.direction(p, i)
+        pi /= m
+    return p
+
+
+def _fgp(b, grad: _Grad, terms, isotropic, n_iter, tol, bounds, p0=None, check_every=5):
     """Beck & Teboulle's fast gradient projection (FGP) on the dual of
     ``min_x 1/2 ||x - b||^2 + sum_i lam_i ||D x - c_i||_{2,1}  (+ box constraint)``.
 
     ``terms``: list of ``(lam_i, c_i)`` with ``c_i`` an array shaped like ``D b`` (or None for 0).
-    Returns ``(x, duals, n_done)``.
+    All work happens in buffers allocated once per call. Returns ``(x, duals, n_done)``.
     """
+    grad.check_image(b)
     lam_sq = sum(l * l for l, _ in terms)
     L = grad.norm_sq_bound * lam_sq
-    da, iso = grad.dir_axis, isotropic
+    dshape = grad.out_shape(b.shape)
+    ishape = tuple(b.shape)
+    ps = [_zeros(b, dshape) for _ in terms] if p0 is None else [_copy(p) for p in p0]
+    rs = [_copy(p) for p in ps]
+    gs = [_empty(b, dshape) for _ in terms]
+    x = _empty(b, ishape)
+    tmp = _empty(b, ishape)
+    m = _empty_real(b, ishape)
+    t_r = _empty_real(b, ishape)
+    x_prev = _empty(b, ishape) if tol > 0 else None
 
-    def primal(rs):
-        acc = None
-        for (lam, _), r in zip(terms, rs):
-            v = grad.adjoint(r) * lam
-            acc = v if acc is None else acc + v
-        x = b - acc
+    def primal(duals, out):
+        _copy_into(out, b)
+        for (lam, _), r in zip(terms, duals):
+            grad.adjoint_acc(r, out, -lam, tmp)
         if bounds is not None:
-            x = _prox.project_box(x, *bounds)
-        return x
+            _clip_(out, *bounds)
+        return out
 
-    if p0 is None:
-        Db = grad.forward(b)
-        ps = [Db * 0 for _ in terms]
-    else:
-        ps = list(p0)
-    rs = list(ps)
     t = 1.0
-    x_prev = None
     n_done = 0
     for k in range(n_iter):
-        x = primal(rs)
-        Dx = grad.forward(x)
-        new_ps = []
-        for (lam, c), r in zip(terms, rs):
-            g = Dx if c is None else Dx - c
-            new_ps.append(_project_dual(r + g * (lam / L), 1.0, da, iso))
+        primal(rs, x)
+        for (lam, c), r, g in zip(terms, rs, gs):
+            grad.forward(x, out=g)           # g = D x
+            if c is not None:
+                g -= c                       # D x - c
+            g *= lam / L
+            g += r                           # r + (lam / L) (D x - c)
+            _project_dual_(g, grad, isotropic, m, t_r)
         t_new = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * t * t))
-        rs = [pn + (pn - po) * ((t - 1.0) / t_new) for pn, po in zip(new_ps, ps)]
-        ps, t = new_ps, t_new
+        beta = (t - 1.0) / t_new
+        for i in range(len(terms)):
+            # r = g + beta (g - p); then p <- g (buffer swap)
+            _sub_out(gs[i], ps[i], rs[i])
+            rs[i] *= beta
+            rs[i] += gs[i]
+            ps[i], gs[i] = gs[i], ps[i]
+        t = t_new
         n_done = k + 1
-        if tol > 0 and x_prev is not None:
-            xn = norm(x)
-            if norm(x - x_prev) <= tol * (xn if xn > 0 else 1.0):
-                break
-        x_prev = x
-    return primal(ps), ps, n_done
+        if x_prev is not None:  # relative change of x between consecutive iterations, every few
+            if k > 0 and k % check_every == 0:
+                _sub_out(x, x_prev, tmp)
+                xn = norm(x)
+                if norm(tmp) <= tol * (xn if xn > 0 else 1.0):
+                    break
+            if (k + 1) % check_every == 0:
+                _copy_into(x_prev, x)
+    return primal(ps, x), ps, n_done
 
 
 def _check_step(t, name):

@@ -1,0 +1,297 @@
+// CPU loop drivers of the Joseph projector; all weights come from csrc/kernels/joseph.h.
+#include "ct/projector.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "kernels/joseph.h"
+
+namespace recon {
+
+using joseph::Grid;
+using joseph::Line;
+
+namespace {
+
+int resolve_threads(int nthreads) { return nthreads > 0 ? nthreads : omp_get_max_threads(); }
+
+Grid make_grid(const CtProjectorSpec& s) {
+  Grid g;
+  g.n[0] = s.nx;
+  g.n[1] = s.ny;
+  g.n[2] = s.nz;
+  g.v[0] = s.vx;
+  g.v[1] = s.vy;
+  g.v[2] = s.vz;
+  return g;
+}
+
+// The line of sub-ray `sub` (0 .. S*S-1 in 3D, 0 .. S-1 in 2D) of detector bin (row, col) of view.
+template <typename T>
+inline Line<T> ray_line(const CtProjectorSpec& s, const Grid& g, int nd, int64_t view, int row, int col, int sub) {
+  const int S = s.subsample;
+  const int su = nd == 3 ? sub % S : sub;
+  const int sv = nd == 3 ? sub / S : 0;
+  const double uc = col + (su + 0.5) / S - 0.5 + 0.5 - 0.5 * s.det_cols;
+  const double vc = row + (sv + 0.5) / S - 0.5 + 0.5 - 0.5 * s.det_rows;
+  double p[3], d[3];
+  const int L = joseph::vec_len(s.kind);
+  joseph::ray_from_vec(s.kind, s.vectors.data() + view * L, uc, vc, p, d);
+  const double w = 1.0 / (nd == 3 ? S * S : S);
+  return joseph::make_line<T>(p, d, g, nd, w);
+}
+
+// Zero-padded copies (pad 1 before, 2 after on every axis) for the forward:
+// P1: [z][y][x] order, P2: [z][x][y] order (x and y swapped) so that y-driven rays step contiguously.
+template <typename T>
+void make_padded(const T* x, const CtProjectorSpec& s, int nd, T* P1, T* P2, int nt) {
+  const int64_t px = s.nx + 3, py = s.ny + 3, pz = nd == 3 ? s.nz + 3 : 1;
+  const int64_t zoff = nd == 3 ? 1 : 0;
+  const int64_t nslab = pz;
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t zp = 0; zp < nslab; ++zp) {
+    T* a = P1 + zp * py * px;
+    T* b = P2 + zp * px * py;
+    std::fill(a, a + py * px, T(0));
+    std::fill(b, b + px * py, T(0));
+    const int64_t z = zp - zoff;
+    if (z < 0 || z >= s.nz) continue;
+    const T* src = x + z * (int64_t)s.ny * s.nx;
+    for (int64_t yy = 0; yy < s.ny; ++yy) {
+      const T* row = src + yy * s.nx;
+      std::copy(row, row + s.nx, a + (yy + 1) * px + 1);
+      for (int64_t xx = 0; xx < s.nx; ++xx) b[(xx + 1) * py + yy + 1] = row[xx];
+    }
+  }
+}
+
+template <typename T, typename Idx>
+T forward_line(const Line<T>& L, const CtProjectorSpec& s, int nd, const T* P1, const T* P2) {
+  using joseph::JosephForward;
+  const Idx px = s.nx + 3, py = s.ny + 3;
+  T acc = T(0);
+  const int k0 = L.k0, k1 = L.k1;
+  if (nd == 2) {
+    if (L.axis == 0) {  // x-driven: P1 [y][x], taps in y
+      const Idx off = px + 1, s1 = px;
+      const int n1 = s.ny;
+#pragma omp simd reduction(+ : acc)
+      for (int k = k0; k < k1; ++k) joseph::step2d_padded<JosephForward>(L, k, n1, P1, off, Idx(1), s1, acc);
+    } else {  // y-driven: P2 [x][y], taps in x
+      const Idx off = py + 1, s1 = py;
+      const int n1 = s.nx;
+#pragma omp simd reduction(+ : acc)
+      for (int k = k0; k < k1; ++k) joseph::step2d_padded<JosephForward>(L, k, n1, P2, off, Idx(1), s1, acc);
+    }
+  } else {
+    const Idx plane = px * py;
+    if (L.axis == 0) {  // taps (y, z) in P1 [z][y][x]
+      const Idx off = plane + px + 1;
+      const int n1 = s.ny, n2 = s.nz;
+#pragma omp simd reduction(+ : acc)
+      for (int k = k0; k < k1; ++k)
+        joseph::step3d_padded<JosephForward>(L, k, n1, n2, P1, off, Idx(1), px, plane, acc);
+    } else if (L.axis == 1) {  // taps (x, z) in P2 [z][x][y]
+      const Idx off = plane + py + 1;
+      const int n1 = s.nx, n2 = s.nz;
+#pragma omp simd reduction(+ : acc)
+      for (int k = k0; k < k1; ++k)
+        joseph::step3d_padded<JosephForward>(L, k, n1, n2, P2, off, Idx(1), py, plane, acc);
+    } else {  // z-driven: taps (x, y) in P1
+      const Idx off = plane + px + 1;
+      const int n1 = s.nx, n2 = s.ny;
+#pragma omp simd reduction(+ : acc)
+      for (int k = k0; k < k1; ++k)
+        joseph::step3d_padded<JosephForward>(L, k, n1, n2, P1, off, plane, Idx(1), px, acc);
+    }
+  }
+  return acc * L.step;
+}
+
+template <typename T, typename Idx>
+void forward_impl(const CtProjectorSpec& s, const T* x, T* y, int64_t batch, int nt) {
+  const int nd = s.kind == joseph::CONE_FLAT ? 3 : 2;
+  const Grid g = make_grid(s);
+  const int64_t npad = (int64_t)(s.nx + 3) * (s.ny + 3) * (nd == 3 ? s.nz + 3 : 1);
+  std::vector<T> P1(npad), P2(npad);
+  const int64_t img = (int64_t)s.nx * s.ny * s.nz;
+  const int64_t sino = s.n_views * s.det_rows * s.det_cols;
+  const int nsub = nd == 3 ? s.subsample * s.subsample : s.subsample;
+  const int64_t nwork = s.n_views * s.det_rows;
+  for (int64_t b = 0; b < batch; ++b) {
+    make_padded(x + b * img, s, nd, P1.data(), P2.data(), nt);
+    T* yb = y + b * sino;
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+    for (int64_t w = 0; w < nwork; ++w) {
+      const int64_t view = w / s.det_rows;
+      const int row = (int)(w % s.det_rows);
+      T* out = yb + w * s.det_cols;
+      for (int col = 0; col < s.det_cols; ++col) {
+        T sum = T(0);
+        for (int sub = 0; sub < nsub; ++sub) {
+          const Line<T> L = ray_line<T>(s, g, nd, view, row, col, sub);
+          if (L.k0 < L.k1) sum += forward_line<T, Idx>(L, s, nd, P1.data(), P2.data());
+        }
+        out[col] = sum;
+      }
+    }
+  }
+}
+
+// The adjoint contribution of one line to the slab [lo, hi) of the ownership axis
+// (rows in 2D, slices in 3D): x[v] += w * val for every voxel v of the line inside the slab.
+template <typename T, typename Idx>
+void adjoint_line(const Line<T>& L, const CtProjectorSpec& s, int nd, int lo, int hi, T val, T* x) {
+  using joseph::JosephAdjoint;
+  int k0 = L.k0, k1 = L.k1;
+  const Idx nx = s.nx, ny = s.ny;
+  if (nd == 2) {
+    if (L.axis == 0) {  // x-driven; rows (slab axis) are the interpolation axis
+      if (!joseph::k_range((double)L.a1, (double)L.b1, lo - 1.0, (double)hi, s.nx, &k0, &k1)) return;
+      const int n1 = s.ny;
+#pragma omp simd
+      for (int k = k0; k < k1; ++k)
+        joseph::step2d_bounded<JosephAdjoint>(L, k, n1, lo, hi, x, Idx(1), nx, val);
+    } else {  // y-driven; rows are the driving axis
+      k0 = std::max(k0, lo);
+      k1 = std::min(k1, hi);
+      const int n1 = s.nx;
+#pragma omp simd
+      for (int k = k0; k < k1; ++k)
+        joseph::step2d_bounded<JosephAdjoint>(L, k, n1, 0, n1, x, nx, Idx(1), val);
+    }
+  } else {
+    const Idx plane = nx * ny;
+    if (L.axis == 0) {  // taps (y, z); z = slab axis = second interpolation axis
+      if (!joseph::k_range((double)L.a2, (double)L.b2, lo - 1.0, (double)hi, s.nx, &k0, &k1)) return;
+      const int n1 = s.ny, n2 = s.nz;
+#pragma omp simd
+      for (int k = k0; k < k1; ++k)
+        joseph::step3d_bounded<JosephAdjoint>(L, k, n1, 0, n1, n2, lo, hi, x, Idx(1), nx, plane, val);
+    } else if (L.axis == 1) {  // taps (x, z)
+      if (!joseph::k_range((double)L.a2, (double)L.b2, lo - 1.0, (double)hi, s.ny, &k0, &k1)) return;
+      const int n1 = s.nx, n2 = s.nz;
+#pragma omp simd
+      for (int k = k0; k < k1; ++k)
+        joseph::step3d_bounded<JosephAdjoint>(L, k, n1, 0, n1, n2, lo, hi, x, nx, Idx(1), plane, val);
+    } else {  // z-driven: slices are the driving axis; taps (x, y)
+      k0 = std::max(k0, lo);
+      k1 = std::min(k1, hi);
+      const int n1 = s.nx, n2 = s.ny;
+#pragma omp simd
+      for (int k = k0; k < k1; ++k)
+        joseph::step3d_bounded<JosephAdjoint>(L, k, n1, 0, n1, n2, 0, n2, x, plane, Idx(1), nx, val);
+    }
+  }
+}
+
+template <typename T, typename Idx>
+void adjoint_impl(const CtProjectorSpec& s, const T* y, T* x, int64_t batch, int nt) {
+  const int nd = s.kind == joseph::CONE_FLAT ? 3 : 2;
+  const Grid g = make_grid(s);
+  const int slab_n = nd == 3 ? s.nz : s.ny;
+  nt = std::max(1, std::min(nt, slab_n));
+  const int64_t img = (int64_t)s.nx * s.ny * s.nz;
+  const int64_t slab_size = img / slab_n;  // elements per row (2D) / slice (3D)
+  const int64_t sino = s.n_views * s.det_rows * s.det_cols;
+  const int nsub = nd == 3 ? s.subsample * s.subsample : s.subsample;
+  const int64_t per_view = (int64_t)s.det_rows * s.det_cols * nsub;
+  const int64_t block = std::max<int64_t>(1, (int64_t(1) << 18) / per_view);
+  std::vector<Line<T>> lines((size_t)(std::min<int64_t>(block, s.n_views) * per_view));
+
+#pragma omp parallel num_threads(nt)
+  {
+    const int tid = omp_get_thread_num();
+    const int T_ = omp_get_num_threads();
+    const int lo = (int)((int64_t)slab_n * tid / T_), hi = (int)((int64_t)slab_n * (tid + 1) / T_);
+    for (int64_t b = 0; b < batch; ++b) std::fill(x + b * img + lo * slab_size, x + b * img + hi * slab_size, T(0));
+    for (int64_t v0 = 0; v0 < s.n_views; v0 += block) {
+      const int64_t nv = std::min(block, s.n_views - v0);
+      const int64_t nl = nv * per_view;
+#pragma omp for schedule(static)
+      for (int64_t li = 0; li < nl; ++li) {
+        const int64_t ray = li / nsub;
+        const int sub = (int)(li % nsub);
+        const int64_t view = v0 + ray / ((int64_t)s.det_rows * s.det_cols);
+        const int64_t rc = ray % ((int64_t)s.det_rows * s.det_cols);
+        lines[li] = ray_line<T>(s, g, nd, view, (int)(rc / s.det_cols), (int)(rc % s.det_cols), sub);
+      }
+      if (lo < hi) {
+        for (int64_t li = 0; li < nl; ++li) {
+          const Line<T>& L = lines[li];
+          if (L.k0 >= L.k1) continue;
+          const int64_t r = v0 * s.det_rows * s.det_cols + li / nsub;
+          for (int64_t b = 0; b < batch; ++b) {
+            const T val = y[b * sino + r] * L.step;
+            if (val == T(0)) continue;
+            adjoint_line<T, Idx>(L, s, nd, lo, hi, val, x + b * img);
+          }
+        }
+      }
+#pragma omp barrier
+    }
+  }
+}
+
+}  // namespace
+
+JosephProjector::JosephProjector(CtProjectorSpec spec) : spec_(std::move(spec)) {
+  const auto& s = spec_;
+  if (s.kind < 0 || s.kind > 3) throw std::invalid_argument("kind must be 0 (parallel2d), 1 (fan flat), 2 (fan arc) or 3 (cone flat)");
+  const int nd = s.kind == joseph::CONE_FLAT ? 3 : 2;
+  if (s.n_views < 1) throw std::invalid_argument("vectors: need at least one view");
+  if (s.det_cols < 1 || s.det_rows < 1) throw std::invalid_argument("det_shape: sizes must be >= 1");
+  if (nd == 2 && s.det_rows != 1) throw std::invalid_argument("det_shape: 2D geometries have one detector row");
+  if (s.nx < 1 || s.ny < 1 || s.nz < 1) throw std::invalid_argument("image_shape: sizes must be >= 1");
+  if (nd == 2 && s.nz != 1) throw std::invalid_argument("image_shape: 2D geometries take (ny, nx)");
+  if (!(s.vx > 0 && s.vy > 0 && s.vz > 0) || !std::isfinite(s.vx) || !std::isfinite(s.vy) || !std::isfinite(s.vz))
+    throw std::invalid_argument("voxel_size: must be positive and finite");
+  if (s.subsample < 1 || s.subsample > 16) throw std::invalid_argument("subsample: must lie in [1, 16]");
+  const int64_t L = joseph::vec_len(s.kind);
+  if ((int64_t)s.vectors.size() != s.n_views * L)
+    throw std::invalid_argument("vectors: expected " + std::to_string(s.n_views * L) + " values (n_views x " +
+                                std::to_string(L) + "), got " + std::to_string(s.vectors.size()));
+  for (double v : s.vectors)
+    if (!std::isfinite(v)) throw std::invalid_argument("vectors: contains NaN or Inf");
+  for (int64_t i = 0; i < s.n_views; ++i) {
+    const double* v = s.vectors.data() + i * L;
+    if (s.kind == joseph::PARALLEL2D && !(v[0] * v[0] + v[1] * v[1] > 0))
+      throw std::invalid_argument("vectors: zero ray direction at view " + std::to_string(i));
+    if (!(v[L == 6 ? 4 : 6] * v[L == 6 ? 4 : 6] + v[L == 6 ? 5 : 7] * v[L == 6 ? 5 : 7] > 0))
+      throw std::invalid_argument("vectors: zero detector u vector at view " + std::to_string(i));
+    if (s.kind == joseph::FAN_ARC && !((v[2] - v[0]) * (v[2] - v[0]) + (v[3] - v[1]) * (v[3] - v[1]) > 0))
+      throw std::invalid_argument("vectors: arc detector centre coincides with the source at view " + std::to_string(i));
+  }
+  const int64_t npad = (int64_t)(s.nx + 3) * (s.ny + 3) * (nd == 3 ? s.nz + 3 : 1);
+  if (npad > (int64_t(1) << 40)) throw std::invalid_argument("image_shape: image too large");
+  small_index_ = npad < (int64_t(1) << 31) - 16;
+}
+
+template <typename T>
+void JosephProjector::forward(const T* x, T* y, int64_t batch, int nthreads) const {
+  const int nt = resolve_threads(nthreads);
+  if (small_index_)
+    forward_impl<T, int32_t>(spec_, x, y, batch, nt);
+  else
+    forward_impl<T, int64_t>(spec_, x, y, batch, nt);
+}
+
+template <typename T>
+void JosephProjector::adjoint(const T* y, T* x, int64_t batch, int nthreads) const {
+  const int nt = resolve_threads(nthreads);
+  if (small_index_)
+    adjoint_impl<T, int32_t>(spec_, y, x, batch, nt);
+  else
+    adjoint_impl<T, int64_t>(spec_, y, x, batch, nt);
+}
+
+template void JosephProjector::forward<float>(const float*, float*, int64_t, int) const;
+template void JosephProjector::forward<double>(const double*, double*, int64_t, int) const;
+template void JosephProjector::adjoint<float>(const float*, float*, int64_t, int) const;
+template void JosephProjector::adjoint<double>(const double*, double*, int64_t, int) const;
+
+}  // namespace recon
