@@ -12,6 +12,7 @@
 #include "kernels/es_kernel_setup.h"
 #include "nufft/nufft.h"
 #include "ct/backproject.h"  // CT analytic reconstruction
+#include "ct/projector.h"    // CT projectors
 
 namespace py = pybind11;
 using namespace recon;
@@ -168,7 +169,86 @@ PYBIND11_MODULE(_core, m) {
   m.def("fine_grid_size", &fine_grid_size, py::arg("N"), py::arg("upsampfac"), py::arg("width"));
 
   // ---- CT projectors ---------------------------------------------------------------------------
-  // (bindings for csrc/ct/ go here)
+  // Matched Joseph projector (recon.ops.Projector): image (batch, *image_shape) <-> sinogram
+  // (batch, n_views, [rows,] cols). Geometry as per-view ASTRA-style vectors (recon/ct/geometry.py).
+  py::class_<JosephProjector>(m, "JosephProjector", "Joseph projector over a vec geometry (see recon.ops.Projector).")
+      .def(py::init([](int kind, const py::array& vectors, const std::vector<int64_t>& image_shape,
+                       const std::vector<double>& voxel_size, const std::vector<int64_t>& det_shape, int subsample) {
+             const double* v = checked_buffer<double>(vectors, "vectors", false);
+             if (vectors.ndim() != 2) throw py::value_error("vectors: expected shape (n_views, 6 or 12), got " + shape_str(vectors));
+             const size_t nd = kind == 3 ? 3 : 2;
+             if (image_shape.size() != nd || voxel_size.size() != nd)
+               throw py::value_error("image_shape and voxel_size: expected " + std::to_string(nd) + " entries");
+             if (det_shape.size() != nd - 1) throw py::value_error("det_shape: expected " + std::to_string(nd - 1) + " entries");
+             for (auto n : image_shape)
+               if (n < 1 || n > (int64_t(1) << 30)) throw py::value_error("image_shape: sizes must lie in [1, 2^30]");
+             for (auto n : det_shape)
+               if (n < 1 || n > (int64_t(1) << 30)) throw py::value_error("det_shape: sizes must lie in [1, 2^30]");
+             CtProjectorSpec s;
+             s.kind = kind;
+             s.n_views = vectors.shape(0);
+             s.nx = (int)image_shape[nd - 1];
+             s.ny = (int)image_shape[nd - 2];
+             s.nz = nd == 3 ? (int)image_shape[0] : 1;
+             s.vx = voxel_size[nd - 1];
+             s.vy = voxel_size[nd - 2];
+             s.vz = nd == 3 ? voxel_size[0] : 1.0;
+             s.det_cols = (int)det_shape[nd - 2];
+             s.det_rows = nd == 3 ? (int)det_shape[0] : 1;
+             s.subsample = subsample;
+             s.vectors.assign(v, v + vectors.size());
+             try {
+               return new JosephProjector(std::move(s));
+             } catch (const std::invalid_argument& e) {
+               throw py::value_error(std::string("JosephProjector: ") + e.what());
+             }
+           }),
+           py::arg("kind"), py::arg("vectors"), py::arg("image_shape"), py::arg("voxel_size"), py::arg("det_shape"),
+           py::arg("subsample") = 1)
+      .def(
+          "forward",
+          [](const JosephProjector& p, const py::array& x, py::array& out, int nthreads) {
+            const int64_t img = p.image_size(), sino = p.sino_size();
+            if (x.size() == 0 || x.size() % img != 0)
+              throw py::value_error("x: size " + std::to_string(x.size()) + " is not a positive multiple of the image size " + std::to_string(img));
+            const int64_t batch = x.size() / img;
+            if (out.size() != batch * sino) throw py::value_error("out: expected " + std::to_string(batch * sino) + " elements");
+            if (x.dtype().is(py::dtype::of<float>())) {
+              const float* xp = checked_buffer<float>(x, "x", false);
+              float* yp = checked_buffer<float>(out, "out", true);
+              py::gil_scoped_release release;
+              p.forward<float>(xp, yp, batch, nthreads);
+            } else {
+              const double* xp = checked_buffer<double>(x, "x", false);
+              double* yp = checked_buffer<double>(out, "out", true);
+              py::gil_scoped_release release;
+              p.forward<double>(xp, yp, batch, nthreads);
+            }
+          },
+          py::arg("x"), py::arg("out"), py::arg("nthreads") = 0, "Line integrals: out (batch, sino) = A x (batch, image).")
+      .def(
+          "adjoint",
+          [](const JosephProjector& p, const py::array& y, py::array& out, int nthreads) {
+            const int64_t img = p.image_size(), sino = p.sino_size();
+            if (y.size() == 0 || y.size() % sino != 0)
+              throw py::value_error("y: size " + std::to_string(y.size()) + " is not a positive multiple of the sinogram size " + std::to_string(sino));
+            const int64_t batch = y.size() / sino;
+            if (out.size() != batch * img) throw py::value_error("out: expected " + std::to_string(batch * img) + " elements");
+            if (y.dtype().is(py::dtype::of<float>())) {
+              const float* yp = checked_buffer<float>(y, "y", false);
+              float* xp = checked_buffer<float>(out, "out", true);
+              py::gil_scoped_release release;
+              p.adjoint<float>(yp, xp, batch, nthreads);
+            } else {
+              const double* yp = checked_buffer<double>(y, "y", false);
+              double* xp = checked_buffer<double>(out, "out", true);
+              py::gil_scoped_release release;
+              p.adjoint<double>(yp, xp, batch, nthreads);
+            }
+          },
+          py::arg("y"), py::arg("out"), py::arg("nthreads") = 0, "Exact transpose: out (batch, image) = A^T y (batch, sino).")
+      .def_property_readonly("image_size", &JosephProjector::image_size)
+      .def_property_readonly("sino_size", &JosephProjector::sino_size);
 
   // ---- CT analytic reconstruction (FBP/FDK weighted backprojector; NOT the adjoint) ----------------
   m.def(

@@ -3,4 +3,5 @@
 from .base import Adjoint, Compose, Normal, Operator, Scaled, Sum  # noqa: F401
 from .linear import FFT, Identity, Matrix, Multiply  # noqa: F401
 from .nufft import Nufft, ToeplitzNormal  # noqa: F401
+from .projector import Projector  # noqa: F401
 from .sense import CartesianSense, NonCartesianSense  # noqa: F401
