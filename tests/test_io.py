@@ -219,3 +219,152 @@ def test_header_parse_matches_builder():
     assert h.encoded_fov_mm == (280.0, 200.0, 4.5) and h.receiver_channels == 15
     # fastMRI: padding_left = 368 // 2 - 165 = 19; padding_right = 19 + 330 + 1 = 350
     assert h.padding == (19, 350)
+
+
+# ---- image outputs -------------------------------------------------------------------------------
+
+def _volume(rng, shape=(4, 10, 12)):
+    z, y, x = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
+    return (100 * np.exp(-((y - shape[1] / 2) ** 2 + (x - shape[2] / 3) ** 2) / 20) * (1 + z)
+            + rng.random(shape)).astype(np.float32)
+
+
+def test_fastmri_reconstruction_roundtrip(tmp_path):
+    from recon.io import read_fastmri_reconstruction, write_fastmri_reconstruction
+
+    rng = np.random.default_rng(0)
+    v = _crandn(rng, 3, 8, 8)
+    p = write_fastmri_reconstruction(tmp_path / "r.h5", v, attrs={"acquisition": "AXT2"})
+    with h5py.File(p, "r") as hf:
+        assert list(hf.keys()) == ["reconstruction"] and hf["reconstruction"].dtype == np.float32
+        assert hf.attrs["acquisition"] == "AXT2"
+    np.testing.assert_array_equal(read_fastmri_reconstruction(p), np.abs(v))
+    with pytest.raises(ValueError):
+        write_fastmri_reconstruction(tmp_path / "x.h5", np.zeros((2, 2, 2, 2)))
+
+
+def _sagittal():
+    # x -> anterior (-Y in LPS), y -> inferior (-Z), z -> patient left (+X): a sagittal stack
+    return np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+
+
+def test_nifti_affine_roundtrip(tmp_path):
+    nib = pytest.importorskip("nibabel")
+    from recon.io import read_nifti, write_nifti
+
+    rng = np.random.default_rng(1)
+    v = _volume(rng)
+    p = write_nifti(tmp_path / "a.nii.gz", v, (3.0, 1.5, 1.25))
+    img = nib.load(p)
+    assert img.shape == (12, 10, 4)  # (x, y, z)
+    assert nib.aff2axcodes(img.affine) == ("L", "P", "S")
+    np.testing.assert_allclose(img.header.get_zooms()[:3], (1.25, 1.5, 3.0))
+    assert int(img.header["qform_code"]) == 1 and int(img.header["sform_code"]) == 1
+    # voxel [k, j, i] = [2, 3, 4]: LPS = origin + (4 dx, 3 dy, 2 dz), origin puts index n//2 at 0
+    lps = np.array([(4 - 6) * 1.25, (3 - 5) * 1.5, (2 - 2) * 3.0])
+    np.testing.assert_allclose(img.affine @ [4, 3, 2, 1], np.r_[-lps[0], -lps[1], lps[2], 1])
+    np.testing.assert_array_equal(np.asarray(img.dataobj)[4, 3, 2], v[2, 3, 4])
+    vol, vs, d, o = read_nifti(p)
+    np.testing.assert_array_equal(vol, v)
+    np.testing.assert_allclose(vs, (3.0, 1.5, 1.25))
+    np.testing.assert_allclose(d, np.eye(3), atol=1e-7)
+    # oblique/sagittal orientation and explicit origin round trip; complex -> magnitude
+    origin = np.array([10.0, -20.0, 30.0])
+    p2 = write_nifti(tmp_path / "b.nii", v * 1j, (2.0, 1.0, 0.5), direction=_sagittal(), origin_mm=origin)
+    assert nib.aff2axcodes(nib.load(p2).affine) == ("A", "I", "L")
+    vol, vs, d, o = read_nifti(p2)
+    np.testing.assert_allclose(vol, np.abs(v * 1j))
+    np.testing.assert_allclose(vs, (2.0, 1.0, 0.5), rtol=1e-6)
+    np.testing.assert_allclose(d, _sagittal(), atol=1e-6)
+    np.testing.assert_allclose(o, origin, atol=1e-5)
+    # 4D (t, z, y, x)
+    p3 = write_nifti(tmp_path / "c.nii", np.stack([v, 2 * v]), (3.0, 1.5, 1.25), time_step_s=0.5)
+    assert nib.load(p3).shape == (12, 10, 4, 2) and nib.load(p3).header.get_zooms()[3] == 0.5
+    np.testing.assert_array_equal(read_nifti(p3)[0][1], 2 * v)
+    with pytest.raises(ValueError):
+        write_nifti(tmp_path / "d.nii", v, (0.0, 1.0, 1.0))
+    with pytest.raises(ValueError):
+        write_nifti(tmp_path / "d.nii", v, (1.0, 1.0, 1.0), direction=np.ones((3, 3)))
+
+
+def _dciodvfy_errors(path):
+    r = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
+    return [ln for ln in (r.stdout + r.stderr).splitlines() if ln.startswith("Error")]
+
+
+def test_dicom_series_roundtrip_and_geometry(tmp_path):
+    pydicom = pytest.importorskip("pydicom")
+    nib = pytest.importorskip("nibabel")
+    from recon.io import read_dicom_series, write_dicom_series, write_nifti
+
+    rng = np.random.default_rng(2)
+    v = _volume(rng) - 5.0  # some negative values: intercept < 0
+    origin = np.array([10.0, -20.0, 30.0])
+    paths = write_dicom_series(tmp_path / "dcm", v, (3.0, 1.5, 1.25), direction=_sagittal(), origin_mm=origin,
+                               series_description="test", echo_time_ms=4.2, field_strength_t=3.0)
+    assert len(paths) == 4
+    dss = [pydicom.dcmread(p) for p in paths]
+    assert all(ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.4" and ds.Modality == "MR" for ds in dss)
+    assert len({ds.SOPInstanceUID for ds in dss}) == 4 and len({ds.SeriesInstanceUID for ds in dss}) == 1
+    assert dss[0].pixel_array.dtype == np.uint16 and dss[0].pixel_array.shape == (10, 12)
+    assert [float(s) for s in dss[0].PixelSpacing] == [1.5, 1.25] and float(dss[0].SliceThickness) == 3.0
+    slope = float(dss[0].RescaleSlope)
+    vol, vs, d, o = read_dicom_series(tmp_path / "dcm")
+    np.testing.assert_allclose(vol, v, atol=slope / 2 + 1e-6)
+    np.testing.assert_allclose(vs, (3.0, 1.5, 1.25), rtol=1e-9)
+    np.testing.assert_allclose(d, _sagittal(), atol=1e-9)
+    np.testing.assert_allclose(o, origin, atol=1e-9)
+    # DICOM and NIfTI put every voxel at the same place: pixel (row j, col i) of slice k at
+    # IPP_k + i dx IOP_row + j dy IOP_col (LPS) equals the NIfTI affine's (i, j, k) after LPS -> RAS
+    aff = nib.load(write_nifti(tmp_path / "n.nii", v, (3.0, 1.5, 1.25), direction=_sagittal(), origin_mm=origin)).affine
+    for k, j, i in [(0, 0, 0), (3, 9, 11), (2, 4, 7)]:
+        ds = dss[k]
+        iop = np.asarray(ds.ImageOrientationPatient, float)
+        p_lps = np.asarray(ds.ImagePositionPatient, float) + i * 1.25 * iop[:3] + j * 1.5 * iop[3:]
+        np.testing.assert_allclose((aff @ [i, j, k, 1])[:3], p_lps * [-1, -1, 1], atol=1e-6)
+    if shutil.which("dciodvfy") is None:
+        pytest.skip("dciodvfy (Debian package dicom3tools) not installed: DICOM IOD validation not run")
+    for p in paths:
+        assert _dciodvfy_errors(p) == [], p
+
+
+def test_dicom_rejects_bad_input(tmp_path):
+    from recon.io import write_dicom_series
+
+    with pytest.raises(ValueError):
+        write_dicom_series(tmp_path, np.zeros((2, 3, 4, 5)), (1, 1, 1))
+    with pytest.raises(ValueError):
+        write_dicom_series(tmp_path, np.full((2, 3, 4), np.nan), (1, 1, 1))
+    with pytest.raises(ValueError):
+        write_dicom_series(tmp_path, np.zeros((2, 3, 4)), (1, -1, 1))
+
+
+def test_png_and_montage(tmp_path):
+    from PIL import Image
+
+    from recon.io import montage, write_png
+
+    rng = np.random.default_rng(3)
+    v = _volume(rng, (5, 10, 12)).astype(np.complex64)
+    m = montage(np.abs(v), ncols=3, pad=1)
+    assert m.shape == (2 * 10 + 1, 3 * 12 + 2)
+    np.testing.assert_array_equal(m[11:21, 13:25], np.abs(v[4]))
+    p = write_png(tmp_path / "m.png", v, ncols=3)
+    im = np.asarray(Image.open(p))
+    assert im.shape == m.shape and im.dtype == np.uint8
+    assert len(np.unique(im)) > 50 and im.max() == 255 and im.min() == 0
+    p2 = write_png(tmp_path / "s.png", v[0])
+    assert np.asarray(Image.open(p2)).shape == (10, 12)
+    with pytest.raises(ValueError):
+        write_png(tmp_path / "x.png", np.zeros((2, 2, 2, 2)))
+
+
+def test_geometry_from_ismrmrd(tmp_path):
+    from recon.io import geometry_from_ismrmrd
+
+    rng = np.random.default_rng(4)
+    d = read_ismrmrd(write_ismrmrd(tmp_path / "g.h5", _crandn(rng, 3, 2, 8, 10), fov_mm=(4.0, 16.0, 20.0)))
+    direction, origin = geometry_from_ismrmrd(d.slice_geometry, (3, 8, 10), d.voxel_size_mm)
+    np.testing.assert_allclose(direction, np.eye(3))
+    # slice 0 is centred at z = -4 mm; voxel (y, x) = (4, 5) sits on its centre
+    np.testing.assert_allclose(origin, [-5 * 2.0, -4 * 2.0, -4.0])
