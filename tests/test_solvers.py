@@ -426,7 +426,7 @@ def phantom(n=48):
 
 
 def psnr(x, ref):
-    return 10 * np.log10(ref.max() ** 2 / np.mean(np.abs(x - ref) ** 2))
+    return 10 * np.log10(np.abs(ref).max() ** 2 / np.mean(np.abs(x - ref) ** 2))
 
 
 @pytest.fixture(scope="module")
@@ -611,3 +611,41 @@ def test_progress_bar_output(capsys):
     assert capsys.readouterr().err == ""
     cg(lambda v: A @ v, np.ones(10), max_iter=3, tol=0, progress=True)
     assert "cg" in capsys.readouterr().err
+
+
+# ---- autograd through the regularizer operators; an MRI-like compressed-sensing run ---------------
+
+@pytest.mark.parametrize("make", [lambda: FiniteDifference((4, 5), dtype="complex128"),
+                                  lambda: Wavelet((8, 6), "db2", 1, dtype="complex128"),
+                                  lambda: FiniteDifference((3, 4), boundary="periodic", dtype="float64")])
+def test_operator_gradcheck(make):
+    op = make()
+    x = torch.from_numpy(rand((2,) + op.ishape, op.dtype)).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda v: op.forward(v), (x,), eps=1e-6, atol=1e-8)
+    y = torch.from_numpy(rand((2,) + op.oshape, op.dtype)).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda v: op.adjoint(v), (y,), eps=1e-6, atol=1e-8)
+
+
+def test_compressed_sensing_l1_wavelet_fista_torch_complex64():
+    """Cartesian undersampled k-space (centred orthonormal FFT, recon.ops; ~35% of samples) +
+    L1-wavelet via FISTA and POGM in torch complex64. The phantom's edges sit on the dyadic grid, so it
+    is very sparse in Haar (99% of the energy in 20 of 1024 coefficients): CS recovers it far better
+    than zero filling (stated margin 10 dB; measured about 25 dB)."""
+    from recon.ops import FFT, Multiply
+
+    n = 32
+    img = (phantom(n) * np.exp(1j * np.linspace(0, 1, n))[None, :]).astype(np.complex64)
+    rng = np.random.default_rng(6)
+    mask = (rng.uniform(size=(n, n)) < 0.3).astype(np.float32)
+    mask[n // 2 - 4: n // 2 + 4, n // 2 - 4: n // 2 + 4] = 1
+    A = Multiply((n, n), mask.astype(np.complex64)) @ FFT((n, n))
+    y = A(torch.from_numpy(img))
+    x_zf = A.adjoint(y)
+    L = power_iteration(A.normal, x_zf, 30)
+    assert L <= 1 + 1e-5  # a sampled unitary transform
+    R = L1Wavelet((n, n), lam=0.003, wave="haar", level=3)
+    for solver in (fista, pogm):
+        x, h = solver(lambda v: A.adjoint(A(v) - y), R.prox, x_zf, 1.0 / L, max_iter=150, tol=1e-6,
+                      progress=False)
+        assert isinstance(x, torch.Tensor) and x.dtype == torch.complex64
+        assert psnr(x.numpy(), img) >= psnr(x_zf.numpy(), img) + 10.0
