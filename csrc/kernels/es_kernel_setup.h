@@ -104,7 +104,7 @@ inline std::vector<long double> solve_dense(std::vector<long double> A, std::vec
 inline void es_fit_horner(EsKernel& k, double fit_tol) {
   const int w = k.width;
   auto psi_at = [&](int j, double z) { return es_kernel_direct(j - 0.5 * w + 0.5 * (z + 1.0), w, k.beta); };
-  for (int deg = std::min(w + 1, kMaxDegree);; ++deg) {
+  for (int deg = std::max(2, w - 3);; ++deg) {
     const int n = deg + 1;
     std::vector<long double> V(n * n);
     std::vector<double> nodes(n);

@@ -78,9 +78,15 @@ NufftPlan<T>::NufftPlan(const double* coord, int64_t num_points, int dim, const 
   dim_ = dim;
   M_ = num_points;
   nthreads_ = opts.nthreads > 0 ? opts.nthreads : omp_get_max_threads();
+  if (std::is_same<T, float>::value && opts.tol < 1e-4 && opts.upsampfac < 2.0)
+    throw std::invalid_argument("single precision below tol=1e-4 needs upsampfac >= 2 (wider kernels at lower "
+                                "oversampling lose the accuracy to float rounding); got upsampfac " +
+                                std::to_string(opts.upsampfac));
+  if (std::is_same<T, float>::value && opts.tol < 1e-7)
+    throw std::invalid_argument("tol below 1e-7 is not reachable in single precision; use complex128");
   kernel_ = es_choose(opts.tol, opts.upsampfac, opts.width_margin);
   // Horner fit well below the tolerance, but not below what T can represent.
-  const double fit_tol = std::max(opts.tol * 2e-2, std::is_same<T, float>::value ? 1e-8 : 1e-15);
+  const double fit_tol = std::max(opts.tol * 5e-2, std::is_same<T, float>::value ? 1e-8 : 1e-15);
   es_fit_horner(kernel_, fit_tol);
   // Horner rows padded to whole 4-lane chunks with zero coefficients (zero weights beyond w).
   {
@@ -192,35 +198,34 @@ NufftPlan<T>::NufftPlan(const double* coord, int64_t num_points, int dim, const 
 
 // ---- kernel weights for a block of samples ------------------------------------------------------
 
-// Weights of kBlock samples along one axis (out: kBlock x Wp, zero beyond W): the Horner
-// polynomials of csrc/kernels/es_kernel.h (same coefficients, padded to Wp lanes with zeros),
-// evaluated 4 lanes at a time with kBlock independent chains to hide multiply-add latency.
+// Weights of kBlock samples along one axis, transposed: out[j * kBlock + q] is the weight of
+// stencil point j for sample q (j < W). These are the Horner polynomials of csrc/kernels/es_kernel.h
+// (same coefficients, row stride Wp), vectorised across the kBlock samples: W independent chains
+// of `deg` multiply-adds, one vector instruction per (j, degree) for all samples of the block.
 template <int W, typename T>
 static inline void weights_block(const T* __restrict__ hc, int deg, const T* __restrict__ z, T* __restrict__ out) {
-  using K = typename simd::Vec4<T>::type;
-  constexpr int Wp = simd::padded_width(W), NK = Wp / 4;
-  K acc[kBlock][NK];
-  for (int q = 0; q < kBlock; ++q)
-    for (int c = 0; c < NK; ++c) acc[q][c] = simd::load<K>(hc + 4 * c);
+  using V = typename simd::Vec8<T>::type;
+  static_assert(kBlock == 8, "weights_block vectorises over 8 samples");
+  constexpr int Wp = simd::padded_width(W);
+  const V zv = simd::load<V>(z);
+  V acc[W];
+  for (int j = 0; j < W; ++j) acc[j] = V{} + hc[j];
   for (int d = 1; d <= deg; ++d) {
-    K cv[NK];
-    for (int c = 0; c < NK; ++c) cv[c] = simd::load<K>(hc + d * Wp + 4 * c);
-    for (int q = 0; q < kBlock; ++q) {
-      const T zq = z[q];
-      for (int c = 0; c < NK; ++c) acc[q][c] = acc[q][c] * zq + cv[c];
-    }
+    const T* c = hc + d * Wp;
+    for (int j = 0; j < W; ++j) acc[j] = acc[j] * zv + c[j];
   }
-  for (int q = 0; q < kBlock; ++q)
-    for (int c = 0; c < NK; ++c) simd::store(out + q * Wp + 4 * c, acc[q][c]);
+  for (int j = 0; j < W; ++j) simd::store(out + j * kBlock, acc[j]);
 }
 
-// Interleave real weights k[0..Wp) with a complex factor c: out[2j] = Re(c) k_j, out[2j+1] = Im(c) k_j.
-template <int Wp, typename T>
-static inline void complex_row(const T* __restrict__ k, T cr, T ci, T* __restrict__ out) {
-  for (int j = 0; j < Wp; ++j) {
-    out[2 * j] = cr * k[j];
-    out[2 * j + 1] = ci * k[j];
+// Interleave real weights (stride `stride`) with a complex factor c into a padded row:
+// out[2j] = Re(c) k_j, out[2j+1] = Im(c) k_j for j < W, zero for W <= j < Wp.
+template <int W, int Wp, typename T>
+static inline void complex_row(const T* __restrict__ k, int stride, T cr, T ci, T* __restrict__ out) {
+  for (int j = 0; j < W; ++j) {
+    out[2 * j] = cr * k[j * stride];
+    out[2 * j + 1] = ci * k[j * stride];
   }
+  for (int j = W; j < Wp; ++j) out[2 * j] = out[2 * j + 1] = T(0);
 }
 
 // ---- spreading (adjoint / type 1) -------------------------------------------------------------
@@ -261,7 +266,7 @@ void NufftPlan<T>::spread_w(const cplx* y) {
         std::fill(sub.begin(), sub.begin() + 2 * e0 * S1 * S2, T(0));
         T* s = sub.data();
         alignas(64) T zb[3][kBlock];
-        alignas(64) T kb[3][kBlock * Wp];
+        alignas(64) T kb[3][kBlock * W];
         alignas(64) T rowbuf[2 * Wp];
         const int64_t pend = bin_offset_[b + 1];
         for (int64_t p0 = bin_offset_[b]; p0 < pend; p0 += kBlock) {
@@ -273,17 +278,17 @@ void NufftPlan<T>::spread_w(const cplx* y) {
           for (int q = 0; q < np; ++q) {
             const int64_t p = p0 + q;
             const cplx c = y[order_[p]];
-            const T* k0 = kb[0] + q * Wp;
-            const T* k1 = kb[1] + q * Wp;
-            const T* klast = dim == 3 ? kb[2] + q * Wp : k1;
-            complex_row<Wp>(klast, c.real(), c.imag(), rowbuf);
+            const T* k0 = kb[0] + q;  // weights of sample q: stride kBlock
+            const T* k1 = kb[1] + q;
+            const T* klast = dim == 3 ? kb[2] + q : k1;
+            complex_row<W, Wp>(klast, kBlock, c.real(), c.imag(), rowbuf);
             D row[NC];
             for (int cc = 0; cc < NC; ++cc) row[cc] = simd::load<D>(rowbuf + 8 * cc);
             const int64_t l0 = start_[0][p] - o0, l1 = start_[1][p] - o1;
             if (dim == 2) {
               for (int i = 0; i < W; ++i) {
                 T* dst = s + 2 * ((l0 + i) * S1 + l1);
-                const T f = k0[i];
+                const T f = k0[i * kBlock];
                 for (int cc = 0; cc < NC; ++cc) simd::store(dst + 8 * cc, simd::load<D>(dst + 8 * cc) + f * row[cc]);
               }
             } else {
@@ -291,7 +296,7 @@ void NufftPlan<T>::spread_w(const cplx* y) {
               for (int i = 0; i < W; ++i) {
                 for (int j = 0; j < W; ++j) {
                   T* dst = s + 2 * (((l0 + i) * S1 + l1 + j) * S2 + l2);
-                  const T f = k0[i] * k1[j];
+                  const T f = k0[i * kBlock] * k1[j * kBlock];
                   for (int cc = 0; cc < NC; ++cc)
                     simd::store(dst + 8 * cc, simd::load<D>(dst + 8 * cc) + f * row[cc]);
                 }
@@ -354,17 +359,17 @@ void NufftPlan<T>::interpolate_w(cplx* y) const {
     const int64_t p0 = blk * kBlock;
     const int np = (int)std::min<int64_t>(kBlock, M_ - p0);
     alignas(64) T zb[3][kBlock];
-    alignas(64) T kb[3][kBlock * Wp];
+    alignas(64) T kb[3][kBlock * W];
     for (int a = 0; a < dim; ++a) {
       for (int q = 0; q < kBlock; ++q) zb[a][q] = q < np ? z_[a][p0 + q] : T(0);
       weights_block<W>(hc, deg, zb[a], kb[a]);
     }
     for (int q = 0; q < np; ++q) {
       const int64_t p = p0 + q;
-      const T* k0 = kb[0] + q * Wp;
-      const T* k1 = kb[1] + q * Wp;
+      const T* k0 = kb[0] + q;  // weights of sample q: stride kBlock
+      const T* k1 = kb[1] + q;
       const int s0 = start_[0][p], s1 = start_[1][p];
-      const T* klast = dim == 3 ? kb[2] + q * Wp : k1;
+      const T* klast = dim == 3 ? kb[2] + q : k1;
       const int slast = dim == 3 ? start_[2][p] : s1;
       T re = 0, im = 0;
       if (slast + Wp <= nlast) {
@@ -376,15 +381,16 @@ void NufftPlan<T>::interpolate_w(cplx* y) const {
           for (int cc = 0; cc < NC; ++cc) acc[cc] += f * simd::load<D>(r + 8 * cc);
         };
         if (dim == 2) {
-          for (int i = 0; i < W; ++i) add_row(wrap_once(s0 + i, (int)n0) * n1, k0[i]);
+          for (int i = 0; i < W; ++i) add_row(wrap_once(s0 + i, (int)n0) * n1, k0[i * kBlock]);
         } else {
           for (int i = 0; i < W; ++i) {
             const int64_t g0 = wrap_once(s0 + i, (int)n0) * n1;
-            for (int j = 0; j < W; ++j) add_row((g0 + wrap_once(s1 + j, (int)n1)) * n2, k0[i] * k1[j]);
+            for (int j = 0; j < W; ++j)
+              add_row((g0 + wrap_once(s1 + j, (int)n1)) * n2, k0[i * kBlock] * k1[j * kBlock]);
           }
         }
         alignas(64) T kk[2 * Wp];
-        complex_row<Wp>(klast, T(1), T(1), kk);
+        complex_row<W, Wp>(klast, kBlock, T(1), T(1), kk);
         D tot = D{};
         for (int cc = 0; cc < NC; ++cc) tot += acc[cc] * simd::load<D>(kk + 8 * cc);
         re = tot[0] + tot[2] + tot[4] + tot[6];
@@ -396,18 +402,19 @@ void NufftPlan<T>::interpolate_w(cplx* y) const {
           const T* r = grid + 2 * base;
           T rr = 0, ri = 0;
           for (int j = 0; j < W; ++j) {
-            rr += klast[j] * r[2 * lidx[j]];
-            ri += klast[j] * r[2 * lidx[j] + 1];
+            rr += klast[j * kBlock] * r[2 * lidx[j]];
+            ri += klast[j * kBlock] * r[2 * lidx[j] + 1];
           }
           re += f * rr;
           im += f * ri;
         };
         if (dim == 2) {
-          for (int i = 0; i < W; ++i) add_row(wrap_once(s0 + i, (int)n0) * n1, k0[i]);
+          for (int i = 0; i < W; ++i) add_row(wrap_once(s0 + i, (int)n0) * n1, k0[i * kBlock]);
         } else {
           for (int i = 0; i < W; ++i) {
             const int64_t g0 = wrap_once(s0 + i, (int)n0) * n1;
-            for (int j = 0; j < W; ++j) add_row((g0 + wrap_once(s1 + j, (int)n1)) * n2, k0[i] * k1[j]);
+            for (int j = 0; j < W; ++j)
+              add_row((g0 + wrap_once(s1 + j, (int)n1)) * n2, k0[i * kBlock] * k1[j * kBlock]);
           }
         }
       }

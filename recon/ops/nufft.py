@@ -47,11 +47,11 @@ def choose_upsampfac(tol: float, im_shape: Sequence[int], num_points: int, dtype
     """Oversampling factor (2.0 or 1.25) with the lower modelled cost at this tolerance.
 
     Cost model per transform: spreading ~ M * w^d, FFT ~ 0.25 * n log2 n over the fine grid
-    (both in units of one complex multiply-add). Single precision below 1e-5 uses 2.0 (the wider
-    1.25 kernels accumulate more rounding there).
+    (both in units of one complex multiply-add). Single precision below 1e-4 uses 2.0 (the wider
+    kernels of lower oversampling lose accuracy to float rounding there; the plan refuses them).
     """
     d = len(im_shape)
-    if np.dtype(dtype) == np.complex64 and tol < 1e-5:
+    if np.dtype(dtype) == np.complex64 and tol < 1e-4:
         return 2.0
     costs = {}
     for sigma in (2.0, 1.25):
