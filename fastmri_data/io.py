@@ -21,6 +21,7 @@ Padding: see ``fastmri_data.header`` (``padding_left``, ``padding_right`` exactl
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 
@@ -46,6 +47,24 @@ def _open_h5(path):
     except OSError as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise FastMRIFormatError(f"{path}: not a readable HDF5 file (truncated or corrupt?): {msg}") from None
+
+
+_H5_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError, IndexError, AttributeError)
+
+
+def _first_line(exc) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+@contextlib.contextmanager
+def _corrupt_guard(path, error_cls, what: str):
+    """Turn the many exceptions h5py raises on damaged files into ``error_cls`` (one line)."""
+    try:
+        yield
+    except (error_cls, FileNotFoundError):
+        raise
+    except _H5_ERRORS as exc:
+        raise error_cls(f"{path}: corrupt or truncated HDF5 ({what}): {_first_line(exc)}") from None
 
 
 def _attr(v):
@@ -106,7 +125,7 @@ class FastMRIFile:
 
     def __init__(self, path):
         self.path = os.fspath(path)
-        with _open_h5(self.path) as hf:
+        with _corrupt_guard(self.path, FastMRIFormatError, "layout"), _open_h5(self.path) as hf:
             self._validate(hf)
 
     def _validate(self, hf):
@@ -146,13 +165,8 @@ class FastMRIFile:
         return self.kspace_shape[0]
 
     def _read(self, name, index):
-        with _open_h5(self.path) as hf:
-            try:
-                return hf[name][index]
-            except (OSError, RuntimeError) as exc:
-                raise FastMRIFormatError(
-                    f"{self.path}: cannot read '{name}' (truncated or corrupt?): {str(exc).splitlines()[0]}"
-                ) from None
+        with _corrupt_guard(self.path, FastMRIFormatError, f"reading '{name}'"), _open_h5(self.path) as hf:
+            return hf[name][index]
 
     def _check_slice(self, i):
         i = int(i)

@@ -242,3 +242,35 @@ def test_slice_dataset(tmp_path):
                                          batch_size=5)
     (batch,) = list(loader)
     assert batch.shape == (5, 16, 16)
+
+
+def test_corrupted_bytes_raise_only_format_errors(tmp_path):
+    """Random byte damage either goes unnoticed (payload bytes: no checksums) or raises
+    FastMRIFormatError; never another exception type."""
+    raw = open(F.generate_sample(tmp_path / "a.h5", num_slices=2, shape=(16, 16), num_coils=2), "rb").read()
+    raised = 0
+    for seed in range(25):
+        r = np.random.default_rng(seed)
+        b = bytearray(raw)
+        for pos in r.integers(0, len(b), 50):
+            b[pos] = r.integers(0, 256)
+        p = tmp_path / f"c{seed}.h5"
+        p.write_bytes(bytes(b))
+        try:
+            F.read_fastmri(p)
+        except FastMRIFormatError as exc:
+            assert "\n" not in str(exc)
+            raised += 1
+    assert raised > 0
+
+
+def test_cli_sample_and_info(tmp_path, capsys):
+    from fastmri_data.__main__ import main
+
+    out = tmp_path / "s.h5"
+    assert main(["sample", str(out), "--slices", "2", "--shape", "16", "12", "--coils", "3", "--png",
+                 str(tmp_path / "s.png")]) == 0
+    assert (tmp_path / "s.png").stat().st_size > 100
+    assert F.read_fastmri(out).kspace.shape == (2, 3, 16, 12)
+    assert main(["info", str(out)]) == 0
+    assert "multicoil" in capsys.readouterr().out

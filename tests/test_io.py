@@ -368,3 +368,26 @@ def test_geometry_from_ismrmrd(tmp_path):
     np.testing.assert_allclose(direction, np.eye(3))
     # slice 0 is centred at z = -4 mm; voxel (y, x) = (4, 5) sits on its centre
     np.testing.assert_allclose(origin, [-5 * 2.0, -4 * 2.0, -4.0])
+
+
+def test_ismrmrd_corrupted_bytes_raise_only_format_errors(tmp_path):
+    import warnings
+
+    rng = np.random.default_rng(6)
+    raw = open(write_ismrmrd(tmp_path / "c.h5", _crandn(rng, 2, 2, 8, 8), noise=_crandn(rng, 2, 8)), "rb").read()
+    raised = 0
+    for seed in range(25):
+        r = np.random.default_rng(seed)
+        b = bytearray(raw)
+        for pos in r.integers(0, len(b), 50):
+            b[pos] = r.integers(0, 256)
+        p = tmp_path / f"c{seed}.h5"
+        p.write_bytes(bytes(b))
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                read_ismrmrd(p)
+        except IsmrmrdFormatError as exc:
+            assert "\n" not in str(exc)
+            raised += 1
+    assert raised > 0

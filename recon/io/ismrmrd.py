@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fastmri_data.io import _corrupt_guard
 from fastmri_data.header import HeaderError, IsmrmrdHeader, build_ismrmrd_header, parse_ismrmrd_header
 
 # ---- ISMRMRD v1 binary layout -------------------------------------------------------------------
@@ -246,7 +247,7 @@ def read_ismrmrd(path, *, dataset: str = "dataset", encoding: int = 0,
     if trajectory_units not in ("auto", "normalized", "cycles_per_fov"):
         raise ValueError(f"trajectory_units must be 'auto', 'normalized' or 'cycles_per_fov', got {trajectory_units!r}")
     path = os.fspath(path)
-    with _open(path) as hf:
+    with _corrupt_guard(path, IsmrmrdFormatError, "reading"), _open(path) as hf:
         if dataset not in hf:
             raise IsmrmrdFormatError(f"{path}: no '/{dataset}' group (not an ISMRMRD file); has {sorted(hf.keys())}")
         grp = hf[dataset]
@@ -391,6 +392,13 @@ def _fill_cartesian(out, rows, h, counters, is_calib, is_reverse):
         lim = lims.get(_LIMIT_OF[name])
         sizes.append(max(int(counters[name].max()) + 1, (lim.maximum + 1) if lim is not None else 1))
     lead = tuple(sizes)
+    total = int(np.prod(lead, dtype=np.int64)) * nz * ny * nc * nx
+    acquired = sum(r.size for r in rows)
+    if total > 2**31 or (total > 2**26 and acquired * 256 < total):
+        raise IsmrmrdFormatError(
+            f"{path}: counters/encoding limits imply a k-space of {lead + (nc, nz, ny, nx)} for {len(rows)} acquisitions "
+            "(corrupt counters?)"
+        )
     ky = counters["kspace_encode_step_1"] + sy
     kz = counters["kspace_encode_step_2"] + sz
     for target_sel, attr in ((~is_calib, "kspace"), (is_calib, "calibration")):
