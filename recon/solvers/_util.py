@@ -203,9 +203,3 @@ def check_iters(n, name: str = "max_iter") -> int:
     if n < 0:
         raise ValueError(f"{name}: expected >= 0, got {n}")
     return int(n)
-
-
-def check_finite_result(x, what: str, k: int):
-    if not all_finite(x):
-        raise FloatingPointError(f"{what} became non-finite at iteration {k} (step size too large, "
-                                 f"or the callable returned NaN/Inf)")

@@ -26,7 +26,7 @@ import numpy as np
 from .. import _array
 from ..ops.base import Operator
 from . import prox as _prox
-from ._util import norm, rdot
+from ._util import norm
 
 __all__ = ["FiniteDifference", "TotalVariation", "tv_prox", "PriorImageTV", "SmoothTV", "Wavelet",
            "L1Wavelet"]
@@ -135,14 +135,6 @@ def _idx(ndim, axis, sl):
     idx = [slice(None)] * ndim
     idx[axis] = sl
     return tuple(idx)
-
-
-def _roll(x, shift, axis):
-    if _array.is_torch(x):
-        import torch
-
-        return torch.roll(x, shift, dims=axis)
-    return np.roll(x, shift, axis=axis)
 
 
 def _abs2(x):
