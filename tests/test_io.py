@@ -45,6 +45,7 @@ def test_ismrmrd_cartesian_roundtrip_multislice_noise_mask(tmp_path):
     assert d.voxel_size_mm == (5.0, 12.5, 12.5)
     assert d.num_slices == 3
     np.testing.assert_array_equal(d.slice_kspace(2)[:, 0], ks[2])
+    np.testing.assert_array_equal(d.kspace_by_slice()[:, :, 0], ks)
     # slice positions follow the slice thickness
     assert [d.slice_geometry[s]["position"][2] for s in range(3)] == [-5.0, 0.0, 5.0]
 

@@ -193,6 +193,11 @@ class IsmrmrdData:
         cnt = m.sum(axis=0)
         return (k.sum(axis=0) / np.maximum(cnt, 1)[None, ..., None]).astype(np.complex64)
 
+    def kspace_by_slice(self, *, repetition=0, contrast=0, phase=0, set=0, average=None) -> np.ndarray:
+        """All slices of ``slice_kspace`` stacked: ``(slice, coil, kz, ky, kx)``."""
+        return np.stack([self.slice_kspace(s, repetition=repetition, contrast=contrast, phase=phase, set=set,
+                                           average=average) for s in range(self.num_slices)])
+
     def slice_samples(self, slice_index: int = 0, **counters) -> tuple[np.ndarray, np.ndarray]:
         """Non-Cartesian data of one slice: samples ``(coil, acq, readout)``, trajectory ``(acq, readout, d)``.
 
