@@ -3,7 +3,8 @@
 fastMRI files carry the ISMRMRD header of their raw scan (dataset ``ismrmrd_header``), and ISMRMRD
 files carry it at ``/dataset/xml``: this one module reads both. Parsing ignores XML namespaces and
 any element it does not know. ``build_ismrmrd_header`` writes elements in the order the ISMRMRD v1
-schema (ismrmrd.xsd) requires, so the result validates against the schema.
+schema (ismrmrd.xsd) requires, including the mandatory ``experimentalConditions``; the tests parse
+its output with the ``ismrmrd`` package's schema bindings.
 
 fastMRI's k-space padding (its ``SliceDataset._retrieve_metadata``)::
 

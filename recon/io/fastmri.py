@@ -33,8 +33,6 @@ def write_fastmri_reconstruction(path, volume, *, attrs: dict | None = None, com
 
 def read_fastmri_reconstruction(path) -> np.ndarray:
     """The ``reconstruction`` dataset of a file written by ``write_fastmri_reconstruction``."""
-    import h5py
-
     from fastmri_data.io import FastMRIFormatError, _open_h5
 
     with _open_h5(path) as hf:
