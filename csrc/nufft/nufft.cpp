@@ -232,7 +232,7 @@ static inline void complex_row(const T* __restrict__ k, int stride, T cr, T ci, 
 
 template <typename T>
 template <int W>
-void NufftPlan<T>::spread_w(const cplx* y) {
+void NufftPlan<T>::spread_w(const cplx* y, int nb) {
   using D = typename simd::Vec8<T>::type;  // 4 interleaved complex values
   constexpr int Wp = simd::padded_width(W), NC = Wp / 4;
   const int deg = kernel_.degree;
@@ -243,14 +243,14 @@ void NufftPlan<T>::spread_w(const cplx* y) {
   const int64_t S0 = B0 + W - 1;
   const int64_t S1 = B1 + W - 1 + (dim == 2 ? Wp - W : 0);
   const int64_t S2 = dim == 3 ? B2 + W - 1 + (Wp - W) : 1;
-  T* grid = reinterpret_cast<T*>(grid_.data());
   const int64_t n0 = n_[0], n1 = n_[1], n2 = dim == 3 ? n_[2] : 1;
+  const int64_t sub_size = 2 * S0 * S1 * S2;  // reals per sub-grid
 
   for (const auto& bins : colour_bins_) {
     if (bins.empty()) continue;
 #pragma omp parallel num_threads(nthreads_)
     {
-      std::vector<T> sub(2 * S0 * S1 * S2);
+      std::vector<T> subs(sub_size * nb);
 #pragma omp for schedule(dynamic, 1)
       for (size_t ib = 0; ib < bins.size(); ++ib) {
         const int64_t b = bins[ib];
@@ -263,8 +263,8 @@ void NufftPlan<T>::spread_w(const cplx* y) {
         // extents actually touched (the last bin may be partial)
         const int64_t e0 = std::min(B0, n0 - o0) + W - 1, e1 = std::min(B1, n1 - o1) + W - 1;
         const int64_t e2 = dim == 3 ? std::min(B2, n2 - o2) + W - 1 : 1;
-        std::fill(sub.begin(), sub.begin() + 2 * e0 * S1 * S2, T(0));
-        T* s = sub.data();
+        for (int g = 0; g < nb; ++g)
+          std::fill(subs.begin() + g * sub_size, subs.begin() + g * sub_size + 2 * e0 * S1 * S2, T(0));
         alignas(64) T zb[3][kBlock];
         alignas(64) T kb[3][kBlock * W];
         alignas(64) T rowbuf[2 * Wp];
@@ -277,60 +277,69 @@ void NufftPlan<T>::spread_w(const cplx* y) {
           }
           for (int q = 0; q < np; ++q) {
             const int64_t p = p0 + q;
-            const cplx c = y[order_[p]];
+            const int64_t src_idx = order_[p];
             const T* k0 = kb[0] + q;  // weights of sample q: stride kBlock
             const T* k1 = kb[1] + q;
             const T* klast = dim == 3 ? kb[2] + q : k1;
-            complex_row<W, Wp>(klast, kBlock, c.real(), c.imag(), rowbuf);
-            D row[NC];
-            for (int cc = 0; cc < NC; ++cc) row[cc] = simd::load<D>(rowbuf + 8 * cc);
             const int64_t l0 = start_[0][p] - o0, l1 = start_[1][p] - o1;
-            if (dim == 2) {
-              for (int i = 0; i < W; ++i) {
-                T* dst = s + 2 * ((l0 + i) * S1 + l1);
-                const T f = k0[i * kBlock];
-                for (int cc = 0; cc < NC; ++cc) simd::store(dst + 8 * cc, simd::load<D>(dst + 8 * cc) + f * row[cc]);
-              }
-            } else {
-              const int64_t l2 = start_[2][p] - o2;
-              for (int i = 0; i < W; ++i) {
-                for (int j = 0; j < W; ++j) {
-                  T* dst = s + 2 * (((l0 + i) * S1 + l1 + j) * S2 + l2);
-                  const T f = k0[i * kBlock] * k1[j * kBlock];
+            const int64_t l2 = dim == 3 ? start_[2][p] - o2 : 0;
+            for (int g = 0; g < nb; ++g) {
+              const cplx c = y[g * M_ + src_idx];
+              complex_row<W, Wp>(klast, kBlock, c.real(), c.imag(), rowbuf);
+              D row[NC];
+              for (int cc = 0; cc < NC; ++cc) row[cc] = simd::load<D>(rowbuf + 8 * cc);
+              T* s = subs.data() + g * sub_size;
+              if (dim == 2) {
+                for (int i = 0; i < W; ++i) {
+                  T* dst = s + 2 * ((l0 + i) * S1 + l1);
+                  const T f = k0[i * kBlock];
                   for (int cc = 0; cc < NC; ++cc)
                     simd::store(dst + 8 * cc, simd::load<D>(dst + 8 * cc) + f * row[cc]);
+                }
+              } else {
+                for (int i = 0; i < W; ++i) {
+                  for (int j = 0; j < W; ++j) {
+                    T* dst = s + 2 * (((l0 + i) * S1 + l1 + j) * S2 + l2);
+                    const T f = k0[i * kBlock] * k1[j * kBlock];
+                    for (int cc = 0; cc < NC; ++cc)
+                      simd::store(dst + 8 * cc, simd::load<D>(dst + 8 * cc) + f * row[cc]);
+                  }
                 }
               }
             }
           }
         }
-        // add the sub-grid into the fine grid, wrapping periodically; no other thread touches
+        // add the sub-grids into the fine grids, wrapping periodically; no other thread touches
         // these cells while this colour class runs
         const int64_t rowlen = dim == 3 ? e2 : e1;
         const int64_t last_n = dim == 3 ? n2 : n1;
         const int64_t last_o = dim == 3 ? o2 : o1;
         const int64_t first_run = std::min(rowlen, last_n - last_o);
         const int64_t mid_count = dim == 3 ? e1 : 1;
-        for (int64_t i = 0; i < e0; ++i) {
-          const int64_t g0 = wrap_once((int)(o0 + i), (int)n0);
-          for (int64_t j = 0; j < mid_count; ++j) {
-            int64_t gbase;
-            const T* src;
-            if (dim == 3) {
-              const int64_t g1 = wrap_once((int)(o1 + j), (int)n1);
-              gbase = (g0 * n1 + g1) * n2;
-              src = s + 2 * ((i * S1 + j) * S2);
-            } else {
-              gbase = g0 * n1;
-              src = s + 2 * (i * S1);
-            }
-            T* dst = grid + 2 * (gbase + last_o);
+        for (int g = 0; g < nb; ++g) {
+          T* grid = reinterpret_cast<T*>(grid_.data() + g * grid_size());
+          const T* s = subs.data() + g * sub_size;
+          for (int64_t i = 0; i < e0; ++i) {
+            const int64_t g0 = wrap_once((int)(o0 + i), (int)n0);
+            for (int64_t j = 0; j < mid_count; ++j) {
+              int64_t gbase;
+              const T* src;
+              if (dim == 3) {
+                const int64_t g1 = wrap_once((int)(o1 + j), (int)n1);
+                gbase = (g0 * n1 + g1) * n2;
+                src = s + 2 * ((i * S1 + j) * S2);
+              } else {
+                gbase = g0 * n1;
+                src = s + 2 * (i * S1);
+              }
+              T* dst = grid + 2 * (gbase + last_o);
 #pragma GCC ivdep
-            for (int64_t t = 0; t < 2 * first_run; ++t) dst[t] += src[t];
-            if (first_run < rowlen) {  // wrapped tail
-              T* dst2 = grid + 2 * gbase;
-              const T* src2 = src + 2 * first_run;
-              for (int64_t t = 0; t < 2 * (rowlen - first_run); ++t) dst2[t] += src2[t];
+              for (int64_t t = 0; t < 2 * first_run; ++t) dst[t] += src[t];
+              if (first_run < rowlen) {  // wrapped tail
+                T* dst2 = grid + 2 * gbase;
+                const T* src2 = src + 2 * first_run;
+                for (int64_t t = 0; t < 2 * (rowlen - first_run); ++t) dst2[t] += src2[t];
+              }
             }
           }
         }
@@ -343,13 +352,12 @@ void NufftPlan<T>::spread_w(const cplx* y) {
 
 template <typename T>
 template <int W>
-void NufftPlan<T>::interpolate_w(cplx* y) const {
+void NufftPlan<T>::interpolate_w(cplx* y, int nb) const {
   using D = typename simd::Vec8<T>::type;
   constexpr int Wp = simd::padded_width(W), NC = Wp / 4;
   const int deg = kernel_.degree;
   const T* hc = horner_.data();
   const int dim = dim_;
-  const T* grid = reinterpret_cast<const T*>(grid_.data());
   const int64_t n0 = n_[0], n1 = n_[1], n2 = dim == 3 ? n_[2] : 1;
   const int64_t nlast = dim == 3 ? n2 : n1;
   const int64_t nblocks = (M_ + kBlock - 1) / kBlock;
@@ -371,6 +379,8 @@ void NufftPlan<T>::interpolate_w(cplx* y) const {
       const int s0 = start_[0][p], s1 = start_[1][p];
       const T* klast = dim == 3 ? kb[2] + q : k1;
       const int slast = dim == 3 ? start_[2][p] : s1;
+      for (int g = 0; g < nb; ++g) {
+      const T* grid = reinterpret_cast<const T*>(grid_.data() + g * grid_size());
       T re = 0, im = 0;
       if (slast + Wp <= nlast) {
         // acc = sum over rows of (row weight) * grid row; the last-axis weights are applied once
@@ -418,7 +428,8 @@ void NufftPlan<T>::interpolate_w(cplx* y) const {
           }
         }
       }
-      y[order_[p]] = cplx(re, im);
+      y[g * M_ + order_[p]] = cplx(re, im);
+      }
     }
   }
 }
@@ -434,15 +445,15 @@ void NufftPlan<T>::interpolate_w(cplx* y) const {
   }
 
 template <typename T>
-void NufftPlan<T>::spread(const cplx* y) {
-#define RECON_CALL_SPREAD(W) spread_w<W>(y)
+void NufftPlan<T>::spread(const cplx* y, int nb) {
+#define RECON_CALL_SPREAD(W) spread_w<W>(y, nb)
   RECON_WIDTH_DISPATCH(kernel_.width, RECON_CALL_SPREAD)
 #undef RECON_CALL_SPREAD
 }
 
 template <typename T>
-void NufftPlan<T>::interpolate(cplx* y) const {
-#define RECON_CALL_INTERP(W) interpolate_w<W>(y)
+void NufftPlan<T>::interpolate(cplx* y, int nb) const {
+#define RECON_CALL_INTERP(W) interpolate_w<W>(y, nb)
   RECON_WIDTH_DISPATCH(kernel_.width, RECON_CALL_INTERP)
 #undef RECON_CALL_INTERP
 }
@@ -450,7 +461,7 @@ void NufftPlan<T>::interpolate(cplx* y) const {
 // ---- FFT and deconvolution -------------------------------------------------------------------
 
 template <typename T>
-void NufftPlan<T>::fft(bool forward) {
+void NufftPlan<T>::fft(cplx* g, bool forward) {
   using pocketfft::shape_t;
   using pocketfft::stride_t;
   const int d = dim_;
@@ -459,7 +470,6 @@ void NufftPlan<T>::fft(bool forward) {
   stride_t strides(d);
   strides[d - 1] = es;
   for (int a = d - 2; a >= 0; --a) strides[a] = strides[a + 1] * (ptrdiff_t)n_[a + 1];
-  cplx* g = grid_.data();
 
   // Pass along `axis` restricted to the image-support blocks of all axes before it (those are the
   // only non-zero lines on the way in, and the only ones read on the way out).
@@ -491,8 +501,8 @@ void NufftPlan<T>::fft(bool forward) {
 }
 
 template <typename T>
-void NufftPlan<T>::image_to_grid(const cplx* x) {
-  std::memset((void*)grid_.data(), 0, grid_.size() * sizeof(cplx));
+void NufftPlan<T>::image_to_grid(const cplx* x, cplx* grid) {
+  std::memset((void*)grid, 0, grid_size() * sizeof(cplx));
   const int64_t N0 = N_[0], N1 = N_[1], N2 = N_[2];
   const int64_t n1 = n_[1], n2 = n_[2];
   const T* d0 = deconv_[0].data();
@@ -505,10 +515,10 @@ void NufftPlan<T>::image_to_grid(const cplx* x) {
       const int64_t g1 = (i1 - N1 / 2 + n1) % n1;
       const T f01 = scale_ * d0[i0] * d1[i1];
       if (dim_ == 2) {
-        grid_[g0 * n1 + g1] = x[i0 * N1 + i1] * f01;
+        grid[g0 * n1 + g1] = x[i0 * N1 + i1] * f01;
       } else {
         const cplx* src = x + (i0 * N1 + i1) * N2;
-        cplx* dst = grid_.data() + (g0 * n1 + g1) * n2;
+        cplx* dst = grid + (g0 * n1 + g1) * n2;
         for (int64_t i2 = 0; i2 < N2; ++i2) dst[(i2 - N2 / 2 + n2) % n2] = src[i2] * (f01 * d2[i2]);
       }
     }
@@ -516,7 +526,7 @@ void NufftPlan<T>::image_to_grid(const cplx* x) {
 }
 
 template <typename T>
-void NufftPlan<T>::grid_to_image(cplx* x) const {
+void NufftPlan<T>::grid_to_image(const cplx* grid, cplx* x) const {
   const int64_t N0 = N_[0], N1 = N_[1], N2 = N_[2];
   const int64_t n1 = n_[1], n2 = n_[2];
   const T* d0 = deconv_[0].data();
@@ -529,9 +539,9 @@ void NufftPlan<T>::grid_to_image(cplx* x) const {
       const int64_t g1 = (i1 - N1 / 2 + n1) % n1;
       const T f01 = scale_ * d0[i0] * d1[i1];
       if (dim_ == 2) {
-        x[i0 * N1 + i1] = grid_[g0 * n1 + g1] * f01;
+        x[i0 * N1 + i1] = grid[g0 * n1 + g1] * f01;
       } else {
-        const cplx* src = grid_.data() + (g0 * n1 + g1) * n2;
+        const cplx* src = grid + (g0 * n1 + g1) * n2;
         cplx* dst = x + (i0 * N1 + i1) * N2;
         for (int64_t i2 = 0; i2 < N2; ++i2) dst[i2] = src[(i2 - N2 / 2 + n2) % n2] * (f01 * d2[i2]);
       }
@@ -541,18 +551,29 @@ void NufftPlan<T>::grid_to_image(cplx* x) const {
 
 // ---- public execution -------------------------------------------------------------------------
 
+// Transforms per pass: as many as fit in ~256 MiB of fine grids (at least 1, at most 16).
+template <typename T>
+int NufftPlan<T>::batch_chunk(int64_t batch) const {
+  const int64_t bytes = grid_size() * (int64_t)sizeof(cplx);
+  const int64_t fit = std::max<int64_t>(1, (int64_t(256) << 20) / std::max<int64_t>(bytes, 1));
+  return (int)std::min<int64_t>({batch, fit, 16});
+}
+
 template <typename T>
 void NufftPlan<T>::forward(const cplx* x, cplx* y, int64_t batch) {
   std::lock_guard<std::mutex> lock(mutex_);
   const int64_t img = N_[0] * N_[1] * N_[2];
-  grid_.resize(n_[0] * n_[1] * n_[2]);
+  const int nb_max = batch_chunk(batch);
+  grid_.resize(grid_size() * nb_max);
   PhaseTimer timer;
-  for (int64_t b = 0; b < batch; ++b) {
-    image_to_grid(x + b * img);
-    timer.lap("deconvolve");
-    fft(true);
-    timer.lap("fft");
-    interpolate(y + b * M_);
+  for (int64_t b0 = 0; b0 < batch; b0 += nb_max) {
+    const int nb = (int)std::min<int64_t>(nb_max, batch - b0);
+    for (int g = 0; g < nb; ++g) {
+      image_to_grid(x + (b0 + g) * img, grid_.data() + g * grid_size());
+      fft(grid_.data() + g * grid_size(), true);
+    }
+    timer.lap("deconv+fft");
+    interpolate(y + b0 * M_, nb);
     timer.lap("interpolate");
   }
 }
@@ -561,33 +582,36 @@ template <typename T>
 void NufftPlan<T>::adjoint(const cplx* y, cplx* x, int64_t batch) {
   std::lock_guard<std::mutex> lock(mutex_);
   const int64_t img = N_[0] * N_[1] * N_[2];
-  grid_.resize(n_[0] * n_[1] * n_[2]);
+  const int nb_max = batch_chunk(batch);
+  grid_.resize(grid_size() * nb_max);
   PhaseTimer timer;
-  for (int64_t b = 0; b < batch; ++b) {
-    std::memset((void*)grid_.data(), 0, grid_.size() * sizeof(cplx));
+  for (int64_t b0 = 0; b0 < batch; b0 += nb_max) {
+    const int nb = (int)std::min<int64_t>(nb_max, batch - b0);
+    std::memset((void*)grid_.data(), 0, grid_size() * nb * sizeof(cplx));
     timer.lap("zero");
-    spread(y + b * M_);
+    spread(y + b0 * M_, nb);
     timer.lap("spread");
-    fft(false);
-    timer.lap("fft");
-    grid_to_image(x + b * img);
-    timer.lap("deconvolve");
+    for (int g = 0; g < nb; ++g) {
+      fft(grid_.data() + g * grid_size(), false);
+      grid_to_image(grid_.data() + g * grid_size(), x + (b0 + g) * img);
+    }
+    timer.lap("fft+deconv");
   }
 }
 
 template <typename T>
 void NufftPlan<T>::spread_to_grid(const cplx* y, cplx* grid) {
   std::lock_guard<std::mutex> lock(mutex_);
-  grid_.assign(n_[0] * n_[1] * n_[2], cplx(0));
-  spread(y);
-  std::copy(grid_.begin(), grid_.end(), grid);
+  grid_.assign(grid_size(), cplx(0));
+  spread(y, 1);
+  std::copy(grid_.begin(), grid_.begin() + grid_size(), grid);
 }
 
 template <typename T>
 void NufftPlan<T>::interpolate_from_grid(const cplx* grid, cplx* y) {
   std::lock_guard<std::mutex> lock(mutex_);
-  grid_.assign(grid, grid + n_[0] * n_[1] * n_[2]);
-  interpolate(y);
+  grid_.assign(grid, grid + grid_size());
+  interpolate(y, 1);
 }
 
 template class NufftPlan<float>;

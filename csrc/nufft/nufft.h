@@ -61,14 +61,18 @@ class NufftPlan {
   T scale() const { return scale_; }
 
  private:
-  void spread(const cplx* y);        // samples -> fine grid (grid_ zeroed first)
-  void interpolate(cplx* y) const;   // fine grid -> samples
-  void fft(bool forward);            // pruned to the image support in the first/last passes
-  void image_to_grid(const cplx* x); // deconvolve + scale + zero-pad
-  void grid_to_image(cplx* x) const; // crop + deconvolve + scale
+  // nb transforms at once: grids g = 0..nb-1 live at grid_ + g * grid_size(); samples of
+  // transform g at y + g * M. Kernel weights are evaluated once per sample for all nb.
+  void spread(const cplx* y, int nb);         // samples -> fine grids (zeroed first)
+  void interpolate(cplx* y, int nb) const;    // fine grids -> samples
+  void fft(cplx* grid, bool forward);         // pruned to the image support in the first/last passes
+  void image_to_grid(const cplx* x, cplx* grid);  // deconvolve + scale + zero-pad
+  void grid_to_image(const cplx* grid, cplx* x) const;  // crop + deconvolve + scale
+  int64_t grid_size() const { return n_[0] * n_[1] * n_[2]; }
+  int batch_chunk(int64_t batch) const;       // transforms per pass (bounded grid memory)
 
-  template <int W> void spread_w(const cplx* y);
-  template <int W> void interpolate_w(cplx* y) const;
+  template <int W> void spread_w(const cplx* y, int nb);
+  template <int W> void interpolate_w(cplx* y, int nb) const;
 
   int dim_ = 0;
   int64_t N_[3] = {1, 1, 1};    // image shape (trailing dims 1 when dim_ == 2)
