@@ -78,13 +78,14 @@ NufftPlan<T>::NufftPlan(const double* coord, int64_t num_points, int dim, const 
   dim_ = dim;
   M_ = num_points;
   nthreads_ = opts.nthreads > 0 ? opts.nthreads : omp_get_max_threads();
-  if (std::is_same<T, float>::value && opts.tol < 1e-4 && opts.upsampfac < 2.0)
-    throw std::invalid_argument("single precision below tol=1e-4 needs upsampfac >= 2 (wider kernels at lower "
-                                "oversampling lose the accuracy to float rounding); got upsampfac " +
-                                std::to_string(opts.upsampfac));
   if (std::is_same<T, float>::value && opts.tol < 1e-7)
     throw std::invalid_argument("tol below 1e-7 is not reachable in single precision; use complex128");
   kernel_ = es_choose(opts.tol, opts.upsampfac, opts.width_margin);
+  // In float, kernels wider than 9 points lose the requested accuracy to rounding (measured).
+  if (std::is_same<T, float>::value && kernel_.width > 9)
+    throw std::invalid_argument("single precision cannot reach tol=" + std::to_string(opts.tol) + " at upsampfac " +
+                                std::to_string(opts.upsampfac) + " (kernel width " + std::to_string(kernel_.width) +
+                                " > 9); use upsampfac=2 or complex128");
   // Horner fit well below the tolerance, but not below what T can represent.
   const double fit_tol = std::max(opts.tol * 5e-2, std::is_same<T, float>::value ? 1e-8 : 1e-15);
   es_fit_horner(kernel_, fit_tol);

@@ -43,25 +43,32 @@ def default_threads() -> int:
     return os.cpu_count() or 1
 
 
-def choose_upsampfac(tol: float, im_shape: Sequence[int], num_points: int, dtype) -> float:
-    """Oversampling factor (2.0 or 1.25) with the lower modelled cost at this tolerance.
+UPSAMPFAC_CANDIDATES = (1.25, 1.5, 1.75, 2.0)
 
-    Cost model per transform: spreading ~ M * w^d, FFT ~ 0.25 * n log2 n over the fine grid
-    (both in units of one complex multiply-add). Single precision below 1e-4 uses 2.0 (the wider
-    kernels of lower oversampling lose accuracy to float rounding there; the plan refuses them).
+
+def choose_upsampfac(tol: float, im_shape: Sequence[int], num_points: int, dtype) -> float:
+    """Oversampling factor with the lowest modelled cost that meets ``tol`` in ``dtype``.
+
+    Cost model per transform (units of one complex multiply-add, calibrated on the CPU kernels):
+    spreading ``M * w^d`` plus FFT and deconvolution ``0.75 * n log2 n + 2 n`` over the fine grid
+    of ``n`` points. Candidates are 1.25, 1.5, 1.75 and 2.0; those whose kernel would be too wide
+    for the dtype (the plan refuses them) are skipped.
     """
     d = len(im_shape)
-    if np.dtype(dtype) == np.complex64 and tol < 1e-4:
-        return 2.0
+    core = _core()
     costs = {}
-    for sigma in (2.0, 1.25):
+    for sigma in UPSAMPFAC_CANDIDATES:
         try:
-            w, _ = _core().es_kernel_params(tol, sigma)
+            w, _ = core.es_kernel_params(tol, sigma)
         except ValueError:
             continue
-        n = [_core().fine_grid_size(int(N), sigma, w) for N in im_shape]
+        if np.dtype(dtype) == np.complex64 and w > 9:
+            continue
+        n = [core.fine_grid_size(int(N), sigma, w) for N in im_shape]
         ngrid = float(np.prod(n))
-        costs[sigma] = num_points * w**d + 0.25 * ngrid * math.log2(ngrid) * 4
+        costs[sigma] = num_points * w**d + 0.75 * ngrid * math.log2(ngrid) + 2 * ngrid
+    if not costs:
+        raise ValueError(f"Nufft: tol={tol} is not reachable in {np.dtype(dtype).name}")
     return min(costs, key=costs.get)
 
 
@@ -80,7 +87,8 @@ class Nufft(Operator):
         met on any trajectory: the kernel width is the narrowest whose estimated aliasing error is
         below ``tol``.
     dtype : complex64 or complex128.
-    upsampfac : fine-grid oversampling (2.0 or 1.25, any in [1.2, 3]); None picks by a cost model.
+    upsampfac : fine-grid oversampling (any in [1.2, 3]); None picks the cheapest of 1.25, 1.5, 1.75
+        and 2.0 that meets ``tol`` (see :func:`choose_upsampfac`).
     nthreads : kernel threads (default: :func:`default_threads`).
     check_finite : raise ValueError on NaN/Inf inputs (one cheap pass over the data).
 
