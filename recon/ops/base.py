@@ -88,11 +88,19 @@ class Operator:
     # ---- algebra --------------------------------------------------------------------------------
     @property
     def H(self) -> "Operator":
-        return Adjoint(self)
+        """The adjoint operator (one object per operator, so ``A.H.H is A`` and ``A.H is A.H``)."""
+        h = self.__dict__.get("_adjoint_op")
+        if h is None:
+            h = self.__dict__["_adjoint_op"] = Adjoint(self)
+        return h
 
     @property
     def N(self) -> "Operator":
-        return Normal(self)
+        """The normal operator ``A^H A``."""
+        n = self.__dict__.get("_normal_op")
+        if n is None:
+            n = self.__dict__["_normal_op"] = Normal(self)
+        return n
 
     def __matmul__(self, other):
         if isinstance(other, Operator):
