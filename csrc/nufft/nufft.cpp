@@ -43,10 +43,9 @@ struct PhaseTimer {
   }
 };
 
-// Bin edge per dimension: large enough that padded sub-grids of same-coloured bins never overlap
-// (requires bin >= w - 1), small enough that a sub-grid stays in cache.
-// The last bin along an axis must also hold >= w - 1 cells (or be whole), so that the sub-grid of
-// the bin before it does not wrap around onto bin 0.
+// Bin edge per dimension: at least the kernel width, small enough that a padded sub-grid stays in
+// cache. The last bin along an axis holds >= w - 1 cells (or is whole), so that a padded sub-grid
+// wraps around at most once.
 int64_t choose_bin_size(int dim, int axis, int width, int64_t n) {
   int64_t b = std::max<int64_t>(dim == 2 ? 32 : (axis == 2 ? 32 : 8), width);
   for (;; ++b) {
@@ -177,24 +176,15 @@ NufftPlan<T>::NufftPlan(const double* coord, int64_t num_points, int dim, const 
     }
   }
 
-  // Colour classes: per axis, bin parity, and a third colour for the last bin of an odd count
-  // (it wraps around onto bin 0). Same-coloured bins are >= one bin apart on every axis.
-  colour_bins_.assign(27, {});
-  for (int64_t b = 0; b < total_bins; ++b) {
-    if (bin_offset_[b + 1] == bin_offset_[b]) continue;
-    int64_t rem = b;
-    int colour = 0;
-    int64_t idx[3] = {0, 0, 0};
-    for (int a = dim - 1; a >= 0; --a) {
-      idx[a] = rem % nbins_[a];
-      rem /= nbins_[a];
-    }
-    for (int a = 0; a < dim; ++a) {
-      int c = (nbins_[a] % 2 == 1 && idx[a] == nbins_[a] - 1 && nbins_[a] > 1) ? 2 : int(idx[a] % 2);
-      colour = colour * 3 + c;
-    }
-    colour_bins_[colour].push_back(b);
-  }
+  // Non-empty bins, heaviest first (longest-processing-time-first keeps the threads balanced when
+  // a few bins hold many samples, e.g. the centre of k-space for radial trajectories).
+  spread_bins_.clear();
+  for (int64_t b = 0; b < total_bins; ++b)
+    if (bin_offset_[b + 1] > bin_offset_[b]) spread_bins_.push_back(b);
+  std::stable_sort(spread_bins_.begin(), spread_bins_.end(), [&](int64_t a, int64_t b) {
+    return bin_offset_[a + 1] - bin_offset_[a] > bin_offset_[b + 1] - bin_offset_[b];
+  });
+  row_locks_.reset(new std::mutex[n_[0]]);
 }
 
 // ---- kernel weights for a block of samples ------------------------------------------------------
@@ -247,8 +237,8 @@ void NufftPlan<T>::spread_w(const cplx* y, int nb) {
   const int64_t n0 = n_[0], n1 = n_[1], n2 = dim == 3 ? n_[2] : 1;
   const int64_t sub_size = 2 * S0 * S1 * S2;  // reals per sub-grid
 
-  for (const auto& bins : colour_bins_) {
-    if (bins.empty()) continue;
+  const auto& bins = spread_bins_;
+  {
 #pragma omp parallel num_threads(nthreads_)
     {
       std::vector<T> subs(sub_size * nb);
@@ -310,18 +300,19 @@ void NufftPlan<T>::spread_w(const cplx* y, int nb) {
             }
           }
         }
-        // add the sub-grids into the fine grids, wrapping periodically; no other thread touches
-        // these cells while this colour class runs
+        // add the sub-grids into the fine grids, wrapping periodically, one axis-0 slab at a time
+        // under that slab's lock (other threads may be adding overlapping padded sub-grids)
         const int64_t rowlen = dim == 3 ? e2 : e1;
         const int64_t last_n = dim == 3 ? n2 : n1;
         const int64_t last_o = dim == 3 ? o2 : o1;
         const int64_t first_run = std::min(rowlen, last_n - last_o);
         const int64_t mid_count = dim == 3 ? e1 : 1;
-        for (int g = 0; g < nb; ++g) {
-          T* grid = reinterpret_cast<T*>(grid_.data() + g * grid_size());
-          const T* s = subs.data() + g * sub_size;
-          for (int64_t i = 0; i < e0; ++i) {
-            const int64_t g0 = wrap_once((int)(o0 + i), (int)n0);
+        for (int64_t i = 0; i < e0; ++i) {
+          const int64_t g0 = wrap_once((int)(o0 + i), (int)n0);
+          std::lock_guard<std::mutex> slab_lock(row_locks_[g0]);
+          for (int g = 0; g < nb; ++g) {
+            T* grid = reinterpret_cast<T*>(grid_.data() + g * grid_size());
+            const T* s = subs.data() + g * sub_size;
             for (int64_t j = 0; j < mid_count; ++j) {
               int64_t gbase;
               const T* src;

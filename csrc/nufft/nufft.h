@@ -11,13 +11,14 @@
 // mirrored order, so the pair is an exact adjoint up to floating-point rounding.
 //
 // Plan time (once per trajectory): kernel parameters and Horner coefficients, per-sample stencil
-// start indices and local variables (computed in double), samples sorted into bins, bins grouped
-// into colour classes such that the padded sub-grids of bins of one colour never overlap: spreading
-// runs bin-parallel into per-thread sub-grids, each added to the fine grid without atomics.
+// start indices and local variables (computed in double), samples sorted into bins. Spreading runs
+// bin-parallel (heaviest bins first) into per-thread sub-grids; each sub-grid is added to the fine
+// grid slab by slab under a per-slab lock: no atomics, no barriers between bins.
 #pragma once
 
 #include <complex>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <vector>
 
@@ -92,7 +93,8 @@ class NufftPlan {
   int64_t bin_size_[3] = {1, 1, 1};
   int64_t nbins_[3] = {1, 1, 1};
   std::vector<int64_t> bin_offset_;               // into the sorted arrays, size nbins + 1
-  std::vector<std::vector<int64_t>> colour_bins_;  // non-empty bins of each colour class
+  std::vector<int64_t> spread_bins_;               // non-empty bins, heaviest first
+  std::unique_ptr<std::mutex[]> row_locks_;        // one per axis-0 slab of the fine grid
 
   std::vector<T> deconv_[3];
   std::vector<cplx> grid_;
