@@ -1,4 +1,12 @@
 // CPU loop drivers of the Joseph projector; all weights come from csrc/kernels/joseph.h.
+
+// Before any include (functions with different target options do not inline into each other).
+// GCC's default tuning for recent Intel cores avoids AVX2/AVX-512 gathers; the Joseph loops are
+// gather-bound and run ~2x faster with them (measured on this project's Xeon). Tuning only: the
+// instruction set still comes from -march.
+#if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__) && (defined(__x86_64__) || defined(__i386__))
+#pragma GCC target("tune=skylake-avx512")
+#endif
 #include "ct/projector.h"
 
 #include <omp.h>
@@ -9,13 +17,6 @@
 #include <string>
 
 #include "kernels/joseph.h"
-
-// GCC's default tuning for recent Intel cores avoids AVX2/AVX-512 gathers; the Joseph loops are
-// gather-bound and run ~2x faster with them (measured on this project's Xeon). Tuning only: the
-// instruction set still comes from -march.
-#if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__) && (defined(__x86_64__) || defined(__i386__))
-#pragma GCC target("tune=skylake-avx512")
-#endif
 
 namespace recon {
 
