@@ -26,7 +26,7 @@ DEFAULT_MIN_COUNT = 0.5
 
 
 def _as_float_array(x, name: str) -> np.ndarray:
-    if not _array.is_array(x) and not isinstance(x, (list, tuple)):
+    if not _array.is_array(x) and not isinstance(x, (list, tuple, int, float, np.number)):
         raise TypeError(f"{name}: expected a numpy array or torch tensor, got {type(x).__name__}")
     a = _array.to_numpy(x) if _array.is_array(x) else np.asarray(x)
     if a.dtype.kind not in "fiu":
