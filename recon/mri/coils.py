@@ -133,7 +133,7 @@ def _fix_phase(maps: np.ndarray, ref_vec: np.ndarray) -> np.ndarray:
     ref = np.tensordot(ref_vec.conj(), maps, axes=(0, 0))
     mag = np.abs(ref)
     ph = np.where(mag > 0, np.conj(ref) / np.where(mag > 0, mag, 1), 1)
-    return maps * ph[None]
+    return (maps * ph[None]).astype(maps.dtype, copy=False)
 
 
 def _check_calib(calib, im_shape):
@@ -149,28 +149,39 @@ def _check_calib(calib, im_shape):
 # ---- ESPIRiT ------------------------------------------------------------------------------------
 
 
-def espirit_kernels(calib: np.ndarray, kernel_width: int = 6, thresh: float = 0.02,
+def _kernel_shape(kernel_width, calib_shape) -> tuple[int, ...]:
+    """Per-axis kernel widths: ``kernel_width`` (int or tuple), reduced on narrow axes of the
+    calibration region so that at least half of its lines remain patch positions."""
+    d = len(calib_shape)
+    kw = (int(kernel_width),) * d if np.isscalar(kernel_width) else tuple(int(k) for k in kernel_width)
+    if len(kw) != d or min(kw) < 1:
+        raise ValueError(f"kernel_width must be a positive int or {d} positive ints, got {kernel_width}")
+    return tuple(max(1, min(k, (n + 1) // 2)) for k, n in zip(kw, calib_shape))
+
+
+def espirit_kernels(calib: np.ndarray, kernel_width=6, thresh: float = 0.02,
                     mask: np.ndarray | None = None) -> np.ndarray:
     """Signal-subspace kernels of the calibration matrix: the right singular vectors whose singular
-    value is at least ``thresh`` times the largest. Returns ``(n, c, k, k[, k])`` (complex128).
+    value is at least ``thresh`` times the largest. Returns ``(n, c, *kernel_shape)`` (complex128).
 
-    The calibration (Hankel-structured) matrix has one row per ``k^d`` patch position inside the
-    calibration region; rows touching an unacquired point (``mask`` False) are dropped.
+    The calibration (Hankel-structured) matrix has one row per patch position inside the calibration
+    region; rows touching an unacquired point (``mask`` False) are dropped. ``kernel_width`` (int or
+    one per axis) is the patch size.
     """
     c = calib.shape[0]
     d = calib.ndim - 1
-    k = int(kernel_width)
-    if k < 1 or any(k > n for n in calib.shape[1:]):
-        raise ValueError(f"kernel_width {k} must lie in [1, {min(calib.shape[1:])}] (the calibration region "
-                         f"is {calib.shape[1:]})")
+    ks = (int(kernel_width),) * d if np.isscalar(kernel_width) else tuple(int(k) for k in kernel_width)
+    if len(ks) != d or any(k < 1 or k > n for k, n in zip(ks, calib.shape[1:])):
+        raise ValueError(f"kernel_width {kernel_width} must lie in [1, n] per axis of the calibration region "
+                         f"{calib.shape[1:]}")
     if not 0 <= thresh < 1:
         raise ValueError(f"thresh must lie in [0, 1), got {thresh}")
-    win = np.lib.stride_tricks.sliding_window_view(calib, (k,) * d, axis=tuple(range(1, d + 1)))
+    win = np.lib.stride_tricks.sliding_window_view(calib, ks, axis=tuple(range(1, d + 1)))
     # win: (c, *positions, *kernel) -> rows (positions) x cols (c, *kernel)
     pos_shape = win.shape[1:1 + d]
-    A = np.moveaxis(win, 0, d).reshape(int(np.prod(pos_shape)), c * k**d)
+    A = np.moveaxis(win, 0, d).reshape(int(np.prod(pos_shape)), c * int(np.prod(ks)))
     if mask is not None:
-        mwin = np.lib.stride_tricks.sliding_window_view(np.asarray(mask, bool), (k,) * d)
+        mwin = np.lib.stride_tricks.sliding_window_view(np.asarray(mask, bool), ks)
         A = A[mwin.reshape(int(np.prod(pos_shape)), -1).all(axis=1)]
     if A.shape[0] == 0:
         raise ValueError("no fully sampled kernel patch in the calibration region")
@@ -183,7 +194,7 @@ def espirit_kernels(calib: np.ndarray, kernel_width: int = 6, thresh: float = 0.
     if s[0] == 0:
         raise ValueError("the calibration data are all zero")
     n = int(np.count_nonzero(s >= thresh * s[0]))
-    return v[:, :n].T.reshape((n, c) + (k,) * d)
+    return v[:, :n].T.reshape((n, c) + ks)
 
 
 def _espirit_convolution(kernels: np.ndarray) -> np.ndarray:
@@ -192,16 +203,15 @@ def _espirit_convolution(kernels: np.ndarray) -> np.ndarray:
     n, c = kernels.shape[:2]
     kshape = kernels.shape[2:]
     D = len(kshape)
-    k = kshape[0]
     # Rows of the calibration matrix are patches a^T with A V_perp = 0, so conj(a) lies in span(V) and a
     # in span(conj V): the projector onto the patch subspace is conj(V) V^T.
     V = kernels.reshape(n, -1)  # (n, c k^D): the kernels (right singular vectors) as rows
     M = (V.conj().T @ V).reshape((c,) + kshape + (c,) + kshape)  # projector P[(i,p),(j,p')]
-    h = np.zeros((c, c) + (2 * k - 1,) * D, dtype=np.complex128)
+    h = np.zeros((c, c) + tuple(2 * k - 1 for k in kshape), dtype=np.complex128)
     for p in np.ndindex(*kshape):
-        sl = tuple(slice(k - 1 - pa, 2 * k - 1 - pa) for pa in p)
+        sl = tuple(slice(k - 1 - pa, 2 * k - 1 - pa) for pa, k in zip(p, kshape))
         h[(slice(None), slice(None)) + sl] += M[(slice(None),) + p]
-    return h / float(k**D)
+    return h / float(np.prod(kshape))
 
 
 def _dft_matrix(N: int, k: int) -> np.ndarray:
@@ -211,14 +221,50 @@ def _dft_matrix(N: int, k: int) -> np.ndarray:
     return np.exp(-2j * math.pi * np.outer(x, dd) / N)
 
 
-def espirit_from_calib(calib, im_shape: Sequence[int], *, kernel_width: int = 6, thresh: float = 0.02,
+def _dft_matrix_at(pos: np.ndarray, N: int, k: int) -> np.ndarray:
+    """``E[i, t] = exp(-2 pi i (t - (k-1)) (pos_i - N//2) / N)`` at (fractional) pixel indices ``pos``."""
+    dd = np.arange(2 * k - 1) - (k - 1)
+    return np.exp(-2j * math.pi * np.outer(np.asarray(pos, dtype=np.float64) - N // 2, dd) / N)
+
+
+def _eig_positions(n: int, grid: int | None) -> np.ndarray:
+    """Pixel indices at which the ESPIRiT matrices are decomposed along an axis of ``n`` pixels:
+    all of them, or ``grid`` equally spaced ones spanning ``[0, n-1]`` when ``grid < n``."""
+    if not grid or grid >= n:
+        return np.arange(n, dtype=np.float64)
+    return np.linspace(0.0, n - 1.0, int(grid))
+
+
+def _interp_to_grid(a: np.ndarray, pos: list, im_shape) -> np.ndarray:
+    """Cubic-spline interpolation of ``a`` (..., *coarse) sampled at ``pos`` (per axis, increasing,
+    spanning [0, n-1]) onto the integer grid ``im_shape``. Real arrays only."""
+    from scipy.ndimage import map_coordinates
+
+    D = len(im_shape)
+    coords = [np.interp(np.arange(n), p, np.arange(p.size)) for n, p in zip(im_shape, pos)]
+    mesh = np.meshgrid(*coords, indexing="ij")
+    lead = a.shape[:-D]
+    flat = a.reshape((-1,) + a.shape[-D:])
+    out = np.empty((flat.shape[0],) + tuple(im_shape), dtype=np.float32)
+    for i in range(flat.shape[0]):
+        out[i] = map_coordinates(flat[i], mesh, order=3, mode="nearest")
+    return out.reshape(lead + tuple(im_shape))
+
+
+def espirit_from_calib(calib, im_shape: Sequence[int], *, kernel_width=6, thresh: float = 0.02,
                        crop: float = 0.95, n_maps: int = 1, mask=None, return_eigenvalues: bool = False,
-                       chunk_elems: int = 1 << 23, progress: bool = False):
+                       eig_grid: int | None = 64, chunk_elems: int = 1 << 23, progress: bool = False):
     """ESPIRiT maps from calibration k-space ``calib`` (c, *calib_shape), evaluated on ``im_shape``.
 
     ``crop``: pixels whose eigenvalue is below it get zero maps (0 keeps all). ``n_maps > 1`` returns
     ``(n_maps, c, *im_shape)`` (soft-SENSE style extra sets), else ``(c, *im_shape)``. With
     ``return_eigenvalues`` also returns the eigenvalues ``(n_maps, *im_shape)`` (or ``im_shape``).
+
+    ``eig_grid``: the per-pixel matrices ``G(r)`` are trigonometric polynomials of degree ``k - 1``
+    (smooth across the image), so their eigen-decomposition is computed on at most ``eig_grid``
+    equally spaced positions per axis and the phase-aligned eigenvectors and eigenvalues are
+    interpolated (cubic splines) to every pixel, then renormalised to unit norm. This is ~10-100x
+    faster than decomposing every pixel; ``eig_grid=None`` decomposes every pixel.
     """
     calib, im_shape = _check_calib(calib, im_shape)
     if not 0 <= crop < 1.0 + 1e-9:
@@ -226,43 +272,50 @@ def espirit_from_calib(calib, im_shape: Sequence[int], *, kernel_width: int = 6,
     c = calib.shape[0]
     if not 1 <= n_maps <= c:
         raise ValueError(f"n_maps must lie in [1, {c}], got {n_maps}")
-    k = int(kernel_width)
-    if any(2 * k - 1 > n for n in im_shape):
-        raise ValueError(f"kernel_width {k} is too large for the image {im_shape}")
-    kernels = espirit_kernels(calib, k, thresh, mask)
-    h = _espirit_convolution(kernels)  # (c, c, (2k-1)^D)
+    if eig_grid is not None and int(eig_grid) < 8:
+        raise ValueError(f"eig_grid must be >= 8 or None, got {eig_grid}")
+    ks = _kernel_shape(kernel_width, calib.shape[1:])
+    if any(2 * k - 1 > n for k, n in zip(ks, im_shape)):
+        raise ValueError(f"kernel_width {kernel_width} is too large for the image {im_shape}")
+    kernels = espirit_kernels(calib, ks, thresh, mask)
+    h = _espirit_convolution(kernels)  # (c, c, *(2k-1))
     D = len(im_shape)
+    pos = [_eig_positions(n, eig_grid) for n in im_shape]
+    gshape = tuple(p.size for p in pos)
     # DFT over all axes but the first, fully; the first axis in chunks.
     for a in range(1, D):
-        E = _dft_matrix(im_shape[a], k)
+        E = _dft_matrix_at(pos[a], im_shape[a], ks[a])
         h = np.moveaxis(np.tensordot(h, E, axes=([2 + a], [1])), -1, 2 + a)
-    h = h.astype(np.complex64 if c * c * int(np.prod(im_shape)) > (1 << 26) else np.complex128)
-    E0 = _dft_matrix(im_shape[0], k).astype(h.dtype)
-    rest = int(np.prod(im_shape[1:]))
-    hflat = h.reshape(c * c, 2 * k - 1, rest)
+    h = h.astype(np.complex64)
+    E0 = _dft_matrix_at(pos[0], im_shape[0], ks[0]).astype(h.dtype)
+    rest = int(np.prod(gshape[1:]))
+    hflat = h.reshape(c * c, 2 * ks[0] - 1, rest)
     rows = max(1, int(chunk_elems // max(c * c * rest, 1)))
     ref_vec = _virtual_body_coil(calib)
-    maps = np.zeros((n_maps, c) + im_shape, dtype=np.complex64)
-    eig = np.zeros((n_maps,) + im_shape, dtype=np.float32)
-    it = range(0, im_shape[0], rows)
+    maps = np.zeros((n_maps, c) + gshape, dtype=np.complex64)
+    eig = np.zeros((n_maps,) + gshape, dtype=np.float32)
+    it = range(0, gshape[0], rows)
     if progress:
         from tqdm.auto import tqdm
 
         it = tqdm(it, desc="ESPIRiT", leave=False)
     for r0 in it:
-        r1 = min(r0 + rows, im_shape[0])
+        r1 = min(r0 + rows, gshape[0])
         G = np.einsum("nt,ptr->nrp", E0[r0:r1], hflat, optimize=True).reshape(r1 - r0, rest, c, c)
         G = 0.5 * (G + np.conj(np.swapaxes(G, -1, -2)))  # Hermitian up to rounding
         w, v = np.linalg.eigh(G)
         for m in range(n_maps):
-            vec = np.moveaxis(v[..., -1 - m], -1, 0).reshape((c, r1 - r0) + im_shape[1:])
-            lam = w[..., -1 - m].reshape((r1 - r0,) + im_shape[1:])
-            maps[m, :, r0:r1] = vec
-            eig[m, r0:r1] = lam
+            maps[m, :, r0:r1] = np.moveaxis(v[..., -1 - m], -1, 0).reshape((c, r1 - r0) + gshape[1:])
+            eig[m, r0:r1] = w[..., -1 - m].reshape((r1 - r0,) + gshape[1:])
     for m in range(n_maps):
         maps[m] = _fix_phase(maps[m], ref_vec)
-        if crop > 0:
-            maps[m] *= (eig[m] >= crop)[None]
+    if gshape != im_shape:
+        re = _interp_to_grid(np.concatenate([maps.real, maps.imag], axis=1), pos, im_shape)
+        maps = (re[:, :c] + 1j * re[:, c:]).astype(np.complex64)
+        maps /= np.maximum(np.sqrt(np.sum(np.abs(maps) ** 2, axis=1, keepdims=True)), 1e-12)
+        eig = _interp_to_grid(eig, pos, im_shape)
+    if crop > 0:
+        maps *= (eig >= crop)[:, None]
     if n_maps == 1:
         maps, eig = maps[0], eig[0]
     return (maps, eig) if return_eigenvalues else maps
@@ -270,7 +323,7 @@ def espirit_from_calib(calib, im_shape: Sequence[int], *, kernel_width: int = 6,
 
 def espirit_maps(kspace, calib_width: int | Sequence[int] = 24, kernel_width: int = 6, thresh: float = 0.02,
                  crop: float = 0.95, n_maps: int = 1, return_eigenvalues: bool = False,
-                 progress: bool = False):
+                 progress: bool = False, **kw):
     """ESPIRiT sensitivity maps from Cartesian multicoil k-space ``(c, *im_shape)`` (zeros = not
     acquired). The calibration region is the largest fully sampled centred box up to ``calib_width``
     (:func:`calibration_region`). Defaults as SigPy's ``EspiritCalib`` (calib 24, kernel 6,
@@ -279,12 +332,11 @@ def espirit_maps(kspace, calib_width: int | Sequence[int] = 24, kernel_width: in
     mask = sampling_mask(kspace)
     region = calibration_region(mask, calib_width)
     calib = kspace[(slice(None),) + region]
-    kw = min(int(kernel_width), *calib.shape[1:])
-    if kw < 2:
+    if min(calib.shape[1:]) < 3:
         raise ValueError(f"the fully sampled calibration region {calib.shape[1:]} is too small for ESPIRiT; "
                          "use method='lowres' or a mask with a larger centre")
-    return espirit_from_calib(calib, kspace.shape[1:], kernel_width=kw, thresh=thresh, crop=crop,
-                              n_maps=n_maps, return_eigenvalues=return_eigenvalues, progress=progress)
+    return espirit_from_calib(calib, kspace.shape[1:], kernel_width=kernel_width, thresh=thresh, crop=crop,
+                              n_maps=n_maps, return_eigenvalues=return_eigenvalues, progress=progress, **kw)
 
 
 # ---- low resolution and Walsh -------------------------------------------------------------------
@@ -348,9 +400,9 @@ def estimate_maps(kspace, method: str = "espirit", calib_width: int = 24, **kw) 
     kspace = _as_kspace(kspace)
     region = calibration_region(sampling_mask(kspace), calib_width)
     calib = kspace[(slice(None),) + region]
-    if method == "espirit":
-        kw.setdefault("kernel_width", 6)
-        kw["kernel_width"] = min(kw["kernel_width"], *calib.shape[1:])
+    if method == "espirit" and min(calib.shape[1:]) < 3:
+        raise ValueError(f"the fully sampled calibration region {calib.shape[1:]} is too small for ESPIRiT; "
+                         "use method 'lowres' or a mask with a larger centre")
     return maps_from_calib(calib, kspace.shape[1:], method, **kw)
 
 

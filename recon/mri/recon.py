@@ -1,0 +1,353 @@
+"""MRI reconstruction methods: zero-filled, CG-SENSE, compressed sensing (L1-wavelet, TV).
+
+Forward model (:mod:`recon.ops.sense`): ``y_c = P F (S_c x) + n_c`` with coil maps ``S`` (unit
+root-sum-of-squares, as :mod:`recon.mri.coils` estimates them), ``F`` the centred orthonormal FFT
+and ``P`` the sampling (Cartesian mask, or a NUFFT on a trajectory). For a single 2D slice the
+k-space is ``(c, y, x)`` (Cartesian, zeros where not acquired) or ``(c, *sample_shape)`` with a
+trajectory ``coord`` ``(*sample_shape, d)`` in cycles/FOV (non-Cartesian); 3D volumes add ``z``.
+
+Methods (each returns a :class:`Recon` with the complex image, the solver's history and the maps):
+
+- :func:`zero_filled`: ``F^{-1}`` of the zero-filled data (non-Cartesian: adjoint NUFFT of the
+  density-compensated data), coils combined by root sum of squares, or by ``S^H`` given maps.
+- :func:`cg_sense`: ``min_x ||A x - y||^2 + lam ||x||^2`` by conjugate gradients on the normal
+  equations ``(A^H A + lam I) x = A^H y`` (Pruessmann et al. 2001, with Tikhonov damping).
+- :func:`cs_wavelet`: ``min_x 1/2 ||A x - y||^2 + lam ||W x||_1`` (orthonormal Daubechies wavelet
+  ``W``) by POGM or FISTA (Lustig et al. 2007).
+- :func:`cs_tv`: ``min_x 1/2 ||A x - y||^2 + lam TV(x)`` (isotropic TV) by PDHG (Chambolle-Pock).
+
+Scaling (so that ``lam`` means the same on every data set): the problem is solved for
+``A' = A / sqrt(L)`` (``L`` >= largest eigenvalue of ``A^H A``: the exact bound
+``max sum_c |S_c|^2 * max mask^2`` for Cartesian SENSE, 1.1 x a 30-step power iteration otherwise,
+so ``||A'|| <= 1``) and data ``y' = y / (sqrt(L) s)`` with ``s`` the 99th percentile of the magnitude of
+the zero-filled (density-compensated, ``S^H``-combined) image; the result is multiplied back by
+``s``. ``lam`` is therefore relative: a Tikhonov weight relative to ``||A||^2`` and a sparsity
+threshold relative to the image's bright level. Non-Cartesian data may be density-weighted
+(``density_weights=True``: weighted least squares with Pipe-Menon weights, which converges in far
+fewer iterations; see docs/mri.md for the trade-off).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from ..ops.sense import CartesianSense, NonCartesianSense
+from .coils import rss, sampling_mask
+
+METHODS = ("zf", "sense", "cs")
+REGULARIZERS = ("wavelet", "tv")
+
+#: default relative regularisation weights (see the module docstring for their meaning); measured on
+#: generated fastMRI-format data and the bundled real data (docs/mri.md, "Choosing lambda").
+DEFAULT_LAMBDA = {"sense": 1e-3, "wavelet": 2e-3, "tv": 1e-3}
+DEFAULT_ITERS = {"sense": 30, "wavelet": 60, "tv": 150}
+#: ESPIRiT crop thresholds used by :func:`reconstruct`: SigPy's 0.95 for Cartesian data, BART's 0.8 for
+#: non-Cartesian data, whose gridded calibration region is small and noisier (eigenvalues lower).
+DEFAULT_CROP_CARTESIAN = 0.95
+DEFAULT_CROP_NONCARTESIAN = 0.8
+
+
+@dataclass
+class Recon:
+    """A reconstruction: ``image`` complex64 ``im_shape``; ``history`` the solver's
+    (:class:`recon.solvers.History`, None for zero-filled); ``info`` the parameters used."""
+
+    image: np.ndarray
+    method: str
+    history: object = None
+    maps: np.ndarray | None = None
+    info: dict = field(default_factory=dict)
+
+    @property
+    def magnitude(self) -> np.ndarray:
+        return np.abs(self.image).astype(np.float32)
+
+
+# ---- the problem --------------------------------------------------------------------------------
+
+
+def _check_kspace(kspace) -> np.ndarray:
+    from .. import _array
+
+    if _array.is_torch(kspace):
+        kspace = _array.to_numpy(kspace)
+    if not isinstance(kspace, np.ndarray):
+        raise TypeError(f"kspace: expected a numpy array or torch tensor, got {type(kspace).__name__}")
+    if not np.iscomplexobj(kspace):
+        raise TypeError(f"kspace: expected complex data, got {kspace.dtype}")
+    if kspace.ndim < 2:
+        raise ValueError(f"kspace: expected (coils, ...) data, got shape {kspace.shape}")
+    if not np.isfinite(kspace).all():
+        raise ValueError("kspace: contains NaN or Inf")
+    return kspace.astype(np.complex64, copy=False)
+
+
+@dataclass
+class Problem:
+    """A SENSE problem ``y = A x`` prepared for the solvers (normalised; see the module docstring)."""
+
+    A: object
+    y: np.ndarray
+    scale: float
+    lipschitz: float
+    x_zf: np.ndarray  # zero-filled S^H-combined image (unnormalised)
+    im_shape: tuple
+    info: dict
+
+
+def _dcf(coord, im_shape, dcf):
+    from .dcf import pipe_menon_dcf
+
+    if dcf is None:
+        return pipe_menon_dcf(coord, im_shape)
+    w = np.asarray(dcf, dtype=np.float32)
+    return np.broadcast_to(w, np.asarray(coord).shape[:-1])
+
+
+def sense_problem(kspace, maps, *, coord=None, mask=None, dcf=None, density_weights: bool = True,
+                  tol: float = 1e-4, power_iters: int = 30) -> Problem:
+    """Build the normalised SENSE problem for :func:`cg_sense`, :func:`cs_wavelet`, :func:`cs_tv`.
+
+    Cartesian when ``coord`` is None: ``kspace`` ``(c, *im_shape)``, ``mask`` (default: the non-zero
+    pattern of the data) broadcastable to ``im_shape``. Non-Cartesian: ``kspace``
+    ``(c, *sample_shape)``, ``coord`` ``(*sample_shape, d)``; ``dcf`` (default Pipe-Menon) is used for
+    the zero-filled scale and, with ``density_weights``, as least-squares weights.
+    """
+    from ..solvers import power_iteration
+
+    kspace = _check_kspace(kspace)
+    maps = np.asarray(maps).astype(np.complex64, copy=False)
+    if maps.ndim < 3 or maps.shape[0] != kspace.shape[0]:
+        raise ValueError(f"maps have {maps.shape[0]} coils, kspace {kspace.shape[0]}")
+    im_shape = tuple(maps.shape[1:])
+    info = {}
+    if coord is None:
+        if kspace.shape[1:] != im_shape:
+            raise ValueError(f"Cartesian kspace {kspace.shape} and maps {maps.shape} differ in image shape")
+        if mask is None:
+            mask = sampling_mask(kspace)
+        mask = np.asarray(mask)
+        A = CartesianSense(maps, mask)
+        y = kspace * A.mask
+        x_zf = A.H(y)
+        info["sampled_fraction"] = float(np.mean(np.broadcast_to(mask != 0, im_shape)))
+    else:
+        coord = np.asarray(coord, dtype=np.float32)
+        if kspace.shape[1:] != coord.shape[:-1]:
+            raise ValueError(f"kspace {kspace.shape} and coord {coord.shape} do not match: expected kspace "
+                             f"(coils, {', '.join(map(str, coord.shape[:-1]))})")
+        w = _dcf(coord, im_shape, dcf)
+        if density_weights:
+            A = NonCartesianSense(maps, coord, tol=tol, weights=w)
+            y = (kspace * A.sqrt_weights).astype(np.complex64)
+            x_zf = A.H(y)
+        else:
+            A = NonCartesianSense(maps, coord, tol=tol)
+            y = kspace
+            x_zf = A.H((kspace * w).astype(np.complex64))
+        info["density_weights"] = bool(density_weights)
+    s = float(np.percentile(np.abs(x_zf), 99))
+    if not s > 0:
+        raise ValueError("the zero-filled image is zero: no signal in the data (or the maps are all zero)")
+    if coord is None:
+        # exact bound, tight for binary masks: ||A||^2 <= max_r sum_c |S_c(r)|^2 * max(mask^2)
+        L = float(np.max(np.sum(np.abs(maps) ** 2, axis=0))) * float(np.max(A.mask2) if A.mask2 is not None else 1.0)
+    else:
+        # power iteration from a random start approaches ||A||^2 from below: 10 % margin keeps the
+        # proximal-gradient step 1/L safe (momentum methods diverge for steps above 1/||A||^2)
+        L = power_iteration(A.normal, np.zeros(A.ishape, dtype=np.complex64), power_iters) * 1.1
+    if not L > 0:
+        raise ValueError("the SENSE operator is zero (empty mask or zero maps)")
+    An = float(1.0 / np.sqrt(L)) * A
+    yn = (y * np.float32(1.0 / (np.sqrt(L) * s))).astype(np.complex64)
+    info.update(lipschitz=float(L), scale=s)
+    return Problem(An, yn, s, float(L), x_zf, im_shape, info)
+
+
+# ---- methods ------------------------------------------------------------------------------------
+
+
+def zero_filled(kspace, *, maps=None, coord=None, im_shape: Sequence[int] | None = None, dcf=None,
+                tol: float = 1e-4) -> Recon:
+    """Zero-filled reconstruction: inverse FFT (Cartesian) or density-compensated adjoint NUFFT
+    (non-Cartesian, ``dcf`` default Pipe-Menon); coils combined by RSS, or by ``S^H`` with maps
+    (complex result). Cartesian fully sampled data with unit-RSS maps give the exact image."""
+    from ..ops.nufft import Nufft
+
+    kspace = _check_kspace(kspace)
+    if coord is None:
+        axes = tuple(range(1, kspace.ndim))
+        import scipy.fft
+
+        imgs = np.fft.fftshift(scipy.fft.ifftn(np.fft.ifftshift(kspace, axes=axes), axes=axes, norm="ortho",
+                                               workers=-1), axes=axes).astype(np.complex64)
+    else:
+        coord = np.asarray(coord, dtype=np.float32)
+        if im_shape is None:
+            im_shape = maps.shape[1:] if maps is not None else None
+        if im_shape is None:
+            raise ValueError("non-Cartesian zero-filled reconstruction needs im_shape (or maps)")
+        im_shape = tuple(int(n) for n in im_shape)
+        if kspace.shape[1:] != coord.shape[:-1]:
+            raise ValueError(f"kspace {kspace.shape} and coord {coord.shape} do not match")
+        w = _dcf(coord, im_shape, dcf)
+        imgs = Nufft(coord, im_shape, tol=tol).adjoint((kspace * w).astype(np.complex64))
+    if maps is None:
+        image = rss(imgs).astype(np.complex64)
+    else:
+        maps = np.asarray(maps)
+        if maps.shape != imgs.shape:
+            raise ValueError(f"maps {maps.shape} do not match the coil images {imgs.shape}")
+        image = np.sum(np.conj(maps) * imgs, axis=0).astype(np.complex64)
+    return Recon(image, "zf", None, maps, {"combine": "rss" if maps is None else "sense"})
+
+
+def _prepare(kspace, maps, coord, mask, dcf, density_weights, tol, problem):
+    if problem is not None:
+        return problem
+    if maps is None:
+        raise ValueError("this method needs coil sensitivity maps (see recon.mri.coils.estimate_maps)")
+    return sense_problem(kspace, maps, coord=coord, mask=mask, dcf=dcf, density_weights=density_weights, tol=tol)
+
+
+def cg_sense(kspace=None, maps=None, *, coord=None, mask=None, dcf=None, lam: float | None = None,
+             max_iter: int | None = None, tol: float = 1e-6, density_weights: bool = True,
+             nufft_tol: float = 1e-4, progress=None, callback=None, problem: Problem | None = None) -> Recon:
+    """CG-SENSE with Tikhonov damping ``lam`` (relative to ``||A||^2``; default
+    :data:`DEFAULT_LAMBDA` ``['sense']``), ``max_iter`` CG iterations (default 30), CG tolerance ``tol``."""
+    from ..solvers import cg
+
+    P = _prepare(kspace, maps, coord, mask, dcf, density_weights, nufft_tol, problem)
+    lam = DEFAULT_LAMBDA["sense"] if lam is None else float(lam)
+    max_iter = DEFAULT_ITERS["sense"] if max_iter is None else int(max_iter)
+    if lam < 0:
+        raise ValueError(f"lam must be >= 0, got {lam}")
+    rhs = P.A.H(P.y)
+    x, hist = cg(P.A.normal, rhs, None, max_iter=max_iter, tol=tol, damping=lam, callback=callback,
+                 progress=progress)
+    info = dict(P.info, lam=lam, max_iter=max_iter)
+    return Recon((x * np.float32(P.scale)).astype(np.complex64), "sense", hist, maps, info)
+
+
+def cs_wavelet(kspace=None, maps=None, *, coord=None, mask=None, dcf=None, lam: float | None = None,
+               max_iter: int | None = None, tol: float = 1e-5, solver: str = "pogm", wave: str = "db4",
+               cycle_spin: bool = True, seed: int = 0, density_weights: bool = True, nufft_tol: float = 1e-4, progress=None, callback=None,
+               problem: Problem | None = None) -> Recon:
+    """L1-wavelet compressed sensing ``min 1/2 ||A x - y||^2 + lam ||W x||_1`` (normalised; ``lam``
+    default :data:`DEFAULT_LAMBDA` ``['wavelet']``) by ``solver`` 'pogm' (default) or 'fista' with
+    step ``1/||A||^2 = 1``, started from the ``S^H``-combined zero-filled image. ``cycle_spin``:
+    shift the wavelet grid by a random (``seed``) offset at each proximal step (translation-invariant
+    thresholding on average, as BART's ``pics`` does; removes blocky wavelet artefacts)."""
+    from ..solvers import L1Wavelet, fista, pogm
+
+    P = _prepare(kspace, maps, coord, mask, dcf, density_weights, nufft_tol, problem)
+    lam = DEFAULT_LAMBDA["wavelet"] if lam is None else float(lam)
+    max_iter = DEFAULT_ITERS["wavelet"] if max_iter is None else int(max_iter)
+    if lam < 0:
+        raise ValueError(f"lam must be >= 0, got {lam}")
+    if solver not in ("pogm", "fista"):
+        raise ValueError(f"solver must be 'pogm' or 'fista', got {solver!r}")
+    A, y = P.A, P.y
+    AHy = A.H(y)
+    reg = L1Wavelet(P.im_shape, lam, wave=wave)
+
+    def grad(x):
+        return A.normal(x) - AHy
+
+    if cycle_spin:
+        rng = np.random.default_rng(seed)
+        axes = tuple(range(-len(P.im_shape), 0))
+        block = 2 ** reg.W.level
+
+        def prox(v, t):
+            sh = tuple(int(s) for s in rng.integers(0, block, len(axes)))
+            z = reg.prox(np.roll(v, sh, axis=axes), t)
+            return np.roll(z, tuple(-s for s in sh), axis=axes)
+    else:
+        prox = reg.prox
+
+    x0 = AHy.copy()
+    run = pogm if solver == "pogm" else fista
+    x, hist = run(grad, prox if lam > 0 else None, x0, 1.0, max_iter=max_iter, tol=tol, callback=callback,
+                  progress=progress)
+    info = dict(P.info, lam=lam, max_iter=max_iter, solver=solver, wave=wave, cycle_spin=bool(cycle_spin))
+    return Recon((x * np.float32(P.scale)).astype(np.complex64), "cs", hist, maps, dict(info, regularizer="wavelet"))
+
+
+def cs_tv(kspace=None, maps=None, *, coord=None, mask=None, dcf=None, lam: float | None = None,
+          max_iter: int | None = None, tol: float = 1e-5, density_weights: bool = True, nufft_tol: float = 1e-4,
+          progress=None, callback=None, problem: Problem | None = None) -> Recon:
+    """Total-variation compressed sensing ``min 1/2 ||A x - y||^2 + lam TV(x)`` (isotropic, over all
+    image axes; ``lam`` default :data:`DEFAULT_LAMBDA` ``['tv']``) by PDHG with the split
+    ``K x = (A x, D x)``, ``f(u, v) = 1/2 ||u - y||^2 + lam ||v||_{2,1}``, ``g = 0``."""
+    from ..solvers import TotalVariation, pdhg
+
+    P = _prepare(kspace, maps, coord, mask, dcf, density_weights, nufft_tol, problem)
+    lam = DEFAULT_LAMBDA["tv"] if lam is None else float(lam)
+    max_iter = DEFAULT_ITERS["tv"] if max_iter is None else int(max_iter)
+    if lam < 0:
+        raise ValueError(f"lam must be >= 0, got {lam}")
+    A, y = P.A, P.y
+    d = len(P.im_shape)
+    tv = TotalVariation(lam, axes=tuple(range(-d, 0)))
+
+    def K(x):
+        return (A(x), tv.K(x))
+
+    def KH(p):
+        return A.H(p[0]) + tv.KH(p[1])
+
+    def prox_f_conj(p, s):
+        u, v = p
+        return ((u - s * y) / (1.0 + s), tv.prox_conj(v, s))
+
+    # ||K||^2 <= ||A||^2 + ||D||^2 = 1 + norm_sq_bound: known bound, no power iteration needed
+    knorm = float(np.sqrt(1.0 + tv.norm_sq_bound))
+    step = 0.99 / knorm
+    x0 = A.H(y)
+    x, hist = pdhg(K, KH, prox_f_conj, None, x0, sigma=step, tau=step, max_iter=max_iter, tol=tol,
+                   callback=callback, progress=progress)
+    info = dict(P.info, lam=lam, max_iter=max_iter, solver="pdhg", regularizer="tv")
+    return Recon((x * np.float32(P.scale)).astype(np.complex64), "cs", hist, maps, info)
+
+
+def reconstruct(kspace, method: str = "sense", *, maps=None, coord=None, im_shape=None, mask=None, dcf=None,
+                map_method: str = "espirit", calib_width: int = 24, crop: float | None = None,
+                regularizer: str = "wavelet",
+                lam: float | None = None, max_iter: int | None = None, density_weights: bool = True,
+                progress=None, **kw) -> Recon:
+    """One slice/volume by ``method`` in :data:`METHODS` ('zf', 'sense', 'cs'), estimating maps by
+    ``map_method`` when needed and not given (Cartesian: from the fully sampled centre;
+    non-Cartesian: from the gridded centre of k-space, see :func:`recon.mri.coils.calib_from_noncartesian`)."""
+    from . import coils
+
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    kspace = _check_kspace(kspace)
+    if maps is None and (method != "zf"):
+        mkw = {}
+        if map_method == "espirit":
+            mkw["crop"] = (DEFAULT_CROP_CARTESIAN if coord is None else DEFAULT_CROP_NONCARTESIAN) if crop is None else crop
+        if coord is None:
+            maps = coils.estimate_maps(kspace, map_method, calib_width, **mkw)
+        else:
+            if im_shape is None:
+                raise ValueError("non-Cartesian reconstruction needs im_shape")
+            w = _dcf(np.asarray(coord, dtype=np.float32), tuple(im_shape), dcf)
+            calib = coils.calib_from_noncartesian(kspace, coord, im_shape, calib_width, dcf=w)
+            maps = coils.maps_from_calib(calib, im_shape, map_method, **mkw)
+            dcf = w
+    if method == "zf":
+        return zero_filled(kspace, maps=maps, coord=coord, im_shape=im_shape, dcf=dcf)
+    common = dict(coord=coord, mask=mask, dcf=dcf, lam=lam, max_iter=max_iter, density_weights=density_weights,
+                  progress=progress, **kw)
+    if method == "sense":
+        return cg_sense(kspace, maps, **common)
+    if regularizer == "wavelet":
+        return cs_wavelet(kspace, maps, **common)
+    if regularizer == "tv":
+        return cs_tv(kspace, maps, **common)
+    raise ValueError(f"regularizer must be one of {REGULARIZERS}, got {regularizer!r}")
