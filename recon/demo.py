@@ -148,12 +148,13 @@ def nufft_part(out: str, quick: bool, log) -> None:
     grid = A.H(data * w)
     t_grid = time.perf_counter() - t0
     t0 = time.perf_counter()
-    x_cg, hist = cg(A.normal, A.H(data), max_iter=10 if quick else 25, tol=1e-6, progress=False)
+    # density-weighted least squares: (A^H W A) x = A^H W y, Toeplitz normal operator with the DCF
+    x_cg, hist = cg(A.toeplitz(w), A.H(data * w), max_iter=10 if quick else 25, tol=1e-6, progress=False)
     t_cg = time.perf_counter() - t0
     truth = np.abs(image)
-    for name, x, t in (("gridding", grid, t_grid), ("CG", x_cg, t_cg)):
+    for name, x, t in (("gridding", grid, t_grid), (f"CG ({len(hist.residual)} it)", x_cg, t_cg)):
         err = _rel(np.abs(x), truth)
-        log(f"[nufft] {name:8s} reconstruction: relative error {err:.3f} ({t:.2f} s)")
+        log(f"[nufft] {name:12s} reconstruction: relative error {err:.3f} ({t:.2f} s)")
     os.makedirs(out, exist_ok=True)
     panel = np.concatenate([truth, np.abs(grid) / max(np.abs(grid).max(), 1e-12) * truth.max(),
                             np.abs(x_cg), 4 * np.abs(np.abs(x_cg) - truth)], axis=1)
