@@ -246,3 +246,17 @@ def test_adjoint_of_adjoint_is_cached():
     B = Identity((3,), "complex64")
     A = B.H
     assert A.H.H is A
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("case", CASES, ids=_ids(CASES))
+def test_cpu_equals_gpu(case, built):
+    """CUDA torch tensors give the CPU (numpy) result to float rounding (skipped without a GPU)."""
+    op, make = built(case)
+    x, y = _inputs(op, make, 13)
+    for method, arg in (("forward", x), ("adjoint", y), ("normal", x)):
+        ref = getattr(op, method)(arg)
+        got = getattr(op, method)(torch.from_numpy(arg.copy()).to("cuda"))
+        assert isinstance(got, torch.Tensor) and got.device.type == "cuda", method
+        tol = case.normal_tolerance(op) if method == "normal" else RTOL[op.dtype.name]
+        assert rel_err(got.cpu(), ref) <= tol, method
