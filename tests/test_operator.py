@@ -58,6 +58,11 @@ def test_registry_has_the_core_operators():
         harness.register("new-op-with-typo", lambda: None, normal_rol=1e-3)
 
 
+@pytest.mark.parametrize("module", harness.registration_modules())
+def test_registration_modules_import(module):
+    assert module not in harness.LOAD_ERRORS, harness.LOAD_ERRORS.get(module)
+
+
 @pytest.mark.parametrize("case", CASES, ids=_ids(CASES))
 def test_adjoint_dot(case, built):
     """|<Ax, y> - <x, A^H y>| / (|Ax| |y|) <= 1e-6 (single) / 1e-12 (double)."""
