@@ -1,0 +1,290 @@
+#!/usr/bin/env python
+"""CT projector benchmark runner: recon's Joseph projector against ASTRA (CPU) and scikit-image.
+
+    python benchmarks/run_ct.py            # full run (a few minutes on 2 cores; the cone case dominates)
+    python benchmarks/run_ct.py --quick    # half-size cases, one repetition (checks the runner)
+    python benchmarks/run_ct.py --cases parallel,fan --reps 5
+
+Cases (fixed inputs: the modified Shepp-Logan phantom, values x 0.02 /mm, rasterised with 4x4
+sub-samples per pixel (2x2x2 in 3D)):
+
+* parallel: 512 x 512 pixels of 1.0 mm, 720 angles over [0, pi), 729 bins of 1.0 mm.
+* fan: 512 x 512 pixels of 0.8 mm (409.6 mm FOV), 720 angles over [0, 2 pi), 888 flat bins of
+  1.0 mm at the detector (covers a 450 mm FOV; 0.897 mm is the least that covers 409.6 mm),
+  source-origin 595 mm, source-detector 1085.6 mm.
+* cone: 256^3 voxels of 1.0 mm, 360 views over [0, 2 pi) of 256 x 256 pixels of 2.0 mm (covers the
+  volume: 1.87 mm would be the least), source-origin 595 mm, source-detector 1085.6 mm.
+
+For each case and direction (forward = projection, back = adjoint/backprojection) it prints the
+median wall time of each library, the ratio peer / recon, and each forward projector's relative l2
+error against the exact (analytic) line integrals of the phantom's ellipses (cone: on every 10th view).
+Peers, same inputs, same run: ASTRA CPU (parallel: "linear" = Joseph; fan: "line_fanflat"; ASTRA's 3D
+projectors need CUDA), scikit-image radon/iradon (parallel only; its own 725-bin detector and
+rotation centre at pixel (n/2, n/2), accounted for in its reference; back = iradon without filter,
+not an exact adjoint). ASTRA's CPU projectors are single-threaded; recon uses RECON_NUM_THREADS /
+OMP_NUM_THREADS or all cores (printed).
+
+Results: printed, written to benchmarks/results/cpu.md (section "## CT projectors"; other sections
+are kept), benchmarks/results/ct_cpu.json and a bar chart benchmarks/results/ct_cpu.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+sys.path.insert(0, str(HERE.parent))
+
+SO, SD = 595.0, 1085.6
+
+
+# ---- cases ------------------------------------------------------------------------------------------------
+
+def make_geometry(case: str, quick: bool = False):
+    from recon.ct import ConeBeam3D, FanBeam2D, ParallelBeam2D
+
+    h = 2 if quick else 1
+    if case == "parallel":
+        n = 512 // h
+        return ParallelBeam2D(np.linspace(0, np.pi, 720 // h, endpoint=False), 729 // h, 1.0 * h, (n, n), 1.0 * h)
+    if case == "fan":
+        n = 512 // h
+        return FanBeam2D(np.linspace(0, 2 * np.pi, 720 // h, endpoint=False), 888 // h, 1.0 * h, SO, SD - SO,
+                         "flat", (n, n), 0.8 * h)
+    if case == "cone":
+        n = 256 // (2 * h)  if quick else 256
+        views = 90 if quick else 360
+        return ConeBeam3D(np.linspace(0, 2 * np.pi, views, endpoint=False), (n, n), 2.0 * 256 / n, SO, SD - SO,
+                          (n, n, n), 256.0 / n)
+    raise ValueError(f"unknown case {case!r}")
+
+
+def make_phantom(geom):
+    """(ellipses, rasterised float32 image) of the modified Shepp-Logan phantom filling the image."""
+    from recon.ct import rasterize, shepp_logan_ellipses
+
+    radius = geom.image_shape[-1] * geom.voxel_size[-1] / 2
+    ell = shepp_logan_ellipses(radius, geom.ndim, scale=0.02)
+    img = rasterize(ell, geom, supersample=4 if geom.ndim == 2 else 2).astype(np.float32)
+    return ell, img
+
+
+def reference(ell, geom, every: int = 1):
+    from recon.ct import analytic_sinogram
+    from recon.ct.phantom import _subset
+
+    g = _subset(geom, slice(None, None, every)) if every > 1 else geom
+    return analytic_sinogram(ell, g)
+
+
+def rel(a, b) -> float:
+    return float(np.linalg.norm(np.asarray(a, np.float64) - b) / np.linalg.norm(b))
+
+
+def timed(fn, reps: int):
+    out = fn()  # warm-up (plans, first touch)
+    ts = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        out = fn()
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts), out
+
+
+# ---- libraries ------------------------------------------------------------------------------------------------
+
+def run_recon(geom, img, reps):
+    from recon.ops import Projector
+
+    P = Projector(geom, dtype="float32")
+    tf, sino = timed(lambda: P(img), reps)
+    tb, _ = timed(lambda: P.H(sino), reps)
+    return {"forward_s": tf, "back_s": tb, "sino": sino, "threads": P.nthreads}
+
+
+def run_astra(geom, img, reps):
+    try:
+        import astra
+    except Exception as e:
+        return {"skipped": f"astra not importable ({e})"}
+    if geom.ndim == 3:
+        return {"skipped": "ASTRA's 3D projectors need CUDA"}
+    vol, proj = geom.to_astra()
+    model = "linear" if geom.kind == 0 else "line_fanflat"
+    pid = astra.create_projector(model, proj, vol)
+    try:
+        def fwd():
+            sid, s = astra.create_sino(img, pid)
+            astra.data2d.delete(sid)
+            return s
+
+        tf, sino = timed(fwd, reps)
+
+        def back():
+            bid, b = astra.create_backprojection(sino, pid)
+            astra.data2d.delete(bid)
+            return b
+
+        tb, _ = timed(back, reps)
+    finally:
+        astra.projector.delete(pid)
+    return {"forward_s": tf, "back_s": tb, "sino": sino, "model": model, "threads": 1}
+
+
+def run_skimage(geom, img, reps):
+    if geom.kind != 0:
+        return {"skipped": "scikit-image has parallel beam only"}
+    try:
+        from skimage.transform import iradon, radon
+    except Exception as e:
+        return {"skipped": f"scikit-image not importable ({e})"}
+    theta = np.rad2deg(geom.angles)
+    v = geom.voxel_size[-1]
+    img64 = img.astype(np.float64)
+    tf, s = timed(lambda: radon(img64, theta=theta, circle=False), reps)
+    tb, _ = timed(lambda: iradon(s, theta=theta, filter_name=None, circle=False, output_size=img.shape[0]), reps)
+    return {"forward_s": tf, "back_s": tb, "sino": s.T * v, "model": "radon (rotate + sum)", "threads": 1}
+
+
+def skimage_reference(ell, geom, nbins):
+    """Analytic line integrals on scikit-image's detector (nbins of one pixel, centre bin nbins // 2)
+    with its rotation centre at pixel (n/2, n/2), i.e. our image shifted by half a pixel."""
+    from recon.ct import Ellipse, ParallelBeam2D, analytic_sinogram
+
+    v = geom.voxel_size[-1]
+    g = ParallelBeam2D(geom.angles, nbins, v, geom.image_shape, v, check_coverage=False)
+    shifted = [Ellipse(e.value, e.axes, (e.centre[0] - 0.5 * v, e.centre[1] + 0.5 * v), e.angle) for e in ell]
+    return analytic_sinogram(shifted, g)
+
+
+# ---- report -----------------------------------------------------------------------------------------------------
+
+def markdown(results, meta) -> str:
+    lines = ["## CT projectors", "",
+             f"`python benchmarks/run_ct.py{' --quick' if meta['quick'] else ''}` on {meta['date']}, "
+             f"{meta['cpu']} ({meta['cores']} cores), recon threads {meta['threads']}; peers single-threaded. "
+             "Wall times (median of "
+             f"{meta['reps']}); error = relative l2 error of the forward projection of the rasterised "
+             "Shepp-Logan phantom against its exact line integrals. Timings on a shared machine are noisy.",
+             "", "| case | library | model | forward (s) | back (s) | fwd ratio peer/recon | back ratio | error |",
+             "|---|---|---|---|---|---|---|---|"]
+    for case, libs in results.items():
+        rec = libs.get("recon", {})
+        for lib, r in libs.items():
+            if "skipped" in r:
+                lines.append(f"| {case} | {lib} | {r['skipped']} | | | | | |")
+                continue
+            rf = r["forward_s"] / rec["forward_s"] if lib != "recon" else 1.0
+            rb = r["back_s"] / rec["back_s"] if lib != "recon" else 1.0
+            lines.append(f"| {case} | {lib} | {r.get('model', 'joseph')} | {r['forward_s']:.3f} | {r['back_s']:.3f} | "
+                         f"{rf:.1f} | {rb:.1f} | {r['error']:.2e} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_section(md_path: Path, section: str, title: str = "## CT projectors"):
+    text = md_path.read_text() if md_path.exists() else "# CPU benchmarks\n\n"
+    lines = text.splitlines()
+    start = next((i for i, l in enumerate(lines) if l.strip() == title), None)
+    if start is None:
+        text = text.rstrip("\n") + "\n\n" + section
+    else:
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+        text = "\n".join(lines[:start] + section.rstrip("\n").splitlines() + [""] + lines[end:]).rstrip("\n") + "\n"
+    md_path.write_text(text)
+
+
+def plot(results, path: Path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cases = list(results)
+    libs = sorted({l for c in cases for l, r in results[c].items() if "skipped" not in r},
+                  key=lambda l: (l != "recon", l))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    w = 0.8 / max(1, len(libs))
+    for ax, key, title in ((axes[0], "forward_s", "forward projection"), (axes[1], "back_s", "back projection")):
+        for j, lib in enumerate(libs):
+            vals = [results[c].get(lib, {}).get(key, np.nan) for c in cases]
+            ax.bar(np.arange(len(cases)) + j * w, vals, w, label=lib)
+        ax.set_xticks(np.arange(len(cases)) + w * (len(libs) - 1) / 2, cases)
+        ax.set_yscale("log")
+        ax.set_ylabel("seconds (log)")
+        ax.set_title(title)
+    axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="half-size cases, one repetition")
+    ap.add_argument("--cases", default="parallel,fan,cone")
+    ap.add_argument("--libs", default="recon,astra,skimage")
+    ap.add_argument("--reps", type=int, default=None, help="timed repetitions (default 3; quick: 1; cone: 1)")
+    ap.add_argument("--no-write", action="store_true", help="print only")
+    args = ap.parse_args(argv)
+    from tqdm import tqdm
+
+    runners = {"recon": run_recon, "astra": run_astra, "skimage": run_skimage}
+    libs = [l for l in args.libs.split(",") if l]
+    cases = [c for c in args.cases.split(",") if c]
+    reps = args.reps or (1 if args.quick else 3)
+    results = {}
+    threads = None
+    for case in tqdm(cases, desc="cases"):
+        geom = make_geometry(case, args.quick)
+        ell, img = make_phantom(geom)
+        every = 10 if geom.ndim == 3 else 1
+        ref = reference(ell, geom, every)
+        results[case] = {}
+        for lib in libs:
+            r = runners[lib](geom, img, 1 if case == "cone" and not args.reps else reps)
+            if "sino" in r:
+                s = r.pop("sino")
+                if lib == "skimage":
+                    r["error"] = rel(s, skimage_reference(ell, geom, s.shape[1]))
+                else:
+                    r["error"] = rel(s[::every], ref)
+            if lib == "recon":
+                threads = r["threads"]
+            results[case][lib] = r
+            if "skipped" in r:
+                tqdm.write(f"{case:9s} {lib:8s} skipped: {r['skipped']}")
+            else:
+                rec = results[case]["recon"]
+                tqdm.write(f"{case:9s} {lib:8s} forward {r['forward_s']:8.3f} s ({r['forward_s'] / rec['forward_s']:5.1f}x) "
+                           f"back {r['back_s']:8.3f} s ({r['back_s'] / rec['back_s']:5.1f}x)  error {r['error']:.2e}")
+    meta = {"date": datetime.date.today().isoformat(), "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(), "threads": threads, "reps": reps, "quick": args.quick}
+    try:
+        meta["cpu"] = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    md = markdown(results, meta)
+    print()
+    print(md)
+    if not args.no_write:
+        RESULTS.mkdir(exist_ok=True)
+        write_section(RESULTS / "cpu.md", md)
+        (RESULTS / "ct_cpu.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
+        plot(results, RESULTS / "ct_cpu.png")
+        print(f"wrote {RESULTS / 'cpu.md'}, {RESULTS / 'ct_cpu.json'}, {RESULTS / 'ct_cpu.png'}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
