@@ -410,7 +410,7 @@ def calib_from_noncartesian(kspace, coord, im_shape: Sequence[int], calib_width:
                             dcf=None, tol: float = 1e-4) -> np.ndarray:
     """Cartesian calibration k-space ``(c, *calib_shape)`` from non-Cartesian data.
 
-    Samples with ``max|k| < calib_width/2`` are gridded with density compensation (adjoint NUFFT with
+    Samples with ``|k| < calib_width`` are gridded with density compensation (adjoint NUFFT with
     Pipe-Menon weights unless ``dcf`` is given) and transformed back to k-space; the centred
     ``calib_width`` box is returned. Accurate where the centre is Nyquist-sampled (radial: out to
     ``|k| ~ n_spokes / pi``), so choose ``calib_width`` at most about ``2 n_spokes / pi``.
@@ -429,7 +429,9 @@ def calib_from_noncartesian(kspace, coord, im_shape: Sequence[int], calib_width:
     if dcf is None:
         dcf = pipe_menon_dcf(coord, im_shape)
     dcf = np.broadcast_to(np.asarray(dcf, dtype=np.float32), coord.shape[:-1])
-    inner = np.all(np.abs(coord) < np.asarray(cw) / 2.0, axis=-1)
+    # samples out to twice the box's half-width (beyond its corners): a hard cut any closer rings
+    # into the box (measured: 21 % error at the half-width, 1.4 % at twice it, Nyquist-sampled radial)
+    inner = np.linalg.norm(coord / np.asarray(cw, dtype=np.float32), axis=-1) < 1.0
     if not inner.any():
         raise ValueError("no samples inside the calibration region")
     op = Nufft(coord[inner], im_shape, tol=tol)

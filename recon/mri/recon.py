@@ -205,12 +205,13 @@ def zero_filled(kspace, *, maps=None, coord=None, im_shape: Sequence[int] | None
     return Recon(image, "zf", None, maps, {"combine": "rss" if maps is None else "sense"})
 
 
-def _prepare(kspace, maps, coord, mask, dcf, density_weights, tol, problem):
+def _prepare(kspace, maps, coord, mask, dcf, density_weights, tol, problem, power_iters=30):
     if problem is not None:
         return problem
     if maps is None:
         raise ValueError("this method needs coil sensitivity maps (see recon.mri.coils.estimate_maps)")
-    return sense_problem(kspace, maps, coord=coord, mask=mask, dcf=dcf, density_weights=density_weights, tol=tol)
+    return sense_problem(kspace, maps, coord=coord, mask=mask, dcf=dcf, density_weights=density_weights, tol=tol,
+                         power_iters=power_iters)
 
 
 def cg_sense(kspace=None, maps=None, *, coord=None, mask=None, dcf=None, lam: float | None = None,
@@ -220,7 +221,8 @@ def cg_sense(kspace=None, maps=None, *, coord=None, mask=None, dcf=None, lam: fl
     :data:`DEFAULT_LAMBDA` ``['sense']``), ``max_iter`` CG iterations (default 30), CG tolerance ``tol``."""
     from ..solvers import cg
 
-    P = _prepare(kspace, maps, coord, mask, dcf, density_weights, nufft_tol, problem)
+    # L only scales the damping here (CG needs no step size): a short power iteration will do
+    P = _prepare(kspace, maps, coord, mask, dcf, density_weights, nufft_tol, problem, power_iters=10)
     lam = DEFAULT_LAMBDA["sense"] if lam is None else float(lam)
     max_iter = DEFAULT_ITERS["sense"] if max_iter is None else int(max_iter)
     if lam < 0:

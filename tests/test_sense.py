@@ -1,0 +1,139 @@
+"""SENSE operators against independent references (FFT identity, dense DFT matrices, direct NUDFT).
+
+The generic checks (dot test, linearity, normal == H(forward), numpy == torch, batching, gradcheck in
+complex128) run through the harness for the registrations in tests/ops_mri.py.
+"""
+
+import numpy as np
+import pytest
+from harness import nudft_forward, random_array, rel_err
+
+from recon.mri.trajectory import radial_2d, stack_of_stars
+from recon.ops import FFT, CartesianSense, NonCartesianSense
+
+
+def _dft(n):
+    """Centred orthonormal DFT matrix (the recon/fastMRI convention) along one axis."""
+    x = np.arange(n) - n // 2
+    return np.exp(-2j * np.pi * np.outer(x, x) / n) / np.sqrt(n)
+
+
+@pytest.mark.parametrize("shape", [(8, 6), (7, 5), (4, 6, 5)])
+def test_unit_maps_equal_fft(rng, shape):
+    x = random_array(rng, shape, "complex64")
+    op = CartesianSense(np.ones((1,) + shape, np.complex64))
+    assert rel_err(op(x)[0], FFT(shape)(x)) < 1e-6
+    assert rel_err(op.H(op(x)), x) < 1e-6
+
+
+def test_cartesian_sense_equals_dense_matrix(rng):
+    shape, c = (6, 5), 3
+    maps = random_array(rng, (c,) + shape, "complex128")
+    mask = rng.random(shape) < 0.6
+    op = CartesianSense(maps, mask)
+    F = np.kron(_dft(shape[0]), _dft(shape[1]))  # acts on row-major flattened (y, x)
+    rows = [np.diag(mask.ravel().astype(float)) @ F @ np.diag(maps[i].ravel()) for i in range(c)]
+    A = np.concatenate(rows, axis=0)
+    x = random_array(rng, shape, "complex128")
+    assert rel_err(op(x).ravel(), A @ x.ravel()) < 1e-12
+    y = random_array(rng, (c,) + shape, "complex128")
+    assert rel_err(op.H(y).ravel(), A.conj().T @ y.ravel()) < 1e-12
+
+
+def test_cartesian_mask_broadcasts_like_fastmri_columns(rng):
+    shape = (8, 10)
+    maps = random_array(rng, (2,) + shape, "complex64")
+    cols = (rng.random(shape[1]) < 0.5).astype(np.float32)
+    a = CartesianSense(maps, cols[None, :])
+    b = CartesianSense(maps, np.broadcast_to(cols, shape))
+    x = random_array(rng, shape, "complex64")
+    assert rel_err(a(x), b(x)) < 1e-7
+    assert np.all(a(x)[..., cols == 0] == 0)
+
+
+def test_noncartesian_sense_equals_direct_nudft(rng):
+    shape, c = (10, 9), 3
+    maps = random_array(rng, (c,) + shape, "complex128")
+    coord = radial_2d(6, 14, shape)
+    w = rng.random(coord.shape[:-1]) + 0.5
+    op = NonCartesianSense(maps, coord, tol=1e-10, weights=w)
+    x = random_array(rng, shape, "complex128")
+    ref = np.sqrt(w) * nudft_forward(maps * x, coord, shape)
+    assert rel_err(op(x), ref) < 1e-9
+    # normal through Toeplitz = S^H N^H W N S (weights once)
+    y = nudft_forward(maps * x, coord, shape) * w
+    from harness import nudft_adjoint
+
+    ref_n = np.sum(np.conj(maps) * nudft_adjoint(y, coord, shape), axis=0)
+    assert rel_err(op.normal(x), ref_n) < 1e-8
+
+
+def test_noncartesian_sense_3d_stack_of_stars(rng):
+    shape = (4, 8, 8)
+    maps = random_array(rng, (2,) + shape, "complex128")
+    coord = stack_of_stars(3, 10, 4, shape)
+    op = NonCartesianSense(maps, coord, tol=1e-10)
+    x = random_array(rng, shape, "complex128")
+    assert op.oshape == (2, 4, 3, 10)
+    assert rel_err(op(x), nudft_forward(maps * x, coord, shape)) < 1e-9
+    y = random_array(rng, op.oshape, "complex128")
+    lhs, rhs = np.vdot(op(x), y), np.vdot(x, op.H(y))
+    assert abs(lhs - rhs) / (np.linalg.norm(op(x)) * np.linalg.norm(y)) < 1e-12
+
+
+def test_multiple_map_sets_sum_into_one_kspace(rng):
+    shape = (6, 6)
+    maps = random_array(rng, (2, 3) + shape, "complex64")  # 2 sets of 3 coils
+    op = CartesianSense(maps, ndim=2)
+    assert op.ishape == (2,) + shape and op.oshape == (3,) + shape
+    x = random_array(rng, (2,) + shape, "complex64")
+    ref = CartesianSense(maps[0])(x[0]) + CartesianSense(maps[1])(x[1])
+    assert rel_err(op(x), ref) < 1e-6
+    y = random_array(rng, op.oshape, "complex64")
+    assert abs(np.vdot(op(x), y) - np.vdot(x, op.H(y))) / (np.linalg.norm(op(x)) * np.linalg.norm(y)) < 1e-6
+
+
+def test_torch_autograd_through_sense(rng):
+    torch = pytest.importorskip("torch")
+    shape = (6, 5)
+    maps = random_array(rng, (2,) + shape, "complex64")
+    op = CartesianSense(maps, rng.random(shape) < 0.5)
+    x = torch.from_numpy(random_array(rng, shape, "complex64")).requires_grad_(True)
+    loss = op(x).abs().pow(2).sum()
+    loss.backward()
+    # d/dx* ||A x||^2 = A^H A x (torch's conjugate Wirtinger gradient is 2 A^H A x)
+    ref = 2 * op.normal(x.detach().numpy())
+    assert rel_err(x.grad.numpy(), ref) < 1e-5
+
+
+@pytest.mark.parametrize("bad", ["maps_nan", "maps_2d", "mask_shape", "mask_negative", "weights_negative",
+                                 "coord_range", "maps_vs_coord"])
+def test_bad_input_raises(bad):
+    shape = (6, 6)
+    maps = np.ones((2,) + shape, np.complex64)
+    coord = radial_2d(3, 8, shape)
+    with pytest.raises((ValueError, TypeError)):
+        if bad == "maps_nan":
+            m = maps.copy()
+            m[0, 0, 0] = np.nan
+            CartesianSense(m)
+        elif bad == "maps_2d":
+            CartesianSense(np.ones(shape, np.complex64))
+        elif bad == "mask_shape":
+            CartesianSense(maps, np.ones((5, 6)))
+        elif bad == "mask_negative":
+            CartesianSense(maps, -np.ones(shape))
+        elif bad == "weights_negative":
+            NonCartesianSense(maps, coord, weights=-np.ones(coord.shape[:-1]))
+        elif bad == "coord_range":
+            NonCartesianSense(maps, coord * 2)
+        elif bad == "maps_vs_coord":
+            NonCartesianSense(np.ones((2, 2, 2, 6, 6), np.complex64), coord)
+
+
+def test_wrong_image_shape_raises():
+    op = CartesianSense(np.ones((2, 6, 6), np.complex64))
+    with pytest.raises(ValueError):
+        op(np.ones((5, 6), np.complex64))
+    with pytest.raises(TypeError):
+        op(np.ones((6, 6), np.float64))
