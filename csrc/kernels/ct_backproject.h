@@ -26,28 +26,29 @@
 
 namespace recon {
 
-// Linear interpolation of row `q` (n samples) at continuous index a; 0 outside [0, n-1].
+// Linear interpolation of row `q` (n samples, centres at 0..n-1) at continuous index a; 0 outside
+// [0, n-1] (and for NaN a).
 template <typename T>
 RECON_HOST_DEVICE RECON_INLINE T ct_interp1(const T* q, int n, double a) {
-  if (!(a > -1.0) || !(a < (double)n)) return T(0);
+  if (!(a >= 0.0) || !(a <= (double)(n - 1))) return T(0);
   const double fa = floor(a);
   const int i0 = (int)fa;
   const double t = a - fa;
-  const T v0 = (i0 >= 0 && i0 < n) ? q[i0] : T(0);
-  const T v1 = (i0 + 1 >= 0 && i0 + 1 < n) ? q[i0 + 1] : T(0);
+  const T v0 = q[i0];
+  const T v1 = i0 + 1 < n ? q[i0 + 1] : T(0);  // t == 0 when i0 == n - 1
   return (T)((1.0 - t) * (double)v0 + t * (double)v1);
 }
 
-// Bilinear interpolation of an (nv, nu) detector image at continuous (b, a); 0 outside.
+// Bilinear interpolation of an (nv, nu) detector image at continuous (b, a); 0 outside
+// [0, nv-1] x [0, nu-1].
 template <typename T>
 RECON_HOST_DEVICE RECON_INLINE T ct_interp2(const T* q, int nv, int nu, double b, double a) {
-  if (!(b > -1.0) || !(b < (double)nv)) return T(0);
+  if (!(b >= 0.0) || !(b <= (double)(nv - 1))) return T(0);
   const double fb = floor(b);
   const int j0 = (int)fb;
   const double t = b - fb;
-  T r0 = T(0), r1 = T(0);
-  if (j0 >= 0 && j0 < nv) r0 = ct_interp1(q + (long)j0 * nu, nu, a);
-  if (j0 + 1 >= 0 && j0 + 1 < nv) r1 = ct_interp1(q + (long)(j0 + 1) * nu, nu, a);
+  const T r0 = ct_interp1(q + (long)j0 * nu, nu, a);
+  const T r1 = j0 + 1 < nv ? ct_interp1(q + (long)(j0 + 1) * nu, nu, a) : T(0);  // t == 0 at the last row
   return (T)((1.0 - t) * (double)r0 + t * (double)r1);
 }
 
