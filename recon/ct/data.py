@@ -28,7 +28,7 @@ HTC2022_FILE = "htc2022_ta_fanbeam_60deg.mat"
 PET_BLANK_FILE = "pet_transmission_blank.mat"
 PET_COUNTS_FILE = "pet_transmission_counts.mat"
 
-#: HTC2022 scanner geometry (from the file's ``parameters`` struct; checked on load).
+#: HTC2022 scanner geometry for reference (the loader reads the file's own ``parameters`` struct).
 HTC2022_SOURCE_ORIGIN_MM = 410.66
 HTC2022_SOURCE_DETECTOR_MM = 553.74
 HTC2022_DET_COUNT = 560

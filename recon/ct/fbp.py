@@ -169,10 +169,8 @@ def _source_angles(geometry: Geometry):
     """Rotation-sense-normalised source (view) angles beta (radians, start 0), the sense (+1 ccw,
     -1 cw) and the order that sorts them."""
     vec = geometry.vectors()
-    if isinstance(geometry, ParallelBeam2D):
-        phi = np.arctan2(vec[:, 1], vec[:, 0])  # ray direction angle
-    else:
-        phi = np.arctan2(vec[:, 1], vec[:, 0])  # source position angle (x, y)
+    # parallel: angle of the ray direction; fan/cone: angle of the source position (x, y)
+    phi = np.arctan2(vec[:, 1], vec[:, 0])
     # unwrap in the order the angles are given (they need not be sorted)
     order = np.argsort(geometry.angles, kind="stable")
     ph = np.unwrap(phi[order])
