@@ -43,7 +43,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="output format (default: from the output's extension, else h5)")
     p.add_argument("--regularizer", choices=("wavelet", "tv"), default="wavelet", help="CS regulariser")
     p.add_argument("--lam", type=float, default=None,
-                   help="regularisation weight, relative (defaults: sense 1e-3, wavelet 2e-3, tv 1e-3)")
+                   help="regularisation weight, relative (defaults: sense 1e-3, wavelet 3e-3, tv 2e-3)")
     p.add_argument("--iters", type=int, default=None, help="iterations (defaults: sense 30, wavelet 60, tv 150)")
     p.add_argument("--maps", choices=("espirit", "lowres", "walsh"), default="espirit",
                    help="coil sensitivity estimation")

@@ -12,8 +12,8 @@ Methods (each returns a :class:`Recon` with the complex image, the solver's hist
   density-compensated data), coils combined by root sum of squares, or by ``S^H`` given maps.
 - :func:`cg_sense`: ``min_x ||A x - y||^2 + lam ||x||^2`` by conjugate gradients on the normal
   equations ``(A^H A + lam I) x = A^H y`` (Pruessmann et al. 2001, with Tikhonov damping).
-- :func:`cs_wavelet`: ``min_x 1/2 ||A x - y||^2 + lam ||W x||_1`` (orthonormal Daubechies wavelet
-  ``W``) by POGM or FISTA (Lustig et al. 2007).
+- :func:`cs_wavelet`: ``min_x 1/2 ||A x - y||^2 + lam ||W x||_1`` (orthonormal wavelet ``W``, Haar by
+  default, randomly shifted at every step: cycle spinning) by POGM or FISTA (Lustig et al. 2007).
 - :func:`cs_tv`: ``min_x 1/2 ||A x - y||^2 + lam TV(x)`` (isotropic TV) by PDHG (Chambolle-Pock).
 
 Scaling (so that ``lam`` means the same on every data set): the problem is solved for
@@ -42,7 +42,7 @@ REGULARIZERS = ("wavelet", "tv")
 
 #: default relative regularisation weights (see the module docstring for their meaning); measured on
 #: generated fastMRI-format data and the bundled real data (docs/mri.md, "Choosing lambda").
-DEFAULT_LAMBDA = {"sense": 1e-3, "wavelet": 2e-3, "tv": 1e-3}
+DEFAULT_LAMBDA = {"sense": 1e-3, "wavelet": 3e-3, "tv": 2e-3}
 DEFAULT_ITERS = {"sense": 30, "wavelet": 60, "tv": 150}
 #: ESPIRiT crop thresholds used by :func:`reconstruct`: SigPy's 0.95 for Cartesian data, BART's 0.8 for
 #: non-Cartesian data, whose gridded calibration region is small and noisier (eigenvalues lower).
@@ -235,7 +235,7 @@ def cg_sense(kspace=None, maps=None, *, coord=None, mask=None, dcf=None, lam: fl
 
 
 def cs_wavelet(kspace=None, maps=None, *, coord=None, mask=None, dcf=None, lam: float | None = None,
-               max_iter: int | None = None, tol: float = 1e-5, solver: str = "pogm", wave: str = "db4",
+               max_iter: int | None = None, tol: float = 1e-5, solver: str = "pogm", wave: str = "haar",
                cycle_spin: bool = True, seed: int = 0, density_weights: bool = True, nufft_tol: float = 1e-4, progress=None, callback=None,
                problem: Problem | None = None) -> Recon:
     """L1-wavelet compressed sensing ``min 1/2 ||A x - y||^2 + lam ||W x||_1`` (normalised; ``lam``
