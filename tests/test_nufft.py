@@ -109,9 +109,6 @@ def test_radial_with_points_at_plus_half_N(N, dtype, tol):
 
 # ---- against sigpy ---------------------------------------------------------------------------------
 
-sigpy = pytest.importorskip("sigpy", reason="sigpy is part of the [test] extra")
-
-
 @pytest.mark.parametrize("N,coord_shape", [((16, 20), (5, 24)), ((9, 10, 11), (4, 10))],
                          ids=["2d", "3d"])
 def test_equals_sigpy(N, coord_shape):
@@ -123,6 +120,7 @@ def test_equals_sigpy(N, coord_shape):
     differs from sigpy by at most e_s plus recon's tolerance (triangle inequality), with
     e_s itself below 1e-5 at the accurate setting and 2e-2 at the default.
     """
+    sigpy = pytest.importorskip("sigpy", reason="sigpy is part of the [test] extra")
     rng = np.random.default_rng(5)
     C = 3
     coord = random_coord(rng, int(np.prod(coord_shape)), N).reshape(coord_shape + (len(N),))
