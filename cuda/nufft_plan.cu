@@ -26,6 +26,11 @@ int device_count() {
 }
 
 std::string device_count_error() {
+  int driver = 0;
+  if (cudaDriverGetVersion(&driver) != cudaSuccess || driver == 0) {
+    cudaGetLastError();
+    return "no CUDA driver found (libcuda.so.1 cannot be loaded)";
+  }
   int n = 0;
   const cudaError_t e = cudaGetDeviceCount(&n);
   if (e == cudaSuccess) return n > 0 ? "" : "no CUDA device";
