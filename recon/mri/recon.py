@@ -18,7 +18,7 @@ Methods (each returns a :class:`Recon` with the complex image, the solver's hist
 
 Scaling (so that ``lam`` means the same on every data set): the problem is solved for
 ``A' = A / sqrt(L)`` (``L`` >= largest eigenvalue of ``A^H A``: the exact bound
-``max sum_c |S_c|^2 * max mask^2`` for Cartesian SENSE, 1.1 x a 30-step power iteration otherwise,
+``max sum_c |S_c|^2 * max mask^2`` for Cartesian SENSE, 1.2 x a 15-step power iteration otherwise,
 so ``||A'|| <= 1``) and data ``y' = y / (sqrt(L) s)`` with ``s`` the 99th percentile of the magnitude of
 the zero-filled (density-compensated, ``S^H``-combined) image; the result is multiplied back by
 ``s``. ``lam`` is therefore relative: a Tikhonov weight relative to ``||A||^2`` and a sparsity
@@ -108,7 +108,7 @@ def _dcf(coord, im_shape, dcf):
 
 
 def sense_problem(kspace, maps, *, coord=None, mask=None, dcf=None, density_weights: bool = True,
-                  tol: float = 1e-4, power_iters: int = 30) -> Problem:
+                  tol: float = 1e-4, power_iters: int = 15) -> Problem:
     """Build the normalised SENSE problem for :func:`cg_sense`, :func:`cs_wavelet`, :func:`cs_tv`.
 
     Cartesian when ``coord`` is None: ``kspace`` ``(c, *im_shape)``, ``mask`` (default: the non-zero
@@ -156,9 +156,10 @@ def sense_problem(kspace, maps, *, coord=None, mask=None, dcf=None, density_weig
         # exact bound, tight for binary masks: ||A||^2 <= max_r sum_c |S_c(r)|^2 * max(mask^2)
         L = float(np.max(np.sum(np.abs(maps) ** 2, axis=0))) * float(np.max(A.mask2) if A.mask2 is not None else 1.0)
     else:
-        # power iteration from a random start approaches ||A||^2 from below: 10 % margin keeps the
-        # proximal-gradient step 1/L safe (momentum methods diverge for steps above 1/||A||^2)
-        L = power_iteration(A.normal, np.zeros(A.ishape, dtype=np.complex64), power_iters) * 1.1
+        # power iteration from a random start approaches ||A||^2 from below (measured on the radial
+        # cardiac sample: 96.5 % of it after 15 steps): a 20 % margin keeps the proximal-gradient step
+        # 1/L safe (momentum methods diverge for steps above 1/||A||^2)
+        L = power_iteration(A.normal, np.zeros(A.ishape, dtype=np.complex64), power_iters) * 1.2
     if not L > 0:
         raise ValueError("the SENSE operator is zero (empty mask or zero maps)")
     An = float(1.0 / np.sqrt(L)) * A
@@ -205,7 +206,7 @@ def zero_filled(kspace, *, maps=None, coord=None, im_shape: Sequence[int] | None
     return Recon(image, "zf", None, maps, {"combine": "rss" if maps is None else "sense"})
 
 
-def _prepare(kspace, maps, coord, mask, dcf, density_weights, tol, problem, power_iters=30):
+def _prepare(kspace, maps, coord, mask, dcf, density_weights, tol, problem, power_iters=15):
     if problem is not None:
         return problem
     if maps is None:
