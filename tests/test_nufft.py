@@ -381,9 +381,6 @@ def test_wrong_device(small):
         op.adjoint(torch.empty((20,), dtype=torch.complex64, device="meta"))
 
 
-@pytest.mark.xfail(strict=True, raises=(TypeError, AssertionError),
-                   reason="recon/ops/nufft.py: a meta-device coord reaches Tensor.numpy() and raises torch's "
-                          "own TypeError, which does not say what was expected (reported)")
 def test_wrong_device_coord():
     with pytest.raises(ValueError, match="expected a CPU"):
         Nufft(torch.empty((5, 2), dtype=torch.float64, device="meta"), (8, 6))
@@ -407,16 +404,11 @@ def test_upsampfac_out_of_range(upsampfac):
         Nufft(np.zeros((3, 2)), (8, 6), 1e-3, upsampfac=upsampfac)
 
 
-@pytest.mark.xfail(strict=True, reason="recon/ops/nufft.py: nthreads=-1 is accepted (plan falls back to the "
-                                       "OpenMP default) instead of raising (reported)")
 def test_nthreads_must_be_positive():
     with pytest.raises(ValueError, match="nthreads"):
         Nufft(np.zeros((3, 2)), (8, 6), nthreads=-1)
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError,
-                   reason="recon/ops/nufft.py: coord.reshape((-1, 0, d)) fails for M=0 with numpy's 'cannot "
-                          "reshape' error (reported)")
 @pytest.mark.parametrize("dtype", ["complex64", "complex128"])
 def test_empty_trajectory(dtype):
     """M = 0 samples: forward gives an empty array, adjoint and normal give zeros."""

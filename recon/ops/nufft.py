@@ -107,6 +107,12 @@ class Nufft(Operator):
             raise ValueError(f"Nufft: im_shape must have 2 or 3 entries, got {im_shape}")
         if any(n < 1 for n in im_shape):
             raise ValueError(f"Nufft: im_shape entries must be >= 1, got {im_shape}")
+        if _array.is_torch(coord) and coord.device.type != "cpu":
+            raise ValueError(f"Nufft: expected a CPU coord (numpy array or CPU tensor), got a tensor on {coord.device}; "
+                             "plans are built on the host")
+        if _array.is_cupy(coord):
+            raise ValueError("Nufft: expected a CPU coord (numpy array or CPU tensor), got a cupy array; "
+                             "plans are built on the host")
         if not _array.is_array(coord):
             coord = np.asarray(coord)
         if _array.dtype_name(coord) not in ("float32", "float64"):
@@ -126,6 +132,9 @@ class Nufft(Operator):
                              "Scale a trajectory given in cycles/sample by the matrix size.")
         if not (isinstance(tol, (int, float)) and 0 < tol < 1):
             raise ValueError(f"Nufft: tol must lie in (0, 1), got {tol}")
+        if nthreads is not None and (isinstance(nthreads, bool) or not isinstance(nthreads, (int, np.integer))
+                                     or nthreads < 1):
+            raise ValueError(f"Nufft: nthreads must be a positive integer or None, got {nthreads!r}")
 
         self.frame_shape = tuple(coord.shape[:frame_ndim])
         self.sample_shape = tuple(coord.shape[frame_ndim:-1])
@@ -138,7 +147,7 @@ class Nufft(Operator):
         super().__init__(self.frame_shape + im_shape, self.frame_shape + self.sample_shape, dtype)
 
         plan_cls = getattr(_core(), _PLAN_CLASSES[dtype.name])
-        frames = coord.reshape((-1, self.num_points, d))
+        frames = coord.reshape((int(np.prod(self.frame_shape)), self.num_points, d))
         self._coord = frames  # float64, (F, M, d)
         self._plans = [plan_cls(np.ascontiguousarray(c), list(im_shape), self.tol, self.upsampfac, self.nthreads)
                        for c in frames]
