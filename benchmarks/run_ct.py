@@ -16,7 +16,7 @@ sub-samples per pixel (2x2x2 in 3D)):
   volume: 1.87 mm would be the least), source-origin 595 mm, source-detector 1085.6 mm.
 
 For each case and direction (forward = projection, back = adjoint/backprojection) it prints the
-median wall time of each library, the ratio peer / recon, and each forward projector's relative l2
+median wall time (and process CPU time) of each library, the wall-time ratio peer / recon, and each forward projector's relative l2
 error against the exact (analytic) line integrals of the phantom's ellipses (cone: on every 10th view).
 Peers, same inputs, same run: ASTRA CPU (parallel: "linear" = Joseph; fan: "line_fanflat"; ASTRA's 3D
 projectors need CUDA), scikit-image radon/iradon (parallel only; its own 725-bin detector and
@@ -92,13 +92,20 @@ def rel(a, b) -> float:
     return float(np.linalg.norm(np.asarray(a, np.float64) - b) / np.linalg.norm(b))
 
 
+_CPU: dict = {}
+
+
 def timed(fn, reps: int):
+    """Median wall time of `reps` calls after a warm-up; the median process CPU time (all threads)
+    of the same calls is kept in _CPU["last"] (robust on a busy machine, where wall time is not)."""
     out = fn()  # warm-up (plans, first touch)
-    ts = []
+    ts, cs = [], []
     for _ in range(reps):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         out = fn()
         ts.append(time.perf_counter() - t)
+        cs.append(time.process_time() - c)
+    _CPU["last"] = statistics.median(cs)
     return statistics.median(ts), out
 
 
@@ -109,8 +116,10 @@ def run_recon(geom, img, reps):
 
     P = Projector(geom, dtype="float32")
     tf, sino = timed(lambda: P(img), reps)
+    cf = _CPU["last"]
     tb, _ = timed(lambda: P.H(sino), reps)
-    return {"forward_s": tf, "back_s": tb, "sino": sino, "threads": P.nthreads}
+    return {"forward_s": tf, "back_s": tb, "forward_cpu_s": cf, "back_cpu_s": _CPU["last"], "sino": sino,
+            "threads": P.nthreads}
 
 
 def run_astra(geom, img, reps):
@@ -130,6 +139,7 @@ def run_astra(geom, img, reps):
             return s
 
         tf, sino = timed(fwd, reps)
+        cf = _CPU["last"]
 
         def back():
             bid, b = astra.create_backprojection(sino, pid)
@@ -139,7 +149,8 @@ def run_astra(geom, img, reps):
         tb, _ = timed(back, reps)
     finally:
         astra.projector.delete(pid)
-    return {"forward_s": tf, "back_s": tb, "sino": sino, "model": model, "threads": 1}
+    return {"forward_s": tf, "back_s": tb, "forward_cpu_s": cf, "back_cpu_s": _CPU["last"], "sino": sino,
+            "model": model, "threads": 1}
 
 
 def run_skimage(geom, img, reps):
@@ -153,8 +164,10 @@ def run_skimage(geom, img, reps):
     v = geom.voxel_size[-1]
     img64 = img.astype(np.float64)
     tf, s = timed(lambda: radon(img64, theta=theta, circle=False), reps)
+    cf = _CPU["last"]
     tb, _ = timed(lambda: iradon(s, theta=theta, filter_name=None, circle=False, output_size=img.shape[0]), reps)
-    return {"forward_s": tf, "back_s": tb, "sino": s.T * v, "model": "radon (rotate + sum)", "threads": 1}
+    return {"forward_s": tf, "back_s": tb, "forward_cpu_s": cf, "back_cpu_s": _CPU["last"], "sino": s.T * v,
+            "model": "radon (rotate + sum)", "threads": 1}
 
 
 def skimage_reference(ell, geom, nbins):
@@ -176,8 +189,9 @@ def markdown(results, meta) -> str:
              f"{meta['cpu']} ({meta['cores']} cores), recon threads {meta['threads']}; peers single-threaded. "
              "Wall times (median of "
              f"{meta['reps']}); error = relative l2 error of the forward projection of the rasterised "
-             "Shepp-Logan phantom against its exact line integrals. Timings on a shared machine are noisy.",
-             "", "| case | library | model | forward (s) | back (s) | fwd ratio peer/recon | back ratio | error |",
+             "Shepp-Logan phantom against its exact line integrals. Timings on a shared machine are noisy; "
+             "the CPU seconds (process time, all threads) are the steadier figure there.",
+             "", "| case | library | model | forward s (cpu s) | back s (cpu s) | fwd ratio peer/recon | back ratio | error |",
              "|---|---|---|---|---|---|---|---|"]
     for case, libs in results.items():
         rec = libs.get("recon", {})
@@ -187,8 +201,8 @@ def markdown(results, meta) -> str:
                 continue
             rf = r["forward_s"] / rec["forward_s"] if lib != "recon" else 1.0
             rb = r["back_s"] / rec["back_s"] if lib != "recon" else 1.0
-            lines.append(f"| {case} | {lib} | {r.get('model', 'joseph')} | {r['forward_s']:.3f} | {r['back_s']:.3f} | "
-                         f"{rf:.1f} | {rb:.1f} | {r['error']:.2e} |")
+            lines.append(f"| {case} | {lib} | {r.get('model', 'joseph')} | {r['forward_s']:.3f} ({r['forward_cpu_s']:.3f}) | "
+                         f"{r['back_s']:.3f} ({r['back_cpu_s']:.3f}) | {rf:.1f} | {rb:.1f} | {r['error']:.2e} |")
     return "\n".join(lines) + "\n"
 
 
