@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "joseph_cuda.h"
 #include "nufft_cuda.h"
 
 namespace py = pybind11;
@@ -215,6 +216,114 @@ void bind_host_plan(py::module_& m, const char* name) {
       .def_property_readonly("bin_offsets", &Plan::bin_offsets);
 }
 
+// Same mapping as _core.JosephProjector (csrc/bind.cpp): image_shape/voxel_size ([nz,] ny, nx),
+// det_shape ([rows,] cols).
+JosephSetup make_joseph_setup(int kind, const py::array_t<double, py::array::c_style>& vectors,
+                              const std::vector<int64_t>& image_shape, const std::vector<double>& voxel_size,
+                              const std::vector<int64_t>& det_shape, int subsample) {
+  if (vectors.ndim() != 2) throw py::value_error("vectors: expected shape (n_views, 6 or 12)");
+  const size_t nd = kind == 3 ? 3 : 2;
+  if (image_shape.size() != nd || voxel_size.size() != nd)
+    throw py::value_error("image_shape and voxel_size: expected " + std::to_string(nd) + " entries");
+  if (det_shape.size() != nd - 1) throw py::value_error("det_shape: expected " + std::to_string(nd - 1) + " entries");
+  for (auto n : image_shape)
+    if (n < 1 || n > (int64_t(1) << 30)) throw py::value_error("image_shape: sizes must lie in [1, 2^30]");
+  for (auto n : det_shape)
+    if (n < 1 || n > (int64_t(1) << 30)) throw py::value_error("det_shape: sizes must lie in [1, 2^30]");
+  JosephSetup js;
+  js.kind = kind;
+  js.n_views = vectors.shape(0);
+  js.nx = (int)image_shape[nd - 1];
+  js.ny = (int)image_shape[nd - 2];
+  js.nz = nd == 3 ? (int)image_shape[0] : 1;
+  js.vx = voxel_size[nd - 1];
+  js.vy = voxel_size[nd - 2];
+  js.vz = nd == 3 ? voxel_size[0] : 1.0;
+  js.det_cols = (int)det_shape[nd - 2];
+  js.det_rows = nd == 3 ? (int)det_shape[0] : 1;
+  js.subsample = subsample;
+  js.vectors.assign(vectors.data(), vectors.data() + vectors.size());
+  return js;
+}
+
+template <typename T>
+void bind_device_joseph(py::module_& m, const char* name) {
+  using P = DeviceJosephProjector<T>;
+  py::class_<P>(m, name, "CUDA Joseph projector (matched) on one device; takes device pointers and a stream handle.")
+      .def(py::init([](int device, int kind, const py::array_t<double, py::array::c_style>& vectors,
+                       const std::vector<int64_t>& image_shape, const std::vector<double>& voxel_size,
+                       const std::vector<int64_t>& det_shape, int subsample, uintptr_t stream) {
+             JosephSetup js = make_joseph_setup(kind, vectors, image_shape, voxel_size, det_shape, subsample);
+             py::gil_scoped_release release;
+             return new P(device, js, stream);
+           }),
+           py::arg("device"), py::arg("kind"), py::arg("vectors"), py::arg("image_shape"), py::arg("voxel_size"),
+           py::arg("det_shape"), py::arg("subsample") = 1, py::arg("stream") = 0)
+      .def(
+          "forward",
+          [](const P& p, uintptr_t x, uintptr_t y, int64_t batch, uintptr_t stream) {
+            py::gil_scoped_release release;
+            p.forward(x, y, batch, stream);
+          },
+          py::arg("x"), py::arg("y"), py::arg("batch"), py::arg("stream"), "y (batch, sino) = A x (batch, image).")
+      .def(
+          "adjoint",
+          [](const P& p, uintptr_t y, uintptr_t x, int64_t batch, uintptr_t stream) {
+            py::gil_scoped_release release;
+            p.adjoint(y, x, batch, stream);
+          },
+          py::arg("y"), py::arg("x"), py::arg("batch"), py::arg("stream"),
+          "x (batch, image) = A^T y (batch, sino); zeroes x first.")
+      .def_property_readonly("device", &P::device)
+      .def_property_readonly("image_size", &P::image_size)
+      .def_property_readonly("sino_size", &P::sino_size);
+}
+
+template <typename T>
+T* real_buffer(const py::array& a, const char* name, bool writeable) {
+  if (!py::isinstance<py::array_t<T>>(a) || !a.dtype().is(py::dtype::of<T>()))
+    throw py::type_error(std::string(name) + ": expected dtype " + std::string(py::str(py::dtype::of<T>())) + ", got " +
+                         std::string(py::str(a.dtype())));
+  if (!(a.flags() & py::array::c_style)) throw py::value_error(std::string(name) + ": expected a C-contiguous array");
+  if (writeable && !a.writeable()) throw py::value_error(std::string(name) + ": array is read-only");
+  return reinterpret_cast<T*>(const_cast<void*>(a.data()));
+}
+
+template <typename T>
+void bind_host_joseph(py::module_& m, const char* name) {
+  using P = HostJosephProjector<T>;
+  py::class_<P>(m, name, "Host emulation of the CUDA Joseph projector: the same per-ray code in host loops (tests).")
+      .def(py::init([](int kind, const py::array_t<double, py::array::c_style>& vectors,
+                       const std::vector<int64_t>& image_shape, const std::vector<double>& voxel_size,
+                       const std::vector<int64_t>& det_shape, int subsample) {
+             return new P(make_joseph_setup(kind, vectors, image_shape, voxel_size, det_shape, subsample));
+           }),
+           py::arg("kind"), py::arg("vectors"), py::arg("image_shape"), py::arg("voxel_size"), py::arg("det_shape"),
+           py::arg("subsample") = 1)
+      .def("forward",
+           [](const P& p, const py::array& x, py::array& y) {
+             const T* xp = real_buffer<T>(x, "x", false);
+             T* yp = real_buffer<T>(y, "y", true);
+             if (x.size() == 0 || x.size() % p.image_size() != 0)
+               throw py::value_error("x: size is not a positive multiple of the image size");
+             const int64_t batch = x.size() / p.image_size();
+             if (y.size() != batch * p.sino_size()) throw py::value_error("y: wrong size");
+             p.forward(xp, yp, batch);
+           }, py::arg("x"), py::arg("y"))
+      .def("adjoint",
+           [](const P& p, const py::array& y, py::array& x) {
+             const T* yp = real_buffer<T>(y, "y", false);
+             T* xp = real_buffer<T>(x, "x", true);
+             if (y.size() == 0 || y.size() % p.sino_size() != 0)
+               throw py::value_error("y: size is not a positive multiple of the sinogram size");
+             const int64_t batch = y.size() / p.sino_size();
+             if (x.size() != batch * p.image_size()) throw py::value_error("x: wrong size");
+             p.adjoint(yp, xp, batch);
+           }, py::arg("y"), py::arg("x"))
+      .def_property_readonly("image_size", &P::image_size)
+      .def_property_readonly("sino_size", &P::sino_size);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_cuda, m) {
@@ -232,4 +341,9 @@ PYBIND11_MODULE(_cuda, m) {
   bind_device_plan<double>(m, "NufftPlan128", "complex128");
   bind_host_plan<float>(m, "HostNufftPlan64");
   bind_host_plan<double>(m, "HostNufftPlan128");
+
+  bind_device_joseph<float>(m, "JosephProjectorF32");
+  bind_device_joseph<double>(m, "JosephProjectorF64");
+  bind_host_joseph<float>(m, "HostJosephProjectorF32");
+  bind_host_joseph<double>(m, "HostJosephProjectorF64");
 }

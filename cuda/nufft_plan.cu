@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "nufft_cuda.h"
+#include "device_util.cuh"
 #include "nufft_kernels.cuh"
 
 namespace recon {
@@ -38,7 +39,7 @@ std::string device_count_error() {
   return std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e);
 }
 
-static void check_device_index(int device) {
+void check_device_index(int device) {
   const int n = device_count();
   if (device < 0 || device >= n)
     throw std::invalid_argument("CUDA device " + std::to_string(device) + " does not exist (" + std::to_string(n) +
@@ -78,73 +79,6 @@ int driver_version() {
 // ---- helpers -------------------------------------------------------------------------------------
 
 namespace {
-
-// Makes `device` current for the lifetime of the guard and restores the caller's device after.
-struct DeviceGuard {
-  int prev = -1;
-  explicit DeviceGuard(int device) {
-    check_cuda(cudaGetDevice(&prev), "cudaGetDevice");
-    if (prev != device) check_cuda(cudaSetDevice(device), "cudaSetDevice");
-  }
-  ~DeviceGuard() {
-    int cur = -1;
-    if (prev >= 0 && cudaGetDevice(&cur) == cudaSuccess && cur != prev) cudaSetDevice(prev);
-  }
-};
-
-// Owning device allocation (freed on the device it was allocated on).
-struct DeviceBuffer {
-  void* ptr = nullptr;
-  size_t bytes = 0;
-  int device = 0;
-  DeviceBuffer() = default;
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  void allocate(size_t nbytes, int dev) {
-    release();
-    device = dev;
-    bytes = nbytes;
-    if (nbytes > 0) check_cuda(cudaMalloc(&ptr, nbytes), "cudaMalloc");
-  }
-  void release() {
-    if (ptr) {
-      int cur = -1;
-      cudaGetDevice(&cur);
-      if (cur != device) cudaSetDevice(device);
-      cudaFree(ptr);
-      if (cur >= 0 && cur != device) cudaSetDevice(cur);
-      cudaGetLastError();
-    }
-    ptr = nullptr;
-    bytes = 0;
-  }
-  ~DeviceBuffer() { release(); }
-};
-
-template <typename U>
-U* as(const DeviceBuffer& b) {
-  return static_cast<U*>(b.ptr);
-}
-
-// Raises ValueError (std::invalid_argument) unless p is device (or managed) memory of `device`,
-// aligned for complex T.
-void check_pointer(uintptr_t p, int device, size_t align, const char* name) {
-  if (p == 0) throw std::invalid_argument(std::string(name) + ": null pointer");
-  if (p % align != 0)
-    throw std::invalid_argument(std::string(name) + ": pointer not aligned to " + std::to_string(align) + " bytes");
-  cudaPointerAttributes at;
-  const cudaError_t e = cudaPointerGetAttributes(&at, reinterpret_cast<const void*>(p));
-  if (e != cudaSuccess) {
-    cudaGetLastError();
-    throw std::invalid_argument(std::string(name) + ": not a CUDA pointer (" + cudaGetErrorName(e) + ")");
-  }
-  if (at.type == cudaMemoryTypeManaged) return;
-  if (at.type != cudaMemoryTypeDevice)
-    throw std::invalid_argument(std::string(name) + ": expected device memory, got a host pointer");
-  if (at.device != device)
-    throw std::invalid_argument(std::string(name) + ": memory on CUDA device " + std::to_string(at.device) +
-                                ", but the plan lives on device " + std::to_string(device));
-}
 
 template <typename T>
 __global__ void k_plan_points(const double* __restrict__ coord, int64_t M, NufftGeom g, int* __restrict__ raw_start,
