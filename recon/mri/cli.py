@@ -31,22 +31,23 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "mri", help="reconstruct MRI raw data (fastMRI HDF5 or ISMRMRD)",
         description="Reconstruct MRI raw data (fastMRI multicoil/singlecoil HDF5 or ISMRMRD HDF5; "
-                    "Cartesian or radial/spiral) by zero-filling, CG-SENSE or compressed sensing.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                    "Cartesian or radial/spiral) by zero-filling, CG-SENSE or compressed sensing. "
+                    "See docs/mri.md.")
     p.add_argument("input", nargs="?", help="raw data file (format detected from its content)")
     p.add_argument("-o", "--output", help="output file, or a folder (then named after the input and method)")
     p.add_argument("--sample", choices=sorted(SAMPLES), help="use a bundled real data set instead of INPUT")
     p.add_argument("--list-samples", action="store_true", help="list the bundled samples and exit")
     p.add_argument("--method", choices=("zf", "sense", "cs"), default="sense",
-                   help="zero-filled, CG-SENSE, or compressed sensing")
+                   help="zero-filled, CG-SENSE (default), or compressed sensing")
     p.add_argument("--format", choices=FORMATS, default=None,
                    help="output format (default: from the output's extension, else h5)")
-    p.add_argument("--regularizer", choices=("wavelet", "tv"), default="wavelet", help="CS regulariser")
+    p.add_argument("--regularizer", choices=("wavelet", "tv"), default="wavelet", help="CS regulariser (default wavelet)")
+    p.add_argument("--wavelet", default="haar", help="orthogonal wavelet of the CS regulariser, a PyWavelets name (default haar)")
     p.add_argument("--lam", type=float, default=None,
                    help="regularisation weight, relative (defaults: sense 1e-3, wavelet 3e-3, tv 2e-3)")
     p.add_argument("--iters", type=int, default=None, help="iterations (defaults: sense 30, wavelet 60, tv 150)")
     p.add_argument("--maps", choices=("espirit", "lowres", "walsh"), default="espirit",
-                   help="coil sensitivity estimation")
+                   help="coil sensitivity estimation (default espirit)")
     p.add_argument("--calib-width", type=int, default=None,
                    help="calibration region width (Cartesian default 24; radial default ~2*spokes/pi)")
     p.add_argument("--crop", type=float, default=None,
@@ -56,13 +57,13 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--no-prewhiten", action="store_true", help="ignore noise scans (ISMRMRD)")
     p.add_argument("--no-density-weights", action="store_true",
                    help="non-Cartesian: plain instead of density-weighted least squares")
-    p.add_argument("--nufft-tol", type=float, default=1e-4, help="NUFFT accuracy")
+    p.add_argument("--nufft-tol", type=float, default=1e-4, help="NUFFT accuracy (default 1e-4)")
     p.add_argument("--retrospective-mask", choices=("random", "equispaced", "equispaced_fraction"), default=None,
                    help="undersample a fully sampled Cartesian file and report NMSE/PSNR/SSIM against it")
-    p.add_argument("--accel", type=float, default=4.0, help="acceleration of --retrospective-mask")
+    p.add_argument("--accel", type=float, default=4.0, help="acceleration of --retrospective-mask (default 4)")
     p.add_argument("--center-fraction", type=float, default=None,
                    help="fully sampled centre fraction (default 0.08 for 4x, 0.04 for 8x: 0.32/accel)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the retrospective mask")
+    p.add_argument("--seed", type=int, default=0, help="seed of the retrospective mask (default 0)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
     p.set_defaults(func=run)
     return p
@@ -315,9 +316,10 @@ def reconstruct_slice(sl: RawSlice, args, noise=None, noise_scale=1.0, mask=None
         if args.virtual_coils < k.shape[0]:
             k, _, _ = coils.coil_compress(k, args.virtual_coils)
     cw = args.calib_width or _default_calib_width(sl)
+    extra = {"wave": args.wavelet} if args.method == "cs" and args.regularizer == "wavelet" else {}
     return reconstruct(k, args.method, coord=sl.coord, im_shape=sl.im_shape, mask=mask, map_method=args.maps,
                        calib_width=cw, crop=args.crop, regularizer=args.regularizer, lam=args.lam, max_iter=args.iters,
-                       density_weights=not args.no_density_weights, nufft_tol=args.nufft_tol)
+                       density_weights=not args.no_density_weights, nufft_tol=args.nufft_tol, **extra)
 
 
 def run(args) -> int:
