@@ -137,3 +137,13 @@ def test_wrong_image_shape_raises():
         op(np.ones((5, 6), np.complex64))
     with pytest.raises(TypeError):
         op(np.ones((6, 6), np.float64))
+
+
+@pytest.mark.parametrize("maps_shape,ndim,mask_shape", [((3, 7, 5), None, (1, 5)), ((2, 3, 6, 5), 2, (6, 5)),
+                                                        ((2, 3, 5, 4), None, (3, 5, 4))])
+def test_cartesian_normal_fast_path_equals_adjoint_of_forward(rng, maps_shape, ndim, mask_shape):
+    """The numpy normal folds the centring shifts into the maps and mask (odd sizes, sets, 3D)."""
+    maps = random_array(rng, maps_shape, "complex128")
+    op = CartesianSense(maps, rng.random(mask_shape) < 0.6, ndim=ndim)
+    x = random_array(rng, (2,) + op.ishape, "complex128")  # with a batch axis
+    assert rel_err(op.normal(x), op.H(op(x))) < 1e-12

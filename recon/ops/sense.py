@@ -149,10 +149,44 @@ class CartesianSense(_SenseBase):
         return self._reduce(self._fft(y, inverse=True))
 
     def _normal(self, x):
+        if isinstance(x, np.ndarray):
+            return self._normal_numpy(x)
         z = self._fft(self._expand(x), inverse=False)
         if self.mask2 is not None:
             z = z * self._arr(self.mask2, z, "mask2")
         return self._reduce(self._fft(z, inverse=True))
+
+    def _normal_numpy(self, x):
+        """``S^H F^H M^2 F S x`` with the centring shifts folded into pre-shifted maps and mask:
+        ``F^H D F = fftshift o ifft o D' o fft o ifftshift`` with ``D' = ifftshift(D)`` (any size), so
+        only the image is shifted, not the coil arrays."""
+        import scipy.fft
+
+        d = len(self.im_shape)
+        axes = tuple(range(-d, 0))
+        if "shifted" not in self._cache:
+            Sp = np.ascontiguousarray(np.fft.ifftshift(self.maps, axes=axes))
+            Mp = None
+            if self.mask2 is not None:
+                m = np.broadcast_to(self.mask2, np.broadcast_shapes(self.mask2.shape, (1,) * d))
+                Mp = np.ascontiguousarray(np.fft.ifftshift(m, axes=axes))
+            self._cache["shifted"] = (Sp, Mp)
+        Sp, Mp = self._cache["shifted"]
+        xs = np.fft.ifftshift(x, axes=axes)
+        lead = xs.shape[: xs.ndim - d - (1 if self.multi else 0)]
+        if self.multi:
+            z = (xs.reshape(lead + (self.n_sets, 1) + self.im_shape) * Sp).sum(-(d + 2))
+        else:
+            z = xs.reshape(lead + (1,) + self.im_shape) * Sp
+        z = scipy.fft.fftn(z, axes=axes, norm="ortho", workers=self.workers, overwrite_x=True)
+        if Mp is not None:
+            z *= Mp
+        z = scipy.fft.ifftn(z, axes=axes, norm="ortho", workers=self.workers, overwrite_x=True)
+        if self.multi:
+            w = (z.reshape(lead + (1, self.n_coils) + self.im_shape) * Sp.conj()).sum(-(d + 1))
+        else:
+            w = (z * Sp.conj()).sum(-(d + 1))
+        return np.fft.fftshift(w, axes=axes).astype(self.dtype, copy=False)
 
 
 class NonCartesianSense(_SenseBase):

@@ -1,0 +1,379 @@
+#!/usr/bin/env python
+"""MRI reconstruction benchmark: recon against BART ``pics`` and SigPy (those installed).
+
+    python benchmarks/run_mri.py            # full run
+    python benchmarks/run_mri.py --quick    # 1 slice, fewer regularisation weights
+    python benchmarks/run_mri.py --libs recon,sigpy --no-write
+
+Cases (seeded, fixed):
+
+- ``synthetic-4x`` / ``synthetic-8x``: a fastMRI-format multicoil file written by
+  ``fastmri_data.write_fastmri_multicoil`` from ``recon.mri.simulate.textured_phantom`` (slices of
+  256 x 256, 8 simulated coils, complex noise 0.01 per part), undersampled with fastMRI's
+  ``RandomMaskFunc`` (4x, centre 0.08; 8x, centre 0.04). Reference: the file's
+  ``reconstruction_rss``; metrics PSNR/SSIM/NMSE as fastMRI defines them.
+- ``brain-real``: the bundled real brain (8 coils, Poisson-disc, 12.4 % of k-space). There is no
+  fully sampled reference: it reports the time and the agreement (PSNR/SSIM) of each peer's image
+  with recon's image of the same model.
+
+Every library reconstructs with the SAME coil maps (recon's ESPIRiT, also timed against BART
+``ecalib`` and SigPy ``EspiritCalib``, whose agreement with recon's maps is reported), the same
+normalised k-space (divided by the 99th percentile of the zero-filled image) and the same iteration
+counts (SENSE 30, CS 60). Models: CG-SENSE with Tikhonov weight (recon ``cg_sense``, BART
+``pics -l2``, SigPy ``SenseRecon``) and L1-wavelet CS (recon ``cs_wavelet``: Haar with cycle
+spinning, POGM; BART ``pics -l1``: its wavelet with random shifts, FISTA; SigPy
+``L1WaveletRecon``: db4, FISTA-type ``GradientMethod``). Each library's regularisation weight is the
+best of a small grid on each synthetic case (its lambda means something different in each: oracle
+tuning for everyone); the real brain uses each library's best weight of ``synthetic-8x``.
+
+Times: wall seconds of the reconstruction alone (maps excluded), recon and SigPy in-process, BART
+through its command line (process start and .cfl file I/O included: a few tens of ms). Threads: 2
+for all (OMP_NUM_THREADS). Results: printed, appended as section "## MRI reconstruction" of
+benchmarks/results/cpu.md (other sections kept) and benchmarks/results/mri_cpu.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+sys.path.insert(0, str(HERE.parent))
+
+SENSE_ITERS, CS_ITERS = 30, 60
+
+
+# ---- BART .cfl files ------------------------------------------------------------------------------
+
+def write_cfl(name: str, a) -> None:
+    """BART .hdr/.cfl pair: dimensions line, then complex64 data in column-major order."""
+    a = np.asarray(a, dtype=np.complex64)
+    dims = list(a.shape) + [1] * (16 - a.ndim)
+    with open(name + ".hdr", "w") as f:
+        f.write("# Dimensions\n" + " ".join(map(str, dims)) + "\n")
+    a.ravel(order="F").tofile(name + ".cfl")
+
+
+def read_cfl(name: str) -> np.ndarray:
+    with open(name + ".hdr") as f:
+        lines = [ln for ln in f.read().splitlines() if ln and not ln.startswith("#")]
+    dims = [int(v) for v in lines[0].split()]
+    data = np.fromfile(name + ".cfl", dtype=np.complex64)
+    while len(dims) > 1 and dims[-1] == 1:
+        dims.pop()
+    return data.reshape(dims, order="F")
+
+
+def _to_bart(a):
+    """recon (c, H, W) -> BART (H, W, 1, c)."""
+    return np.asarray(a).transpose(1, 2, 0)[:, :, None, :]
+
+
+class Bart:
+    def __init__(self, threads: int):
+        self.exe = shutil.which("bart")
+        self.tmp = tempfile.mkdtemp(prefix="recon_bart_")
+        self.env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+
+    @property
+    def available(self):
+        return self.exe is not None
+
+    def version(self):
+        r = subprocess.run([self.exe, "version"], capture_output=True, text=True)
+        return r.stdout.strip()
+
+    def run(self, args, inputs: dict, output: str):
+        for name, arr in inputs.items():
+            write_cfl(os.path.join(self.tmp, name), arr)
+        t = time.perf_counter()
+        r = subprocess.run([self.exe] + args + list(inputs) + [output], cwd=self.tmp, env=self.env,
+                           capture_output=True, text=True)
+        dt = time.perf_counter() - t
+        if r.returncode != 0:
+            raise RuntimeError(f"bart {' '.join(args)} failed: {r.stderr.strip()[-300:]}")
+        return read_cfl(os.path.join(self.tmp, output)), dt
+
+
+# ---- data ---------------------------------------------------------------------------------------
+
+def synthetic_case(accel: float, cf: float, n_slices: int, shape, tmpdir):
+    from fastmri_data import read_fastmri, write_fastmri_multicoil
+    from fastmri_data.masks import RandomMaskFunc
+    from recon.mri.simulate import textured_phantom
+
+    path = os.path.join(tmpdir, f"synthetic_{n_slices}x{shape[0]}x{shape[1]}.h5")
+    if not os.path.exists(path):
+        write_fastmri_multicoil(path, textured_phantom(n_slices, *shape, seed=0), num_coils=8, noise_std=0.01, seed=1)
+    vol = read_fastmri(path)
+    mf = RandomMaskFunc([cf], [accel], seed=0)
+    ks = []
+    for s in range(vol.num_slices):
+        m, _ = mf(vol.kspace[s].shape, seed=s)
+        ks.append((vol.kspace[s] * m).astype(np.complex64))
+    return ks, vol.target
+
+
+def brain_case():
+    from fastmri_data import read_fastmri
+    from recon.data import path
+
+    return [read_fastmri(path("brain-poisson")).kspace[0]], None
+
+
+# ---- reconstructions ----------------------------------------------------------------------------
+
+def zf_scale(k, maps):
+    from recon.ops import CartesianSense
+
+    return float(np.percentile(np.abs(CartesianSense(maps, (k != 0).any(0)).H(k)), 99))
+
+
+def recon_run(method, k, maps, lam):
+    from recon.mri import recon as R
+
+    t = time.perf_counter()
+    if method == "sense":
+        r = R.cg_sense(k, maps, lam=lam, max_iter=SENSE_ITERS, tol=0)
+    else:
+        r = R.cs_wavelet(k, maps, lam=lam, max_iter=CS_ITERS, tol=0)
+    return np.abs(r.image), time.perf_counter() - t
+
+
+def sigpy_run(method, k, maps, lam):
+    import sigpy.mri as mr
+
+    s = zf_scale(k, maps)
+    kn = k / s
+    t = time.perf_counter()
+    if method == "sense":
+        x = mr.app.SenseRecon(kn, maps, lamda=lam, max_iter=SENSE_ITERS, show_pbar=False).run()
+    else:
+        x = mr.app.L1WaveletRecon(kn, maps, lamda=lam, max_iter=CS_ITERS, show_pbar=False).run()
+    return np.abs(np.asarray(x)) * s, time.perf_counter() - t
+
+
+def bart_run(bart, method, k, maps, lam):
+    s = zf_scale(k, maps)
+    reg = ["-l2", "-r", str(lam), "-i", str(SENSE_ITERS)] if method == "sense" else \
+        ["-l1", "-r", str(lam), "-i", str(CS_ITERS)]
+    img, dt = bart.run(["pics", "-S"] + reg, {"ksp": _to_bart(k / s), "maps": _to_bart(maps)}, "img")
+    return np.abs(np.asarray(img).reshape(k.shape[1:])) * s, dt
+
+
+LAMBDAS = {
+    "recon": {"sense": [1e-3, 1e-2, 3e-2], "cs": [1e-3, 3e-3, 1e-2]},
+    "sigpy": {"sense": [1e-3, 1e-2, 3e-2], "cs": [3e-4, 1e-3, 3e-3, 1e-2]},
+    "bart": {"sense": [1e-3, 1e-2, 3e-2], "cs": [1e-3, 3e-3, 1e-2, 3e-2]},
+}
+QUICK_LAMBDAS = {
+    "recon": {"sense": [1e-3], "cs": [3e-3]},
+    "sigpy": {"sense": [1e-3, 1e-2], "cs": [1e-3, 3e-3]},
+    "bart": {"sense": [1e-3, 1e-2], "cs": [3e-3, 1e-2]},
+}
+
+
+def run_method(lib, method, ks, maps, lam, bart):
+    imgs, total = [], 0.0
+    for k, m in zip(ks, maps):
+        if lib == "recon":
+            x, dt = recon_run(method, k, m, lam)
+        elif lib == "sigpy":
+            x, dt = sigpy_run(method, k, m, lam)
+        else:
+            x, dt = bart_run(bart, method, k, m, lam)
+        imgs.append(x.astype(np.float32))
+        total += dt
+    return np.stack(imgs), total
+
+
+def metrics(ref, vol):
+    from fastmri_data.metrics import nmse, psnr, ssim
+
+    return {"psnr": psnr(ref, vol), "ssim": ssim(ref, vol), "nmse": nmse(ref, vol)}
+
+
+def time_maps(ks, libs, bart):
+    from recon.mri import coils
+
+    out = {}
+    t = time.perf_counter()
+    maps = [coils.espirit_maps(k) for k in ks]
+    out["recon"] = (time.perf_counter() - t, 0.0)
+
+    def agree(other):
+        errs = []
+        for a, b in zip(maps, other):
+            sup = coils.rss(a) > 0
+            inner = np.sum(np.conj(b) * a, axis=0)
+            ph = np.exp(1j * np.angle(inner))
+            errs.append(np.linalg.norm((b * ph - a)[:, sup]) / np.linalg.norm(a[:, sup]))
+        return float(np.mean(errs))
+
+    if "sigpy" in libs:
+        import sigpy.mri as mr
+
+        t = time.perf_counter()
+        sm = [np.asarray(mr.app.EspiritCalib(k, calib_width=24, thresh=0.02, kernel_width=6, crop=0.95,
+                                             show_pbar=False).run()) for k in ks]
+        out["sigpy"] = (time.perf_counter() - t, agree(sm))
+    if "bart" in libs:
+        tt, bm = 0.0, []
+        for k in ks:
+            m, dt = bart.run(["ecalib", "-m1", "-r", "24", "-k", "6", "-c", "0.95"], {"ksp": _to_bart(k)}, "maps")
+            bm.append(np.asarray(m).reshape(k.shape[1:] + (k.shape[0],)).transpose(2, 0, 1))
+            tt += dt
+        out["bart"] = (tt, agree(bm))
+    return maps, out
+
+
+# ---- main ---------------------------------------------------------------------------------------
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="1 slice, fewer regularisation weights")
+    ap.add_argument("--libs", default="recon,bart,sigpy")
+    ap.add_argument("--slices", type=int, default=None, help="slices per synthetic case (default 2; quick 1)")
+    ap.add_argument("--no-write", action="store_true", help="print only")
+    a = ap.parse_args(argv)
+    os.environ.setdefault("OMP_NUM_THREADS", "2")
+    libs = [x.strip() for x in a.libs.split(",") if x.strip()]
+    bart = Bart(2)
+    versions = {}
+    import recon
+
+    versions["recon"] = recon.__version__
+    if "bart" in libs:
+        if bart.available:
+            versions["bart"] = bart.version()
+        else:
+            print("BART not found (apt-get install bart): skipped", file=sys.stderr)
+            libs.remove("bart")
+    if "sigpy" in libs:
+        try:
+            import sigpy
+
+            versions["sigpy"] = sigpy.__version__
+        except ImportError:
+            print("SigPy not installed: skipped", file=sys.stderr)
+            libs.remove("sigpy")
+    n_slices = a.slices or (1 if a.quick else 2)
+    grid = QUICK_LAMBDAS if a.quick else LAMBDAS
+    tmpdir = tempfile.mkdtemp(prefix="recon_mri_bench_")
+    t_start = time.perf_counter()
+    rows, map_rows, best_lam = [], [], {}
+    cases = [("synthetic-4x", lambda: synthetic_case(4, 0.08, n_slices, (256, 256), tmpdir)),
+             ("synthetic-8x", lambda: synthetic_case(8, 0.04, n_slices, (256, 256), tmpdir)),
+             ("brain-real", brain_case)]
+    recon_ref_imgs = {}
+    for case, make in cases:
+        ks, ref = make()
+        maps, mt = time_maps(ks, libs, bart)
+        for lib, (dt, err) in mt.items():
+            map_rows.append({"case": case, "lib": lib, "time_s": dt, "maps_rel_diff": err})
+        for method in ("sense", "cs"):
+            for lib in libs:
+                if ref is not None:
+                    best = None
+                    for lam in grid[lib][method]:
+                        vol, dt = run_method(lib, method, ks, maps, lam, bart)
+                        m = metrics(ref, vol)
+                        print(f"  {case} {method} {lib} lam={lam:g}: {dt:.2f} s, PSNR {m['psnr']:.2f}, SSIM {m['ssim']:.4f}")
+                        if best is None or m["psnr"] > best["psnr"]:
+                            best = dict(m, lam=lam, time_s=dt)
+                    best_lam[(lib, method)] = best["lam"] if case == "synthetic-8x" else best_lam.get((lib, method), best["lam"])
+                    rows.append(dict(case=case, method=method, lib=lib, **best))
+                else:
+                    lam = best_lam.get((lib, method), grid[lib][method][0])
+                    vol, dt = run_method(lib, method, ks, maps, lam, bart)
+                    if lib == "recon":
+                        recon_ref_imgs[method] = vol
+                    rows.append(dict(case=case, method=method, lib=lib, lam=lam, time_s=dt, vol=vol))
+        # real data: agreement with recon's image of the same model
+        for r in rows:
+            if r["case"] == case and "vol" in r:
+                vol = r.pop("vol")
+                if r["lib"] == "recon":
+                    continue
+                m = metrics(recon_ref_imgs[r["method"]], vol)
+                r.update({"agree_psnr": m["psnr"], "agree_ssim": m["ssim"]})
+    wall = time.perf_counter() - t_start
+    md = render(rows, map_rows, versions, a, n_slices, wall)
+    print(md)
+    if not a.no_write:
+        RESULTS.mkdir(exist_ok=True)
+        write_section(RESULTS / "cpu.md", md)
+        (RESULTS / "mri_cpu.json").write_text(json.dumps({"rows": rows, "maps": map_rows, "versions": versions,
+                                                          "quick": a.quick, "slices": n_slices}, indent=1, default=float))
+        print(f"wrote {RESULTS / 'cpu.md'} and {RESULTS / 'mri_cpu.json'}")
+    return 0
+
+
+def render(rows, map_rows, versions, a, n_slices, wall):
+    now = datetime.date.today().isoformat()
+    cmd = "python benchmarks/run_mri.py" + (" --quick" if a.quick else "")
+    out = ["## MRI reconstruction", ""]
+    if a.quick:
+        out += ["**Provisional: a `--quick` run on a shared, loaded 2-core development machine (other jobs were "
+                "running); timings are noisy. The lead re-measures on a quiet machine.**", ""]
+    out += [f"Command: `OMP_NUM_THREADS=2 {cmd}` ({now}, {platform.machine()}, {os.cpu_count()} cores, wall "
+            f"{wall / 60:.1f} min). Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".", "",
+            f"Synthetic cases: {n_slices} slice(s) of 256 x 256, 8 coils, fastMRI random masks; same ESPIRiT maps "
+            f"(recon's) and normalised data for every library; SENSE {SENSE_ITERS} and CS {CS_ITERS} iterations; "
+            "each library's best regularisation weight (lambda) of a small grid; time = reconstruction only, "
+            "summed over slices (BART: command line, process start and file I/O included). "
+            "*ratio* = library time / recon time (> 1: recon faster). See the docstring of benchmarks/run_mri.py.", "",
+            "| case | model | library | lambda | time s | ratio | PSNR dB | SSIM | NMSE |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    tr = {(r["case"], r["method"]): r["time_s"] for r in rows if r["lib"] == "recon"}
+    for r in rows:
+        if "psnr" not in r:
+            continue
+        ratio = r["time_s"] / tr[(r["case"], r["method"])]
+        out.append(f"| {r['case']} | {r['method']} | {r['lib']} | {r['lam']:g} | {r['time_s']:.2f} | {ratio:.2f} | "
+                   f"{r['psnr']:.2f} | {r['ssim']:.4f} | {r['nmse']:.4f} |")
+    out += ["", "Real brain (no fully sampled reference): time, and agreement (PSNR/SSIM) of each library's image "
+            "with recon's image of the same model and iterations, lambda = the library's best on synthetic-8x.", "",
+            "| model | library | lambda | time s | ratio | PSNR vs recon | SSIM vs recon |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if r["case"] != "brain-real":
+            continue
+        ratio = r["time_s"] / tr[(r["case"], r["method"])]
+        ap = "-" if r["lib"] == "recon" else f"{r['agree_psnr']:.2f}"
+        asim = "-" if r["lib"] == "recon" else f"{r['agree_ssim']:.4f}"
+        out.append(f"| {r['method']} | {r['lib']} | {r['lam']:g} | {r['time_s']:.2f} | {ratio:.2f} | {ap} | {asim} |")
+    out += ["", "Coil maps (ESPIRiT, calib 24, kernel 6, threshold 0.02, crop 0.95): time summed over slices and the "
+            "relative difference of each library's maps from recon's (after a per-pixel phase, on recon's support).", "",
+            "| case | library | time s | rel. diff from recon |", "|---|---|---|---|"]
+    for r in map_rows:
+        out.append(f"| {r['case']} | {r['lib']} | {r['time_s']:.2f} | {r['maps_rel_diff']:.3f} |")
+    return "\n".join(out) + "\n"
+
+
+def write_section(md_path: Path, section: str, title: str = "## MRI reconstruction"):
+    """Replace (or append) this runner's section of md_path, keeping every other section."""
+    text = md_path.read_text() if md_path.exists() else "# CPU benchmarks\n\n"
+    lines = text.splitlines(keepends=True)
+    start = next((i for i, ln in enumerate(lines) if ln.strip() == title), None)
+    if start is None:
+        md_path.write_text(text.rstrip("\n") + "\n\n" + section)
+        return
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    tail = "".join(lines[end:])
+    md_path.write_text("".join(lines[:start]) + section + ("\n" + tail if tail else ""))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
