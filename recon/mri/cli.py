@@ -319,7 +319,8 @@ def reconstruct_slice(sl: RawSlice, args, noise=None, noise_scale=1.0, mask=None
     extra = {"wave": args.wavelet} if args.method == "cs" and args.regularizer == "wavelet" else {}
     return reconstruct(k, args.method, coord=sl.coord, im_shape=sl.im_shape, mask=mask, map_method=args.maps,
                        calib_width=cw, crop=args.crop, regularizer=args.regularizer, lam=args.lam, max_iter=args.iters,
-                       density_weights=not args.no_density_weights, nufft_tol=args.nufft_tol, **extra)
+                       density_weights=not args.no_density_weights, nufft_tol=args.nufft_tol,
+                       progress=False if args.quiet else None, **extra)
 
 
 def run(args) -> int:
