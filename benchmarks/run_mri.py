@@ -328,7 +328,9 @@ def render(rows, map_rows, versions, a, n_slices, wall):
     if a.quick:
         out += ["**Provisional: a `--quick` run on a shared, loaded 2-core development machine (other jobs were "
                 "running); timings are noisy. The lead re-measures on a quiet machine.**", ""]
-    out += [f"Command: `OMP_NUM_THREADS=2 {cmd}` ({now}, {platform.machine()}, {os.cpu_count()} cores, wall "
+    envs = " ".join(f"{v}={os.environ[v]}" for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_WAIT_POLICY")
+                    if v in os.environ)
+    out += [f"Command: `{envs} {cmd}` ({now}, {platform.machine()}, {os.cpu_count()} cores, wall "
             f"{wall / 60:.1f} min). Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".", "",
             f"Synthetic cases: {n_slices} slice(s) of 256 x 256, 8 coils, fastMRI random masks; same ESPIRiT maps "
             f"(recon's) and normalised data for every library; SENSE {SENSE_ITERS} and CS {CS_ITERS} iterations; "
