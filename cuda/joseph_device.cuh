@@ -50,22 +50,13 @@ RECON_HOST_DEVICE RECON_INLINE int joseph_nsub(const JosephGeom& s) {
   return s.nd == 3 ? s.subsample * s.subsample : s.subsample;
 }
 
-// Line of sub-ray `sub` of detector bin (row, col) of `view`. The same arithmetic as ray_line() in
-// csrc/ct/projector.cpp (sub-ray offsets (s + 0.5)/S - 0.5 of a bin, weight 1/S per detector axis);
-// the host emulation tests check the two agree.
+// Line of sub-ray `sub` of detector bin (row, col) of `view`: joseph::subray_line, the function the
+// CPU projector uses too.
 template <typename T>
 RECON_HOST_DEVICE RECON_INLINE joseph::Line<T> joseph_subray(const JosephGeom& s, const double* vectors,
                                                               int64_t view, int row, int col, int sub) {
-  const int S = s.subsample;
-  const int su = s.nd == 3 ? sub % S : sub;
-  const int sv = s.nd == 3 ? sub / S : 0;
-  const double uc = col + (su + 0.5) / S - 0.5 + 0.5 - 0.5 * s.det_cols;
-  const double vc = row + (sv + 0.5) / S - 0.5 + 0.5 - 0.5 * s.det_rows;
-  double p[3], d[3];
-  const int L = joseph::vec_len(s.kind);
-  joseph::ray_from_vec(s.kind, vectors + view * L, uc, vc, p, d);
-  const double w = 1.0 / (s.nd == 3 ? S * S : S);
-  return joseph::make_line<T>(p, d, s.g, s.nd, w);
+  return joseph::subray_line<T>(s.kind, s.nd, s.subsample, s.det_rows, s.det_cols,
+                                vectors + view * joseph::vec_len(s.kind), s.g, row, col, sub);
 }
 
 // Strides of a line's driving axis (sk) and interpolation axes (s1, s2; sizes n1, n2) in the

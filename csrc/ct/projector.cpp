@@ -41,16 +41,8 @@ Grid make_grid(const CtProjectorSpec& s) {
 // The line of sub-ray `sub` (0 .. S*S-1 in 3D, 0 .. S-1 in 2D) of detector bin (row, col) of view.
 template <typename T>
 inline Line<T> ray_line(const CtProjectorSpec& s, const Grid& g, int nd, int64_t view, int row, int col, int sub) {
-  const int S = s.subsample;
-  const int su = nd == 3 ? sub % S : sub;
-  const int sv = nd == 3 ? sub / S : 0;
-  const double uc = col + (su + 0.5) / S - 0.5 + 0.5 - 0.5 * s.det_cols;
-  const double vc = row + (sv + 0.5) / S - 0.5 + 0.5 - 0.5 * s.det_rows;
-  double p[3], d[3];
-  const int L = joseph::vec_len(s.kind);
-  joseph::ray_from_vec(s.kind, s.vectors.data() + view * L, uc, vc, p, d);
-  const double w = 1.0 / (nd == 3 ? S * S : S);
-  return joseph::make_line<T>(p, d, g, nd, w);
+  return joseph::subray_line<T>(s.kind, nd, s.subsample, s.det_rows, s.det_cols,
+                                s.vectors.data() + view * joseph::vec_len(s.kind), g, row, col, sub);
 }
 
 // Zero-padded copies (pad 1 before, 2 after on every axis) for the forward:

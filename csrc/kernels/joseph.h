@@ -263,5 +263,22 @@ RECON_HOST_DEVICE RECON_INLINE void step3d_bounded(const Line<T>& L, int k, int 
   Policy::apply(vol, base + (Idx)i1 * s1 + (Idx)j1 * s2, w1 * q1, val);
 }
 
+// Line of sub-ray `sub` (0 .. S*S-1 in 3D, 0 .. S-1 in 2D) of detector bin (row, col) of one view
+// whose vector (vec_len(kind) doubles) is at `v`: sub-ray offsets (s + 0.5)/S - 0.5 of a bin,
+// weight 1/S per detector axis. Shared by the CPU (csrc/ct/projector.cpp) and CUDA drivers.
+template <typename T>
+RECON_HOST_DEVICE RECON_INLINE Line<T> subray_line(int kind, int nd, int subsample, int det_rows, int det_cols,
+                                                   const double* v, const Grid& g, int row, int col, int sub) {
+  const int S = subsample;
+  const int su = nd == 3 ? sub % S : sub;
+  const int sv = nd == 3 ? sub / S : 0;
+  const double uc = col + (su + 0.5) / S - 0.5 + 0.5 - 0.5 * det_cols;
+  const double vc = row + (sv + 0.5) / S - 0.5 + 0.5 - 0.5 * det_rows;
+  double p[3], d[3];
+  ray_from_vec(kind, v, uc, vc, p, d);
+  const double w = 1.0 / (nd == 3 ? S * S : S);
+  return make_line<T>(p, d, g, nd, w);
+}
+
 }  // namespace joseph
 }  // namespace recon
