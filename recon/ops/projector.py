@@ -83,6 +83,15 @@ class Projector(Operator):
                                              list(geometry.det_shape), self.subsample)
 
     def _run(self, a, core_in, core_out, method: str):
+        if _array.is_cupy(a) or (_array.is_torch(a) and a.device.type == "cuda"):
+            from .. import cuda_available
+
+            if not cuda_available():
+                raise ValueError(f"Projector.{method}: got a GPU array, but the CUDA module recon._cuda is not built "
+                                 "or no CUDA device is visible; pass a numpy array or a CPU torch tensor")
+            from .projector_cuda import run_on_gpu
+
+            return run_on_gpu(self, a, method)
         arr = _array.to_numpy(a)
         if arr.dtype != self.dtype:
             raise TypeError(f"Projector: expected dtype {self.dtype.name}, got {arr.dtype.name}")
