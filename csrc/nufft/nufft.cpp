@@ -11,6 +11,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "nufft/simd.h"
 #include "pocketfft/pocketfft_hdronly.h"
@@ -371,56 +372,74 @@ void NufftPlan<T>::interpolate_w(cplx* y, int nb) const {
       const int s0 = start_[0][p], s1 = start_[1][p];
       const T* klast = dim == 3 ? kb[2] + q : k1;
       const int slast = dim == 3 ? start_[2][p] : s1;
-      for (int g = 0; g < nb; ++g) {
-      const T* grid = reinterpret_cast<const T*>(grid_.data() + g * grid_size());
-      T re = 0, im = 0;
       if (slast + Wp <= nlast) {
-        // acc = sum over rows of (row weight) * grid row; the last-axis weights are applied once
-        D acc[NC];
-        for (int cc = 0; cc < NC; ++cc) acc[cc] = D{};
-        auto add_row = [&](int64_t base, T f) {
-          const T* r = grid + 2 * (base + slast);
-          for (int cc = 0; cc < NC; ++cc) acc[cc] += f * simd::load<D>(r + 8 * cc);
-        };
-        if (dim == 2) {
-          for (int i = 0; i < W; ++i) add_row(wrap_once(s0 + i, (int)n0) * n1, k0[i * kBlock]);
-        } else {
-          for (int i = 0; i < W; ++i) {
-            const int64_t g0 = wrap_once(s0 + i, (int)n0) * n1;
-            for (int j = 0; j < W; ++j)
-              add_row((g0 + wrap_once(s1 + j, (int)n1)) * n2, k0[i * kBlock] * k1[j * kBlock]);
-          }
-        }
+        // acc = sum over rows of (row weight) * grid row; the last-axis weights are applied once at
+        // the end. G grids at a time and two accumulator sets (even/odd rows) give 2*G*NC independent
+        // multiply-add chains (one chain per vector would be latency-bound).
         alignas(64) T kk[2 * Wp];
         complex_row<W, Wp>(klast, kBlock, T(1), T(1), kk);
-        D tot = D{};
-        for (int cc = 0; cc < NC; ++cc) tot += acc[cc] * simd::load<D>(kk + 8 * cc);
-        re = tot[0] + tot[2] + tot[4] + tot[6];
-        im = tot[1] + tot[3] + tot[5] + tot[7];
+        D kkv[NC];
+        for (int cc = 0; cc < NC; ++cc) kkv[cc] = simd::load<D>(kk + 8 * cc);
+        auto run = [&](auto group, int g0) {
+          constexpr int G = decltype(group)::value;
+          const T* grids[G];
+          for (int j = 0; j < G; ++j)
+            grids[j] = reinterpret_cast<const T*>(grid_.data() + (g0 + j) * grid_size()) + 2 * slast;
+          D acc[2][G][NC];
+          for (int par = 0; par < 2; ++par)
+            for (int j = 0; j < G; ++j)
+              for (int cc = 0; cc < NC; ++cc) acc[par][j][cc] = D{};
+          auto add_row = [&](int par, int64_t base, T f) {
+            for (int j = 0; j < G; ++j) {
+              const T* r = grids[j] + 2 * base;
+              for (int cc = 0; cc < NC; ++cc) acc[par][j][cc] += f * simd::load<D>(r + 8 * cc);
+            }
+          };
+          if (dim == 2) {
+            for (int i = 0; i < W; ++i) add_row(i & 1, wrap_once(s0 + i, (int)n0) * n1, k0[i * kBlock]);
+          } else {
+            for (int i = 0; i < W; ++i) {
+              const int64_t r0 = wrap_once(s0 + i, (int)n0) * n1;
+              for (int j = 0; j < W; ++j)
+                add_row(j & 1, (r0 + wrap_once(s1 + j, (int)n1)) * n2, k0[i * kBlock] * k1[j * kBlock]);
+            }
+          }
+          for (int j = 0; j < G; ++j) {
+            D tot = D{};
+            for (int cc = 0; cc < NC; ++cc) tot += (acc[0][j][cc] + acc[1][j][cc]) * kkv[cc];
+            y[(g0 + j) * M_ + order_[p]] = cplx(tot[0] + tot[2] + tot[4] + tot[6], tot[1] + tot[3] + tot[5] + tot[7]);
+          }
+        };
+        int g = 0;
+        for (; g + 4 <= nb; g += 4) run(std::integral_constant<int, 4>{}, g);
+        for (; g < nb; ++g) run(std::integral_constant<int, 1>{}, g);
       } else {  // the stencil runs past the end of the last axis: wrap each index
         int lidx[W];
         for (int j = 0; j < W; ++j) lidx[j] = wrap_once(slast + j, (int)nlast);
-        auto add_row = [&](int64_t base, T f) {
-          const T* r = grid + 2 * base;
-          T rr = 0, ri = 0;
-          for (int j = 0; j < W; ++j) {
-            rr += klast[j * kBlock] * r[2 * lidx[j]];
-            ri += klast[j * kBlock] * r[2 * lidx[j] + 1];
+        for (int g = 0; g < nb; ++g) {
+          const T* grid = reinterpret_cast<const T*>(grid_.data() + g * grid_size());
+          T re = 0, im = 0;
+          auto add_row = [&](int64_t base, T f) {
+            const T* r = grid + 2 * base;
+            T rr = 0, ri = 0;
+            for (int j = 0; j < W; ++j) {
+              rr += klast[j * kBlock] * r[2 * lidx[j]];
+              ri += klast[j * kBlock] * r[2 * lidx[j] + 1];
+            }
+            re += f * rr;
+            im += f * ri;
+          };
+          if (dim == 2) {
+            for (int i = 0; i < W; ++i) add_row(wrap_once(s0 + i, (int)n0) * n1, k0[i * kBlock]);
+          } else {
+            for (int i = 0; i < W; ++i) {
+              const int64_t r0 = wrap_once(s0 + i, (int)n0) * n1;
+              for (int j = 0; j < W; ++j)
+                add_row((r0 + wrap_once(s1 + j, (int)n1)) * n2, k0[i * kBlock] * k1[j * kBlock]);
+            }
           }
-          re += f * rr;
-          im += f * ri;
-        };
-        if (dim == 2) {
-          for (int i = 0; i < W; ++i) add_row(wrap_once(s0 + i, (int)n0) * n1, k0[i * kBlock]);
-        } else {
-          for (int i = 0; i < W; ++i) {
-            const int64_t g0 = wrap_once(s0 + i, (int)n0) * n1;
-            for (int j = 0; j < W; ++j)
-              add_row((g0 + wrap_once(s1 + j, (int)n1)) * n2, k0[i * kBlock] * k1[j * kBlock]);
-          }
+          y[g * M_ + order_[p]] = cplx(re, im);
         }
-      }
-      y[g * M_ + order_[p]] = cplx(re, im);
       }
     }
   }
