@@ -21,6 +21,11 @@ Images
 CT (recon.ct)
     ASTRA-style geometry descriptions. Lengths in mm, angles in radians, voxel size in mm.
     Projections are line integrals of the attenuation map (1/mm times mm: unitless).
+    Geometry conventions (axes, signs, sinogram layouts, the mapping to ASTRA): the module docstring
+    of recon/ct/geometry.py (and docs/ct_geometry.md, with a picture).
+
+Patient geometry of written images (recon.io)
+    Image-to-patient placement (LPS), the NIfTI affine and DICOM position/orientation: recon/io/geometry.py.
 """
 
 #: NUFFT sign of the forward transform's exponent.
