@@ -95,6 +95,22 @@ class Matrix(Operator):
         return (y.reshape(lead + (-1,)) @ AH.T).reshape(lead + self.ishape)
 
 
+def centred_fft(x, ndim: int, inverse: bool = False, workers: int = -1, dtype=None):
+    """Centred orthonormal (i)FFT over the last ``ndim`` axes of a numpy array or torch tensor:
+    ``fftshift(fftn(ifftshift(x), norm='ortho'))`` (fastMRI's convention, recon.conventions)."""
+    axes = tuple(range(x.ndim - ndim, x.ndim))
+    if _array.is_torch(x):
+        import torch
+
+        f = torch.fft.ifftn if inverse else torch.fft.fftn
+        return torch.fft.fftshift(f(torch.fft.ifftshift(x, dim=axes), dim=axes, norm="ortho"), dim=axes)
+    import scipy.fft
+
+    f = scipy.fft.ifftn if inverse else scipy.fft.fftn
+    out = np.fft.fftshift(f(np.fft.ifftshift(x, axes=axes), axes=axes, norm="ortho", workers=workers), axes=axes)
+    return out.astype(dtype or x.dtype, copy=False)
+
+
 class FFT(Operator):
     """Centred orthonormal FFT over the last ``len(shape)`` axes (fastMRI convention):
     ``fftshift(fftn(ifftshift(x), norm='ortho'))``. Unitary: the adjoint is the inverse."""
@@ -103,21 +119,8 @@ class FFT(Operator):
         super().__init__(shape, shape, dtype)
         self.workers = workers or -1
 
-    def _axes(self, x):
-        return tuple(range(x.ndim - len(self.ishape), x.ndim))
-
     def _transform(self, x, inverse: bool):
-        axes = self._axes(x)
-        if _array.is_torch(x):
-            import torch
-
-            f = torch.fft.ifftn if inverse else torch.fft.fftn
-            return torch.fft.fftshift(f(torch.fft.ifftshift(x, dim=axes), dim=axes, norm="ortho"), dim=axes)
-        import scipy.fft
-
-        f = scipy.fft.ifftn if inverse else scipy.fft.fftn
-        out = f(np.fft.ifftshift(x, axes=axes), axes=axes, norm="ortho", workers=self.workers)
-        return np.fft.fftshift(out, axes=axes).astype(self.dtype, copy=False)
+        return centred_fft(x, len(self.ishape), inverse, self.workers, self.dtype)
 
     def _forward(self, x):
         return self._transform(x, inverse=False)

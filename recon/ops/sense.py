@@ -21,6 +21,7 @@ import numpy as np
 
 from .. import _array
 from .base import Operator
+from .linear import centred_fft
 from .nufft import Nufft
 
 
@@ -124,18 +125,7 @@ class CartesianSense(_SenseBase):
         super().__init__(self._ishape_for(self.im_shape), (self.n_coils,) + self.im_shape, dtype)
 
     def _fft(self, x, inverse):
-        d = len(self.im_shape)
-        axes = tuple(range(x.ndim - d, x.ndim))
-        if _array.is_torch(x):
-            import torch
-
-            f = torch.fft.ifftn if inverse else torch.fft.fftn
-            return torch.fft.fftshift(f(torch.fft.ifftshift(x, dim=axes), dim=axes, norm="ortho"), dim=axes)
-        import scipy.fft
-
-        f = scipy.fft.ifftn if inverse else scipy.fft.fftn
-        out = f(np.fft.ifftshift(x, axes=axes), axes=axes, norm="ortho", workers=self.workers)
-        return np.fft.fftshift(out, axes=axes).astype(self.dtype, copy=False)
+        return centred_fft(x, len(self.im_shape), inverse, self.workers, self.dtype)
 
     def _forward(self, x):
         y = self._fft(self._expand(x), inverse=False)
