@@ -9,9 +9,9 @@ Cases (seeded, fixed): 2D 256x256 with 402 golden-angle spokes x 512 samples (1 
 3D 128^3 with a 4096 x 256 golden-means koosh ball (1,048,576 samples, 1 coil); type 2 (image ->
 samples) and type 1 (samples -> image); each at two accuracy targets, 1e-3 and 1e-6.
 
-For every (case, target) and library it reports: the setting used (recon: tol = target; peers:
-the cheapest setting whose error on a small proxy problem is <= target, see
-nufft_peers.calibrate), the MEASURED relative error on this case against a float64 direct sum on
+For every (case, target) and library it reports: the setting used (for every library, recon
+included: the cheapest setting whose error on a small proxy problem is <= target, see
+nufft_peers.calibrate, so that all are compared at equal measured accuracy), the MEASURED relative error on this case against a float64 direct sum on
 200 random samples (type 2) or 200 random pixels (type 1), plan (setup) time, the median execute
 time, the ratio peer time / recon time, and the peak memory of plan + execution.
 
@@ -187,7 +187,7 @@ def table(results, quick: bool, threads: int, wall: float, command: str, max_cal
     lines += [f"Command: `{command}` ({datetime.date.today().isoformat()}, {platform.machine()}, "
               f"{os.cpu_count()} cores, {threads} threads for every library, wall {wall / 60:.1f} min).",
               "Versions: " + ", ".join(f"{k} {versions[k]}" for k in order if k in versions) + ".", "",
-              "Columns: *setting* = the library's accuracy parameters (recon: tol = target; peers: cheapest setting "
+              "Columns: *setting* = the library's accuracy parameters (every library, recon included: the cheapest setting "
               "whose error on a small proxy problem is <= target, moved to the next setting when the error "
               "measured on this case is still above it); *error* = measured relative l2 error on this case "
               "against a float64 direct sum on 200 random samples (type 2) / pixels (type 1); *plan* = setup time "
