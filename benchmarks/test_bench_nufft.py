@@ -7,7 +7,7 @@
 
 Each benchmark stores in ``extra_info``: the setting used (see nufft_peers.calibrate), the measured
 relative error on the case against the exact subset reference, the plan time, and the target.
-Only recon's error is asserted (<= target: its tolerance contract); peers' errors are recorded.
+Only recon's measured error is asserted (<= target); peers' errors are recorded.
 
 Environment: ``RECON_BENCH_THREADS`` (threads, default all cores), ``RECON_BENCH_ROUNDS`` (timed
 rounds for recon/FINUFFT/ducc0, default 5; SigPy/torchkbnufft: 1), ``RECON_BENCH_MAX_CALL_S``
