@@ -326,8 +326,7 @@ def render(rows, map_rows, versions, a, n_slices, wall):
     cmd = "python benchmarks/run_mri.py" + (" --quick" if a.quick else "")
     out = ["## MRI reconstruction", ""]
     if a.quick:
-        out += ["**Provisional: a `--quick` run on a shared, loaded 2-core development machine (other jobs were "
-                "running); timings are noisy. The lead re-measures on a quiet machine.**", ""]
+        out += ["**A `--quick` run: one slice per synthetic case and a small grid of regularisation weights.**", ""]
     envs = " ".join(f"{v}={os.environ[v]}" for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_WAIT_POLICY")
                     if v in os.environ)
     out += [f"Command: `{envs} {cmd}` ({now}, {platform.machine()}, {os.cpu_count()} cores, wall "

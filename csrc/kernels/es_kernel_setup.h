@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <map>
 #include <mutex>
 #include <stdexcept>
@@ -27,6 +28,13 @@ struct EsKernel {
   std::vector<double> horner;  // (degree + 1) x width, highest power first
 };
 
+// A double as printf's %g (std::to_string prints 1e-6 as "0.000001" and 1e-9 as "0.000000").
+inline std::string fmt_g(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
 // Shape parameter beta for width w at oversampling sigma (Barnett et al. 2019, Sec. 3-4):
 // sigma = 2: beta = c(w) * w with c = 2.20, 2.26, 2.38, 2.30 for w = 2, 3, 4, >= 5;
 // otherwise beta = 0.97 * pi * w * (1 - 1/(2 sigma)).
@@ -40,9 +48,9 @@ inline double es_aliasing_error(int w, double beta, double sigma);  // below
 // Kernel for a relative tolerance `tol` at oversampling `sigma`: the narrowest width whose
 // estimated aliasing error (es_aliasing_error) is <= tol, plus `width_margin`.
 inline EsKernel es_choose(double tol, double sigma, int width_margin = 0) {
-  if (!(tol > 0.0) || !(tol < 1.0)) throw std::invalid_argument("tol must lie in (0, 1), got " + std::to_string(tol));
+  if (!(tol > 0.0) || !(tol < 1.0)) throw std::invalid_argument("tol must lie in (0, 1), got " + fmt_g(tol));
   if (!(sigma >= 1.2) || !(sigma <= 3.0))
-    throw std::invalid_argument("upsampfac must lie in [1.2, 3], got " + std::to_string(sigma));
+    throw std::invalid_argument("upsampfac must lie in [1.2, 3], got " + fmt_g(sigma));
   int w = 0;
   static std::mutex cache_mutex;
   static std::map<std::pair<int, double>, double> cache;  // (w, sigma) -> estimated error
@@ -62,7 +70,7 @@ inline EsKernel es_choose(double tol, double sigma, int width_margin = 0) {
   if (w == 0 && std::fabs(sigma - 2.0) < 1e-12 && tol >= 1e-15) w = (int)std::ceil(std::log10(1.0 / tol)) + 2;
   w += width_margin;
   if (w == 0 || w > kMaxWidth)
-    throw std::invalid_argument("tolerance " + std::to_string(tol) + " at upsampfac " + std::to_string(sigma) +
+    throw std::invalid_argument("tolerance " + fmt_g(tol) + " at upsampfac " + fmt_g(sigma) +
                                 " needs a kernel wider than " + std::to_string(kMaxWidth) +
                                 " points; use upsampfac=2 or a larger tol");
   EsKernel k;

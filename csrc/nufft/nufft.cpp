@@ -83,8 +83,8 @@ NufftPlan<T>::NufftPlan(const double* coord, int64_t num_points, int dim, const 
   kernel_ = es_choose(opts.tol, opts.upsampfac, opts.width_margin);
   // In float, kernels wider than 9 points lose the requested accuracy to rounding (measured).
   if (std::is_same<T, float>::value && kernel_.width > 9)
-    throw std::invalid_argument("single precision cannot reach tol=" + std::to_string(opts.tol) + " at upsampfac " +
-                                std::to_string(opts.upsampfac) + " (kernel width " + std::to_string(kernel_.width) +
+    throw std::invalid_argument("single precision cannot reach tol=" + fmt_g(opts.tol) + " at upsampfac " +
+                                fmt_g(opts.upsampfac) + " (kernel width " + std::to_string(kernel_.width) +
                                 " > 9); use upsampfac=2 or complex128");
   // Horner fit well below the tolerance, but not below what T can represent.
   const double fit_tol = std::max(opts.tol * 5e-2, std::is_same<T, float>::value ? 1e-8 : 1e-15);
