@@ -225,8 +225,10 @@ static inline void complex_row(const T* __restrict__ k, int stride, T cr, T ci, 
 template <typename T>
 template <int W>
 void NufftPlan<T>::spread_w(const cplx* y, int nb) {
-  using D = typename simd::Vec8<T>::type;  // 4 interleaved complex values
-  constexpr int Wp = simd::padded_width(W), NC = Wp / 4;
+  constexpr int Wp = simd::padded_width(W);
+  using Chunk = simd::RowChunk<T, Wp>;
+  using D = typename Chunk::type;  // interleaved complex values of a padded row
+  constexpr int L = Chunk::lanes, NC = Wp / Chunk::complex_per_chunk;
   const int deg = kernel_.degree;
   const T* hc = horner_.data();
   const int dim = dim_;
@@ -279,14 +281,14 @@ void NufftPlan<T>::spread_w(const cplx* y, int nb) {
               const cplx c = y[g * M_ + src_idx];
               complex_row<W, Wp>(klast, kBlock, c.real(), c.imag(), rowbuf);
               D row[NC];
-              for (int cc = 0; cc < NC; ++cc) row[cc] = simd::load<D>(rowbuf + 8 * cc);
+              for (int cc = 0; cc < NC; ++cc) row[cc] = simd::load<D>(rowbuf + L * cc);
               T* s = subs.data() + g * sub_size;
               if (dim == 2) {
                 for (int i = 0; i < W; ++i) {
                   T* dst = s + 2 * ((l0 + i) * S1 + l1);
                   const T f = k0[i * kBlock];
                   for (int cc = 0; cc < NC; ++cc)
-                    simd::store(dst + 8 * cc, simd::load<D>(dst + 8 * cc) + f * row[cc]);
+                    simd::store(dst + L * cc, simd::load<D>(dst + L * cc) + f * row[cc]);
                 }
               } else {
                 for (int i = 0; i < W; ++i) {
@@ -294,7 +296,7 @@ void NufftPlan<T>::spread_w(const cplx* y, int nb) {
                     T* dst = s + 2 * (((l0 + i) * S1 + l1 + j) * S2 + l2);
                     const T f = k0[i * kBlock] * k1[j * kBlock];
                     for (int cc = 0; cc < NC; ++cc)
-                      simd::store(dst + 8 * cc, simd::load<D>(dst + 8 * cc) + f * row[cc]);
+                      simd::store(dst + L * cc, simd::load<D>(dst + L * cc) + f * row[cc]);
                   }
                 }
               }
@@ -346,8 +348,10 @@ void NufftPlan<T>::spread_w(const cplx* y, int nb) {
 template <typename T>
 template <int W>
 void NufftPlan<T>::interpolate_w(cplx* y, int nb) const {
-  using D = typename simd::Vec8<T>::type;
-  constexpr int Wp = simd::padded_width(W), NC = Wp / 4;
+  constexpr int Wp = simd::padded_width(W);
+  using Chunk = simd::RowChunk<T, Wp>;
+  using D = typename Chunk::type;
+  constexpr int L = Chunk::lanes, NC = Wp / Chunk::complex_per_chunk;
   const int deg = kernel_.degree;
   const T* hc = horner_.data();
   const int dim = dim_;
@@ -379,7 +383,7 @@ void NufftPlan<T>::interpolate_w(cplx* y, int nb) const {
         alignas(64) T kk[2 * Wp];
         complex_row<W, Wp>(klast, kBlock, T(1), T(1), kk);
         D kkv[NC];
-        for (int cc = 0; cc < NC; ++cc) kkv[cc] = simd::load<D>(kk + 8 * cc);
+        for (int cc = 0; cc < NC; ++cc) kkv[cc] = simd::load<D>(kk + L * cc);
         auto run = [&](auto group, int g0) {
           constexpr int G = decltype(group)::value;
           const T* grids[G];
@@ -392,7 +396,7 @@ void NufftPlan<T>::interpolate_w(cplx* y, int nb) const {
           auto add_row = [&](int par, int64_t base, T f) {
             for (int j = 0; j < G; ++j) {
               const T* r = grids[j] + 2 * base;
-              for (int cc = 0; cc < NC; ++cc) acc[par][j][cc] += f * simd::load<D>(r + 8 * cc);
+              for (int cc = 0; cc < NC; ++cc) acc[par][j][cc] += f * simd::load<D>(r + L * cc);
             }
           };
           if (dim == 2) {
@@ -407,7 +411,12 @@ void NufftPlan<T>::interpolate_w(cplx* y, int nb) const {
           for (int j = 0; j < G; ++j) {
             D tot = D{};
             for (int cc = 0; cc < NC; ++cc) tot += (acc[0][j][cc] + acc[1][j][cc]) * kkv[cc];
-            y[(g0 + j) * M_ + order_[p]] = cplx(tot[0] + tot[2] + tot[4] + tot[6], tot[1] + tot[3] + tot[5] + tot[7]);
+            T re = 0, im = 0;
+            for (int t = 0; t < L; t += 2) {
+              re += tot[t];
+              im += tot[t + 1];
+            }
+            y[(g0 + j) * M_ + order_[p]] = cplx(re, im);
           }
         };
         int g = 0;
