@@ -312,14 +312,7 @@ class ToeplitzNormal(Operator):
             pad[sl] = x
             z = torch.fft.ifftn(torch.fft.fftn(torch.fft.ifftshift(pad, dim=axes), dim=axes) * Kt, dim=axes)
             return torch.fft.fftshift(z, dim=axes)[sl].contiguous()
-        import scipy.fft
-
-        pad = np.zeros(tuple(lead) + self._big, dtype=x.dtype)
-        pad[sl] = x
-        w = self.nufft.nthreads
-        z = scipy.fft.ifftn(scipy.fft.fftn(np.fft.ifftshift(pad, axes=axes), axes=axes, workers=w) * K,
-                            axes=axes, workers=w, overwrite_x=True)
-        return np.ascontiguousarray(np.fft.fftshift(z, axes=axes)[sl]).astype(x.dtype, copy=False)
+        return _circular_convolve_pruned(x, K, self.nufft.im_shape, self.nufft.nthreads)
 
     def _forward(self, x):
         if self.nufft.check_finite:
@@ -340,3 +333,30 @@ class ToeplitzNormal(Operator):
         if self.real_weights:
             return self._forward(y)
         raise NotImplementedError("adjoint of a Toeplitz normal operator with complex weights")
+
+
+def _circular_convolve_pruned(x: np.ndarray, K: np.ndarray, im_shape, workers: int) -> np.ndarray:
+    """``crop(ifft(fft(pad(x)) * K))`` on the 2N grid (numpy): the Toeplitz normal's convolution.
+
+    Circular convolution commutes with circular shifts, so the centring shifts cancel and ``x`` can
+    sit in the first ``N`` entries of each axis; the FFT along the last axis then runs only over the
+    rows holding data (forward) and only over the rows kept (inverse): 3/4 of the work of a full
+    2N-grid FFT pair in 2D, and no shift copies.
+    """
+    import scipy.fft
+
+    d = len(im_shape)
+    big = tuple(2 * n for n in im_shape)
+    lead = x.shape[: x.ndim - d]
+    nl = len(lead)
+    pad = np.zeros(lead + big, dtype=x.dtype)
+    pad[(Ellipsis,) + tuple(slice(0, n) for n in im_shape)] = x
+    keep = (slice(None),) * nl + tuple(slice(0, n) for n in im_shape[:-1])
+    pad[keep] = scipy.fft.fft(pad[keep], axis=-1, workers=workers)
+    if d > 1:
+        pad = scipy.fft.fftn(pad, axes=tuple(range(nl, nl + d - 1)), workers=workers, overwrite_x=True)
+    pad *= K
+    if d > 1:
+        pad = scipy.fft.ifftn(pad, axes=tuple(range(nl, nl + d - 1)), workers=workers, overwrite_x=True)
+    out = scipy.fft.ifft(pad[keep], axis=-1, workers=workers, overwrite_x=True)
+    return np.ascontiguousarray(out[..., : im_shape[-1]]).astype(x.dtype, copy=False)

@@ -244,38 +244,4 @@ class NonCartesianSense(_SenseBase):
     def _normal(self, x):
         if not self.use_toeplitz:
             return self._adjoint(self._forward(x))
-        z = self._expand(x)
-        T = self.toeplitz_normal()
-        if isinstance(z, np.ndarray) and len(T.kernels) == 1 and np.isrealobj(T.kernels[0]):
-            if self.nufft.check_finite and not np.isfinite(z).all():
-                raise ValueError("NonCartesianSense.normal: input contains NaN or Inf")
-            return self._reduce(_toeplitz_pruned(z, T.kernels[0], self.im_shape, self.nufft.nthreads))
-        return self._reduce(T._forward(z))
-
-
-def _toeplitz_pruned(z: np.ndarray, K: np.ndarray, im_shape, workers: int) -> np.ndarray:
-    """``crop(ifft(fft(pad(z)) * K))`` on the 2N grid, the same values as the NUFFT's Toeplitz normal.
-
-    Circular convolution commutes with circular shifts, so the centring shifts of
-    :class:`recon.ops.ToeplitzNormal` cancel and ``z`` can sit in the first ``N`` entries of each axis;
-    then the FFT along the last axis runs only over the non-zero half of the leading rows
-    (forward) and only over the kept rows (inverse): 3/4 of the work of a full 2N-grid FFT pair in 2D
-    (and no shift copies)."""
-    import scipy.fft
-
-    d = len(im_shape)
-    big = tuple(2 * n for n in im_shape)
-    lead = z.shape[: z.ndim - d]
-    nl = len(lead)
-    pad = np.zeros(lead + big, dtype=z.dtype)
-    pad[(Ellipsis,) + tuple(slice(0, n) for n in im_shape)] = z
-    keep = (slice(None),) * nl + tuple(slice(0, n) for n in im_shape[:-1])
-    # forward: last axis on the rows holding data, then the other axes everywhere
-    pad[keep] = scipy.fft.fft(pad[keep], axis=-1, workers=workers)
-    if d > 1:
-        pad = scipy.fft.fftn(pad, axes=tuple(range(nl, nl + d - 1)), workers=workers, overwrite_x=True)
-    pad *= K
-    if d > 1:
-        pad = scipy.fft.ifftn(pad, axes=tuple(range(nl, nl + d - 1)), workers=workers, overwrite_x=True)
-    out = scipy.fft.ifft(pad[keep], axis=-1, workers=workers, overwrite_x=True)
-    return np.ascontiguousarray(out[..., : im_shape[-1]]).astype(z.dtype, copy=False)
+        return self._reduce(self.toeplitz_normal()._forward(self._expand(x)))
