@@ -77,27 +77,3 @@ def like(arr: np.ndarray, ref):
 
         return torch.from_numpy(arr)
     return arr
-
-
-def zeros_like_shape(ref, shape, dtype):
-    xp = xp_of(ref)
-    if is_torch(ref):
-        import torch
-
-        return torch.zeros(shape, dtype=getattr(torch, np.dtype(dtype).name), device=ref.device)
-    return xp.zeros(shape, dtype=dtype)
-
-
-def vdot(a, b):
-    """<a, b> = sum(conj(a) * b) as a Python complex, for any backend."""
-    if is_torch(a):
-        return complex((a.conj() * b).sum().item())
-    xp = xp_of(a)
-    return complex(xp.vdot(a.ravel(), b.ravel()))
-
-
-def norm(a) -> float:
-    if is_torch(a):
-        return float(a.abs().pow(2).sum().sqrt().item())
-    xp = xp_of(a)
-    return float(xp.linalg.norm(a.ravel()))

@@ -44,22 +44,22 @@ class Operator:
         return self._adjoint(self._forward(x))
 
     # ---- input checks ---------------------------------------------------------------------------
-    def _check(self, x, shape: tuple[int, ...], what: str):
+    def _check_array(self, x, what: str):
+        """``x`` is a numpy array or torch tensor of the operator's dtype (TypeError otherwise)."""
         if not _array.is_array(x):
             raise TypeError(f"{type(self).__name__}.{what}: expected a numpy array or torch tensor, "
                             f"got {type(x).__name__}")
         dt = _array.dtype_name(x)
         if dt != self.dtype.name:
             raise TypeError(f"{type(self).__name__}.{what}: expected dtype {self.dtype.name}, got {dt}")
+
+    def _check(self, x, shape: tuple[int, ...], what: str):
+        self._check_array(x, what)
         xs = tuple(x.shape)
         k = len(shape)
-        if len(xs) < k or not self._shape_matches(xs[len(xs) - k:], shape):
+        if len(xs) < k or xs[len(xs) - k:] != tuple(shape):
             raise ValueError(f"{type(self).__name__}.{what}: expected shape (..., "
                              f"{', '.join(map(str, shape))}), got {xs}")
-
-    @staticmethod
-    def _shape_matches(got, expected) -> bool:
-        return tuple(got) == tuple(expected)
 
     def check_input(self, x):
         self._check(x, self.ishape, "forward")

@@ -171,11 +171,7 @@ class Nufft(Operator):
         return all(f == 1 or f == t for f, t in zip(self.frame_shape, tail))
 
     def _check_lead(self, x, core, what):
-        if not _array.is_array(x):
-            raise TypeError(f"Nufft.{what}: expected a numpy array or torch tensor, got {type(x).__name__}")
-        dt = _array.dtype_name(x)
-        if dt != self.dtype.name:
-            raise TypeError(f"Nufft.{what}: expected dtype {self.dtype.name}, got {dt}")
+        self._check_array(x, what)
         if _on_gpu(x) and not _cuda_module_available():
             raise ValueError(f"Nufft.{what}: got a GPU array, but the CUDA module recon._cuda is not built or "
                              "no CUDA device is visible; pass a numpy array or a CPU torch tensor")
