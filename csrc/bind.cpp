@@ -5,6 +5,9 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <omp.h>
+
+#include <cmath>
 #include <complex>
 #include <string>
 #include <vector>
@@ -26,6 +29,16 @@ std::string shape_str(const py::array& a) {
 }
 
 // Checks that `a` has dtype T, is C-contiguous (and writeable if asked) and returns its data pointer.
+// True when no element of a contiguous real array (complex arrays as their real view) is NaN/Inf.
+// One threaded pass without temporaries (numpy's isfinite on complex is ~6x slower and allocates).
+template <typename T>
+bool all_finite_span(const T* p, int64_t n, int nthreads) {
+  int bad = 0;
+#pragma omp parallel for num_threads(nthreads) schedule(static) reduction(| : bad)
+  for (int64_t i = 0; i < n; ++i) bad |= !std::isfinite(p[i]);
+  return !bad;
+}
+
 template <typename T>
 T* checked_buffer(const py::array& a, const char* name, bool writeable) {
   if (!py::isinstance<py::array_t<T>>(a) || !a.dtype().is(py::dtype::of<T>()))
@@ -167,6 +180,24 @@ PYBIND11_MODULE(_core, m) {
       [](double t, int width, double beta) { return es_kernel_direct(t, width, beta); },
       py::arg("t"), py::arg("width"), py::arg("beta"), "ES kernel value at offset t (grid units).");
   m.def("fine_grid_size", &fine_grid_size, py::arg("N"), py::arg("upsampfac"), py::arg("width"));
+  m.def(
+      "all_finite",
+      [](const py::array& a, int nthreads) {
+        if (!(a.flags() & py::array::c_style)) throw py::value_error("all_finite: expected a C-contiguous array");
+        const char kind = a.dtype().kind();
+        const auto item = a.dtype().itemsize();
+        const int64_t n = (int64_t)a.size() * (kind == 'c' ? 2 : 1);
+        if (nthreads <= 0) nthreads = omp_get_max_threads();
+        py::gil_scoped_release release;
+        if ((kind == 'f' && item == 4) || (kind == 'c' && item == 8))
+          return all_finite_span(static_cast<const float*>(a.data()), n, nthreads);
+        if ((kind == 'f' && item == 8) || (kind == 'c' && item == 16))
+          return all_finite_span(static_cast<const double*>(a.data()), n, nthreads);
+        throw py::type_error("all_finite: expected float32/float64/complex64/complex128, got " +
+                             std::string(py::str(a.dtype())));
+      },
+      py::arg("a"), py::arg("nthreads") = 0,
+      "True when a C-contiguous float32/64 or complex64/128 array holds no NaN or Inf.");
 
   // ---- CT projectors ---------------------------------------------------------------------------
   // Matched Joseph projector (recon.ops.Projector): image (batch, *image_shape) <-> sinogram

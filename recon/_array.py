@@ -77,3 +77,16 @@ def like(arr: np.ndarray, ref):
 
         return torch.from_numpy(arr)
     return arr
+
+
+_FAST_FINITE = frozenset({"float32", "float64", "complex64", "complex128"})
+
+
+def all_finite(a: np.ndarray) -> bool:
+    """True when the numpy array ``a`` holds no NaN/Inf (a threaded C++ pass for contiguous
+    float/complex arrays; numpy otherwise)."""
+    if a.dtype.name in _FAST_FINITE and a.flags.c_contiguous:
+        from . import _core
+
+        return bool(_core.all_finite(a))
+    return bool(np.isfinite(a).all())

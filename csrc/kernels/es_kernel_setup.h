@@ -150,26 +150,35 @@ inline void es_fit_horner(EsKernel& k, double fit_tol) {
 
 // Gauss-Legendre nodes and weights on [-1, 1] (Newton iteration on P_n).
 inline void gauss_legendre(int n, std::vector<double>& x, std::vector<double>& wts) {
-  x.assign(n, 0.0);
-  wts.assign(n, 0.0);
-  for (int i = 0; i < n; ++i) {
-    double z = std::cos(M_PI * (i + 0.75) / (n + 0.5));
-    double dp = 1.0;
-    for (int it = 0; it < 100; ++it) {
-      double p0 = 1.0, p1 = z;
-      for (int k = 2; k <= n; ++k) {
-        double p2 = ((2.0 * k - 1.0) * z * p1 - (k - 1.0) * p0) / k;
-        p0 = p1;
-        p1 = p2;
+  // Nodes and weights are cached per n (plans ask for the same few orders over and over).
+  static std::mutex cache_mutex;
+  static std::map<int, std::pair<std::vector<double>, std::vector<double>>> cache;
+  std::lock_guard<std::mutex> lock(cache_mutex);
+  auto it = cache.find(n);
+  if (it == cache.end()) {
+    std::vector<double> cx(n, 0.0), cw(n, 0.0);
+    for (int i = 0; i < n; ++i) {
+      double z = std::cos(M_PI * (i + 0.75) / (n + 0.5));
+      double dp = 1.0;
+      for (int iter = 0; iter < 100; ++iter) {
+        double p0 = 1.0, p1 = z;
+        for (int k = 2; k <= n; ++k) {
+          double p2 = ((2.0 * k - 1.0) * z * p1 - (k - 1.0) * p0) / k;
+          p0 = p1;
+          p1 = p2;
+        }
+        dp = n * (z * p1 - p0) / (z * z - 1.0);
+        double dz = p1 / dp;
+        z -= dz;
+        if (std::fabs(dz) < 1e-16) break;
       }
-      dp = n * (z * p1 - p0) / (z * z - 1.0);
-      double dz = p1 / dp;
-      z -= dz;
-      if (std::fabs(dz) < 1e-16) break;
+      cx[i] = z;
+      cw[i] = 2.0 / ((1.0 - z * z) * dp * dp);
     }
-    x[i] = z;
-    wts[i] = 2.0 / ((1.0 - z * z) * dp * dp);
+    it = cache.emplace(n, std::make_pair(std::move(cx), std::move(cw))).first;
   }
+  x = it->second.first;
+  wts = it->second.second;
 }
 
 // Deconvolution factors along one axis of image size N on a fine grid of size n:
@@ -178,11 +187,41 @@ inline void gauss_legendre(int n, std::vector<double>& x, std::vector<double>& w
 inline std::vector<double> es_fourier(int w, double beta, const std::vector<double>& xi);
 
 inline std::vector<double> es_deconvolution(const EsKernel& k, long long N, long long n) {
-  std::vector<double> xi(N);
-  const long long c = N / 2;
-  for (long long i = 0; i < N; ++i) xi[i] = double(i - c) / double(n);
-  std::vector<double> out = es_fourier(k.width, k.beta, xi);
-  for (auto& v : out) v = 1.0 / v;
+  // psihat is even and xi_i = (i - N/2) / n, so only xi = m / n for m = 0..max(N/2, N-1-N/2) are
+  // needed. Same quadrature as es_fourier; cos(2 pi m t / n) by rotation across m for all nodes at
+  // once (vectorised over the nodes), re-anchored with exact cos/sin every 32 steps.
+  const long long c = N / 2, K = std::max(c, N - 1 - c);
+  const int q = 200 + 8 * k.width;
+  std::vector<double> gx, gw;
+  gauss_legendre(q, gx, gw);
+  const double half = 0.5 * k.width;
+  std::vector<double> f(q), t(q), cr(q), sr(q), cm(q), sm(q);
+  for (int j = 0; j < q; ++j) {
+    t[j] = half * 0.5 * (gx[j] + 1.0);
+    f[j] = 2.0 * half * 0.5 * gw[j] * es_kernel_direct(t[j], k.width, k.beta);
+    cr[j] = std::cos(2.0 * M_PI * t[j] / double(n));
+    sr[j] = std::sin(2.0 * M_PI * t[j] / double(n));
+  }
+  std::vector<double> psihat(K + 1);
+  for (long long m = 0; m <= K; ++m) {
+    if (m % 32 == 0) {
+      for (int j = 0; j < q; ++j) {
+        const double a = 2.0 * M_PI * t[j] * double(m) / double(n);
+        cm[j] = std::cos(a);
+        sm[j] = std::sin(a);
+      }
+    }
+    double acc = 0.0;
+    for (int j = 0; j < q; ++j) acc += f[j] * cm[j];
+    psihat[m] = acc;
+    for (int j = 0; j < q; ++j) {
+      const double c2 = cm[j] * cr[j] - sm[j] * sr[j];
+      sm[j] = sm[j] * cr[j] + cm[j] * sr[j];
+      cm[j] = c2;
+    }
+  }
+  std::vector<double> out(N);
+  for (long long i = 0; i < N; ++i) out[i] = 1.0 / psihat[std::llabs(i - c)];
   return out;
 }
 

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <climits>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -77,6 +78,7 @@ NufftPlan<T>::NufftPlan(const double* coord, int64_t num_points, int dim, const 
   if (num_points < 0) throw std::invalid_argument("number of points must be >= 0");
   dim_ = dim;
   M_ = num_points;
+  PhaseTimer timer;
   nthreads_ = opts.nthreads > 0 ? opts.nthreads : omp_get_max_threads();
   if (std::is_same<T, float>::value && opts.tol < 1e-7)
     throw std::invalid_argument("tol below 1e-7 is not reachable in single precision; use complex128");
@@ -93,10 +95,15 @@ NufftPlan<T>::NufftPlan(const double* coord, int64_t num_points, int dim, const 
   {
     const int w = kernel_.width, wp = simd::padded_width(w);
     horner_.assign((size_t)(kernel_.degree + 1) * wp, T(0));
+    horner_dup_.assign((size_t)(kernel_.degree + 1) * 2 * wp, T(0));
     for (int d = 0; d <= kernel_.degree; ++d)
-      for (int j = 0; j < w; ++j) horner_[d * wp + j] = (T)kernel_.horner[d * w + j];
+      for (int j = 0; j < w; ++j) {
+        horner_[d * wp + j] = (T)kernel_.horner[d * w + j];
+        horner_dup_[d * 2 * wp + 2 * j] = horner_dup_[d * 2 * wp + 2 * j + 1] = (T)kernel_.horner[d * w + j];
+      }
   }
 
+  timer.lap("kernel");
   double prodN = 1.0;
   for (int a = 0; a < dim; ++a) {
     if (image_shape[a] < 1) throw std::invalid_argument("image shape entries must be >= 1");
@@ -111,72 +118,81 @@ NufftPlan<T>::NufftPlan(const double* coord, int64_t num_points, int dim, const 
   }
   scale_ = (T)(1.0 / std::sqrt(prodN));
 
-  // Stencil starts and local variables, in double, then bin index per sample.
-  std::vector<int32_t> start_raw[3];
-  std::vector<T> z_raw[3];
-  std::vector<int64_t> bin_of(M_);
-  for (int a = 0; a < dim; ++a) {
-    start_raw[a].resize(M_);
-    z_raw[a].resize(M_);
-  }
+  timer.lap("deconv");
+  // Stencil start and local variable of sample j along axis a, in double (the same arithmetic in
+  // both passes below, so the bin a sample is sorted into is the bin its stencil starts in).
+  auto stencil = [&](int64_t j, int a, T* z) -> int64_t {
+    const double u = coord[j * dim + a] * (double)n_[a] / (double)N_[a];
+    long long s = es_stencil_start<T>(u, kernel_.width, z) % n_[a];
+    return s < 0 ? s + n_[a] : s;
+  };
+
+  // Pass 1: range check and bin index per sample.
+  const int64_t total_bins = nbins_[0] * nbins_[1] * nbins_[2];
+  if (total_bins > INT32_MAX) throw std::invalid_argument("fine grid too large (more than 2^31 bins)");
+  uninit_vector<int32_t> bin_of(M_);
   int bad = 0;
 #pragma omp parallel for num_threads(nthreads_) schedule(static) reduction(| : bad)
   for (int64_t j = 0; j < M_; ++j) {
     int64_t bin = 0;
     for (int a = 0; a < dim; ++a) {
-      const double k = coord[j * dim + a];
-      const double half = 0.5 * (double)N_[a];
+      const double k = coord[j * dim + a], half = 0.5 * (double)N_[a];
       if (!(k >= -half && k <= half)) {  // also catches NaN
         bad = 1;
-        continue;
+        break;
       }
-      const double u = k * (double)n_[a] / (double)N_[a];
       T z;
-      long long s = es_stencil_start<T>(u, kernel_.width, &z);
-      s %= n_[a];
-      if (s < 0) s += n_[a];
-      start_raw[a][j] = (int32_t)s;
-      z_raw[a][j] = z;
-      bin = bin * nbins_[a] + s / bin_size_[a];
+      bin = bin * nbins_[a] + stencil(j, a, &z) / bin_size_[a];
     }
-    bin_of[j] = bin;
+    bin_of[j] = (int32_t)bin;
   }
   if (bad) throw std::invalid_argument("coordinates must be finite and lie in [-N/2, N/2] (cycles per FOV)");
+  timer.lap("bin");
 
-  // Counting sort of samples by bin (stable).
-  int64_t total_bins = nbins_[0] * nbins_[1] * nbins_[2];
-  bin_offset_.assign(total_bins + 1, 0);
-  for (int64_t j = 0; j < M_; ++j) bin_offset_[bin_of[j] + 1]++;
-  for (int64_t b = 0; b < total_bins; ++b) bin_offset_[b + 1] += bin_offset_[b];
-  order_.resize(M_);
+  // Stable counting sort by bin, threaded: each thread counts its contiguous chunk of samples, and
+  // places them after the samples of the chunks before it in every bin.
   {
-    std::vector<int64_t> fill(bin_offset_.begin(), bin_offset_.end() - 1);
-    for (int64_t j = 0; j < M_; ++j) order_[fill[bin_of[j]]++] = j;
-  }
-  // Within a bin, shuffle the samples (fixed seed): consecutive samples of a trajectory touch
-  // overlapping cells, and spreading them back to back stalls on store-to-load forwarding of the
-  // read-modify-write sub-grid rows. A bin's sub-grid stays in L1 whatever the order.
-  {
-    uint64_t state = 0x9E3779B97F4A7C15ull;
+    const int nt = nthreads_;
+    std::vector<int64_t> counts((size_t)nt * total_bins, 0);
+    auto chunk = [&](int t) { return std::make_pair(M_ * t / nt, M_ * (t + 1) / nt); };
+#pragma omp parallel num_threads(nt)
+    {
+      const int t = omp_get_thread_num();
+      int64_t* c = counts.data() + (size_t)t * total_bins;
+      for (int64_t j = chunk(t).first; j < chunk(t).second; ++j) c[bin_of[j]]++;
+    }
+    bin_offset_.assign(total_bins + 1, 0);
+    int64_t run = 0;
     for (int64_t b = 0; b < total_bins; ++b) {
-      for (int64_t i = bin_offset_[b + 1] - 1; i > bin_offset_[b]; --i) {
-        state = state * 6364136223846793005ull + 1442695040888963407ull;
-        const int64_t span = i - bin_offset_[b] + 1;
-        const int64_t r = bin_offset_[b] + (int64_t)((state >> 33) % (uint64_t)span);
-        std::swap(order_[i], order_[r]);
+      bin_offset_[b] = run;
+      for (int t = 0; t < nt; ++t) {
+        const int64_t c = counts[(size_t)t * total_bins + b];
+        counts[(size_t)t * total_bins + b] = run;  // becomes this thread's fill position
+        run += c;
       }
     }
+    bin_offset_[total_bins] = run;
+    order_.resize(M_);
+#pragma omp parallel num_threads(nt)
+    {
+      const int t = omp_get_thread_num();
+      int64_t* fill = counts.data() + (size_t)t * total_bins;
+      for (int64_t j = chunk(t).first; j < chunk(t).second; ++j) order_[fill[bin_of[j]]++] = j;
+    }
   }
+  timer.lap("sort");
+
+  // Pass 2: stencil starts and local variables in sorted order.
   for (int a = 0; a < dim; ++a) {
     start_[a].resize(M_);
     z_[a].resize(M_);
+  }
 #pragma omp parallel for num_threads(nthreads_) schedule(static)
-    for (int64_t p = 0; p < M_; ++p) {
-      start_[a][p] = start_raw[a][order_[p]];
-      z_[a][p] = z_raw[a][order_[p]];
-    }
+  for (int64_t p = 0; p < M_; ++p) {
+    for (int a = 0; a < dim; ++a) start_[a][p] = (int32_t)stencil(order_[p], a, &z_[a][p]);
   }
 
+  timer.lap("permute");
   // Non-empty bins, heaviest first (longest-processing-time-first keeps the threads balanced when
   // a few bins hold many samples, e.g. the centre of k-space for radial trajectories).
   spread_bins_.clear();
@@ -186,6 +202,7 @@ NufftPlan<T>::NufftPlan(const double* coord, int64_t num_points, int dim, const 
     return bin_offset_[a + 1] - bin_offset_[a] > bin_offset_[b + 1] - bin_offset_[b];
   });
   row_locks_.reset(new std::mutex[n_[0]]);
+  timer.lap("bins");
 }
 
 // ---- kernel weights for a block of samples ------------------------------------------------------
@@ -209,15 +226,39 @@ static inline void weights_block(const T* __restrict__ hc, int deg, const T* __r
   for (int j = 0; j < W; ++j) simd::store(out + j * kBlock, acc[j]);
 }
 
-// Interleave real weights (stride `stride`) with a complex factor c into a padded row:
-// out[2j] = Re(c) k_j, out[2j+1] = Im(c) k_j for j < W, zero for W <= j < Wp.
-template <int W, int Wp, typename T>
-static inline void complex_row(const T* __restrict__ k, int stride, T cr, T ci, T* __restrict__ out) {
-  for (int j = 0; j < W; ++j) {
-    out[2 * j] = cr * k[j * stride];
-    out[2 * j + 1] = ci * k[j * stride];
+// Weights of one sample along the last axis as interleaved complex rows, in registers:
+// out[cc] lanes = (k_0, k_0, k_1, k_1, ...), zero beyond W. The same Horner polynomials as
+// weights_block (coefficients duplicated per lane pair), evaluated for one sample across the row.
+template <typename D, int NC, typename T>
+static inline void row_weights(const T* __restrict__ hdup, int deg, T z, D* __restrict__ out) {
+  constexpr int L = sizeof(D) / sizeof(T);
+  for (int cc = 0; cc < NC; ++cc) out[cc] = simd::load<D>(hdup + L * cc);
+  for (int d = 1; d <= deg; ++d) {
+    const T* c = hdup + d * L * NC;
+    for (int cc = 0; cc < NC; ++cc) out[cc] = out[cc] * z + simd::load<D>(c + L * cc);
   }
-  for (int j = W; j < Wp; ++j) out[2 * j] = out[2 * j + 1] = T(0);
+}
+
+// The complex value c repeated across the lanes of D: (re, im, re, im, ...).
+template <typename D, typename T>
+static inline D splat_complex(const std::complex<T>& c) {
+  constexpr int L = sizeof(D) / sizeof(T);
+  if constexpr (sizeof(T) == 4) {  // one 64-bit lane pattern: a single broadcast instruction
+    typedef uint64_t Du __attribute__((vector_size(sizeof(D))));
+    uint64_t bits;
+    std::memcpy(&bits, &c, sizeof(bits));
+    const Du v = Du{} + bits;  // integer lanes: the bit pattern is copied exactly
+    D out;
+    std::memcpy(&out, &v, sizeof(D));
+    return out;
+  } else {
+    D out;
+    for (int t = 0; t < L; t += 2) {
+      out[t] = c.real();
+      out[t + 1] = c.imag();
+    }
+    return out;
+  }
 }
 
 // ---- spreading (adjoint / type 1) -------------------------------------------------------------
@@ -231,6 +272,7 @@ void NufftPlan<T>::spread_w(const cplx* y, int nb) {
   constexpr int L = Chunk::lanes, NC = Wp / Chunk::complex_per_chunk;
   const int deg = kernel_.degree;
   const T* hc = horner_.data();
+  const T* hdup = horner_dup_.data();
   const int dim = dim_;
   const int64_t B0 = bin_size_[0], B1 = bin_size_[1], B2 = dim == 3 ? bin_size_[2] : 1;
   // sub-grid strides; the last axis has Wp - W spare cells so that padded rows stay inside
@@ -261,11 +303,14 @@ void NufftPlan<T>::spread_w(const cplx* y, int nb) {
           std::fill(subs.begin() + g * sub_size, subs.begin() + g * sub_size + 2 * e0 * S1 * S2, T(0));
         alignas(64) T zb[3][kBlock];
         alignas(64) T kb[3][kBlock * W];
-        alignas(64) T rowbuf[2 * Wp];
         const int64_t pend = bin_offset_[b + 1];
+        const T* zlast = z_[dim - 1].data();
         for (int64_t p0 = bin_offset_[b]; p0 < pend; p0 += kBlock) {
           const int np = (int)std::min<int64_t>(kBlock, pend - p0);
-          for (int a = 0; a < dim; ++a) {
+          // the samples of the next block are scattered through y: fetch them early
+          for (int64_t p = p0 + kBlock; p < std::min(p0 + 2 * kBlock, pend); ++p)
+            for (int g = 0; g < nb; ++g) __builtin_prefetch(y + g * M_ + order_[p]);
+          for (int a = 0; a + 1 < dim; ++a) {  // the last axis is weighted row-wise below
             for (int q = 0; q < kBlock; ++q) zb[a][q] = q < np ? z_[a][p0 + q] : T(0);
             weights_block<W>(hc, deg, zb[a], kb[a]);
           }
@@ -274,14 +319,14 @@ void NufftPlan<T>::spread_w(const cplx* y, int nb) {
             const int64_t src_idx = order_[p];
             const T* k0 = kb[0] + q;  // weights of sample q: stride kBlock
             const T* k1 = kb[1] + q;
-            const T* klast = dim == 3 ? kb[2] + q : k1;
+            D krow[NC];
+            row_weights<D, NC>(hdup, deg, zlast[p], krow);
             const int64_t l0 = start_[0][p] - o0, l1 = start_[1][p] - o1;
             const int64_t l2 = dim == 3 ? start_[2][p] - o2 : 0;
             for (int g = 0; g < nb; ++g) {
-              const cplx c = y[g * M_ + src_idx];
-              complex_row<W, Wp>(klast, kBlock, c.real(), c.imag(), rowbuf);
+              const D c = splat_complex<D>(y[g * M_ + src_idx]);
               D row[NC];
-              for (int cc = 0; cc < NC; ++cc) row[cc] = simd::load<D>(rowbuf + L * cc);
+              for (int cc = 0; cc < NC; ++cc) row[cc] = krow[cc] * c;
               T* s = subs.data() + g * sub_size;
               if (dim == 2) {
                 for (int i = 0; i < W; ++i) {
@@ -354,6 +399,7 @@ void NufftPlan<T>::interpolate_w(cplx* y, int nb) const {
   constexpr int L = Chunk::lanes, NC = Wp / Chunk::complex_per_chunk;
   const int deg = kernel_.degree;
   const T* hc = horner_.data();
+  const T* hdup = horner_dup_.data();
   const int dim = dim_;
   const int64_t n0 = n_[0], n1 = n_[1], n2 = dim == 3 ? n_[2] : 1;
   const int64_t nlast = dim == 3 ? n2 : n1;
@@ -380,10 +426,8 @@ void NufftPlan<T>::interpolate_w(cplx* y, int nb) const {
         // acc = sum over rows of (row weight) * grid row; the last-axis weights are applied once at
         // the end. G grids at a time and two accumulator sets (even/odd rows) give 2*G*NC independent
         // multiply-add chains (one chain per vector would be latency-bound).
-        alignas(64) T kk[2 * Wp];
-        complex_row<W, Wp>(klast, kBlock, T(1), T(1), kk);
         D kkv[NC];
-        for (int cc = 0; cc < NC; ++cc) kkv[cc] = simd::load<D>(kk + L * cc);
+        row_weights<D, NC>(hdup, deg, z_[dim - 1][p], kkv);
         auto run = [&](auto group, int g0) {
           constexpr int G = decltype(group)::value;
           const T* grids[G];
@@ -492,26 +536,44 @@ void NufftPlan<T>::fft(cplx* g, bool forward) {
   for (int a = d - 2; a >= 0; --a) strides[a] = strides[a + 1] * (ptrdiff_t)n_[a + 1];
 
   // Pass along `axis` restricted to the image-support blocks of all axes before it (those are the
-  // only non-zero lines on the way in, and the only ones read on the way out).
+  // only non-zero lines on the way in, and the only ones read on the way out). The lines of a pass
+  // are split between the OpenMP threads along another axis; each piece is one single-threaded
+  // pocketfft call (no second thread pool competing with OpenMP's for the cores).
+  struct Piece {
+    shape_t shape;
+    ptrdiff_t offset;  // in elements
+  };
   auto pass = [&](int axis) {
     std::vector<std::vector<Block>> blocks(axis);
     for (int a = 0; a < axis; ++a) blocks[a] = support_blocks(N_[a], n_[a]);
-    // iterate over the cartesian product of leading-axis blocks
+    const int split = axis == d - 1 ? 0 : d - 1;  // rows for the last axis, columns otherwise
+    std::vector<Piece> pieces;
     std::vector<size_t> pick(axis, 0);
-    while (true) {
+    while (true) {  // the cartesian product of leading-axis blocks
       shape_t shape(full);
-      ptrdiff_t offset = 0;
+      ptrdiff_t offset = 0, split_begin = 0;
       for (int a = 0; a < axis; ++a) {
         const Block& bl = blocks[a][pick[a]];
         shape[a] = bl.end - bl.begin;
         offset += (ptrdiff_t)bl.begin * strides[a] / es;
       }
-      pocketfft::c2c<T>(shape, strides, strides, {(size_t)axis}, forward, g + offset, g + offset, T(1),
-                        (size_t)nthreads_);
+      const ptrdiff_t extent = (ptrdiff_t)shape[split];
+      // pieces along the split axis; whole multiples of 16 lines keep pocketfft's SIMD batches full
+      ptrdiff_t step = (extent + nthreads_ - 1) / nthreads_;
+      if (split == d - 1) step = std::min(extent, (step + 15) / 16 * 16);
+      for (ptrdiff_t b = split_begin; b < extent; b += step) {
+        Piece pc{shape, offset + b * strides[split] / es};
+        pc.shape[split] = (size_t)std::min(step, extent - b);
+        pieces.push_back(pc);
+      }
       int a = axis - 1;
       while (a >= 0 && ++pick[a] == blocks[a].size()) pick[a--] = 0;
       if (a < 0) break;
     }
+#pragma omp parallel for num_threads(nthreads_) schedule(static)
+    for (size_t i = 0; i < pieces.size(); ++i)
+      pocketfft::c2c<T>(pieces[i].shape, strides, strides, {(size_t)axis}, forward, g + pieces[i].offset,
+                        g + pieces[i].offset, T(1), 1);
   };
   if (forward) {  // data lives on the support: last axis first
     for (int axis = d - 1; axis >= 0; --axis) pass(axis);

@@ -20,11 +20,33 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <utility>
 #include <vector>
 
 #include "kernels/es_kernel_setup.h"
 
 namespace recon {
+
+// std::vector whose resize leaves new elements uninitialised (ints and floats), so that large
+// per-sample arrays are first touched by the threads that fill them, not zeroed serially.
+template <typename T>
+struct default_init_allocator : std::allocator<T> {
+  template <typename U>
+  struct rebind {
+    using other = default_init_allocator<U>;
+  };
+  using std::allocator<T>::allocator;
+  template <typename U>
+  void construct(U* p) noexcept {
+    ::new ((void*)p) U;
+  }
+  template <typename U, typename... Args>
+  void construct(U* p, Args&&... args) {
+    ::new ((void*)p) U(std::forward<Args>(args)...);
+  }
+};
+template <typename T>
+using uninit_vector = std::vector<T, default_init_allocator<T>>;
 
 struct NufftOptions {
   double tol = 1e-6;
@@ -81,13 +103,14 @@ class NufftPlan {
   int64_t M_ = 0;
   int nthreads_ = 1;
   EsKernel kernel_;
-  std::vector<T> horner_;        // kernel_.horner in T precision
+  std::vector<T> horner_;        // kernel_.horner in T precision, rows padded to Wp
+  std::vector<T> horner_dup_;    // the same rows with each coefficient twice (interleaved complex rows)
   T scale_ = 1;                  // 1 / sqrt(prod N)
 
   // per sample, in sorted order
-  std::vector<int64_t> order_;   // sorted position -> original sample index
-  std::vector<int32_t> start_[3];
-  std::vector<T> z_[3];
+  uninit_vector<int64_t> order_;   // sorted position -> original sample index
+  uninit_vector<int32_t> start_[3];
+  uninit_vector<T> z_[3];
 
   // bins
   int64_t bin_size_[3] = {1, 1, 1};

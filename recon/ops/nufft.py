@@ -210,15 +210,19 @@ class Nufft(Operator):
 
             return run_on_gpu(self, a, core_in, core_out, method)
         arr = _array.to_numpy(a)
-        if self.check_finite and not np.isfinite(arr).all():
+        if self.check_finite and not _array.all_finite(arr):
             raise ValueError(f"Nufft: input contains NaN or Inf")
         lead = arr.shape[: arr.ndim - len(core_in)]
         out = np.empty(lead + core_out, dtype=self.dtype)
         for plan, idx in self._frames(lead):
             src = np.ascontiguousarray(arr[idx])
-            dst = np.empty(src.shape[: src.ndim - len(core_in)] + core_out, dtype=self.dtype)
-            getattr(plan, method)(src, dst)
-            out[idx] = dst
+            dst = out[idx]
+            if dst.flags.c_contiguous:  # the kernel writes straight into the output
+                getattr(plan, method)(src, dst)
+            else:
+                tmp = np.empty(dst.shape, dtype=self.dtype)
+                getattr(plan, method)(src, tmp)
+                out[idx] = tmp
         return _array.like(out, a)
 
     def _forward(self, x):
@@ -313,7 +317,7 @@ class ToeplitzNormal(Operator):
     def _forward(self, x):
         if self.nufft.check_finite:
             a = x.detach() if _array.is_torch(x) else x
-            ok = bool(a.isfinite().all()) if _array.is_torch(a) else bool(np.isfinite(a).all())
+            ok = bool(a.isfinite().all()) if _array.is_torch(a) else _array.all_finite(a)
             if not ok:
                 raise ValueError("Nufft.normal: input contains NaN or Inf")
         if len(self.kernels) == 1:

@@ -96,7 +96,7 @@ class Projector(Operator):
         if arr.dtype != self.dtype:
             raise TypeError(f"Projector: expected dtype {self.dtype.name}, got {arr.dtype.name}")
         arr = np.ascontiguousarray(arr)
-        if self.check_finite and not np.isfinite(arr).all():
+        if self.check_finite and not _array.all_finite(arr):
             raise ValueError(f"Projector.{method}: input contains NaN or Inf")
         lead = arr.shape[: arr.ndim - len(core_in)]
         out = np.empty(lead + tuple(core_out), dtype=self.dtype)
