@@ -359,7 +359,7 @@ void NufftPlan<T>::spread_w(const cplx* y, int nb) {
           const int64_t g0 = wrap_once((int)(o0 + i), (int)n0);
           std::lock_guard<std::mutex> slab_lock(row_locks_[g0]);
           for (int g = 0; g < nb; ++g) {
-            T* grid = reinterpret_cast<T*>(grid_.data() + g * grid_size());
+            T* grid = reinterpret_cast<T*>(grid_.data() + g * grid_stride());
             const T* s = subs.data() + g * sub_size;
             for (int64_t j = 0; j < mid_count; ++j) {
               int64_t gbase;
@@ -432,7 +432,7 @@ void NufftPlan<T>::interpolate_w(cplx* y, int nb) const {
           constexpr int G = decltype(group)::value;
           const T* grids[G];
           for (int j = 0; j < G; ++j)
-            grids[j] = reinterpret_cast<const T*>(grid_.data() + (g0 + j) * grid_size()) + 2 * slast;
+            grids[j] = reinterpret_cast<const T*>(grid_.data() + (g0 + j) * grid_stride()) + 2 * slast;
           D acc[2][G][NC];
           for (int par = 0; par < 2; ++par)
             for (int j = 0; j < G; ++j)
@@ -470,7 +470,7 @@ void NufftPlan<T>::interpolate_w(cplx* y, int nb) const {
         int lidx[W];
         for (int j = 0; j < W; ++j) lidx[j] = wrap_once(slast + j, (int)nlast);
         for (int g = 0; g < nb; ++g) {
-          const T* grid = reinterpret_cast<const T*>(grid_.data() + g * grid_size());
+          const T* grid = reinterpret_cast<const T*>(grid_.data() + g * grid_stride());
           T re = 0, im = 0;
           auto add_row = [&](int64_t base, T f) {
             const T* r = grid + 2 * base;
@@ -646,13 +646,13 @@ void NufftPlan<T>::forward(const cplx* x, cplx* y, int64_t batch) {
   std::lock_guard<std::mutex> lock(mutex_);
   const int64_t img = N_[0] * N_[1] * N_[2];
   const int nb_max = batch_chunk(batch);
-  grid_.resize(grid_size() * nb_max);
+  grid_.resize(grid_stride() * nb_max);
   PhaseTimer timer;
   for (int64_t b0 = 0; b0 < batch; b0 += nb_max) {
     const int nb = (int)std::min<int64_t>(nb_max, batch - b0);
     for (int g = 0; g < nb; ++g) {
-      image_to_grid(x + (b0 + g) * img, grid_.data() + g * grid_size());
-      fft(grid_.data() + g * grid_size(), true);
+      image_to_grid(x + (b0 + g) * img, grid_.data() + g * grid_stride());
+      fft(grid_.data() + g * grid_stride(), true);
     }
     timer.lap("deconv+fft");
     interpolate(y + b0 * M_, nb);
@@ -665,17 +665,17 @@ void NufftPlan<T>::adjoint(const cplx* y, cplx* x, int64_t batch) {
   std::lock_guard<std::mutex> lock(mutex_);
   const int64_t img = N_[0] * N_[1] * N_[2];
   const int nb_max = batch_chunk(batch);
-  grid_.resize(grid_size() * nb_max);
+  grid_.resize(grid_stride() * nb_max);
   PhaseTimer timer;
   for (int64_t b0 = 0; b0 < batch; b0 += nb_max) {
     const int nb = (int)std::min<int64_t>(nb_max, batch - b0);
-    std::memset((void*)grid_.data(), 0, grid_size() * nb * sizeof(cplx));
+    std::memset((void*)grid_.data(), 0, grid_stride() * nb * sizeof(cplx));
     timer.lap("zero");
     spread(y + b0 * M_, nb);
     timer.lap("spread");
     for (int g = 0; g < nb; ++g) {
-      fft(grid_.data() + g * grid_size(), false);
-      grid_to_image(grid_.data() + g * grid_size(), x + (b0 + g) * img);
+      fft(grid_.data() + g * grid_stride(), false);
+      grid_to_image(grid_.data() + g * grid_stride(), x + (b0 + g) * img);
     }
     timer.lap("fft+deconv");
   }
