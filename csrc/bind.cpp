@@ -187,14 +187,15 @@ PYBIND11_MODULE(_core, m) {
         const char kind = a.dtype().kind();
         const auto item = a.dtype().itemsize();
         const int64_t n = (int64_t)a.size() * (kind == 'c' ? 2 : 1);
+        const bool single = (kind == 'f' && item == 4) || (kind == 'c' && item == 8);
+        const bool dbl = (kind == 'f' && item == 8) || (kind == 'c' && item == 16);
+        if (!single && !dbl)
+          throw py::type_error("all_finite: expected float32/float64/complex64/complex128, got " +
+                               std::string(py::str(a.dtype())));
         if (nthreads <= 0) nthreads = omp_get_max_threads();
-        py::gil_scoped_release release;
-        if ((kind == 'f' && item == 4) || (kind == 'c' && item == 8))
-          return all_finite_span(static_cast<const float*>(a.data()), n, nthreads);
-        if ((kind == 'f' && item == 8) || (kind == 'c' && item == 16))
-          return all_finite_span(static_cast<const double*>(a.data()), n, nthreads);
-        throw py::type_error("all_finite: expected float32/float64/complex64/complex128, got " +
-                             std::string(py::str(a.dtype())));
+        py::gil_scoped_release release;  // nothing below touches Python objects
+        return single ? all_finite_span(static_cast<const float*>(a.data()), n, nthreads)
+                      : all_finite_span(static_cast<const double*>(a.data()), n, nthreads);
       },
       py::arg("a"), py::arg("nthreads") = 0,
       "True when a C-contiguous float32/64 or complex64/128 array holds no NaN or Inf.");

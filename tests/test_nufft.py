@@ -343,6 +343,35 @@ def test_non_finite_data_and_coord(small, bad):
         Nufft(cb, (8, 6))
 
 
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "complex64", "complex128"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_all_finite_check(dtype, bad):
+    """The C++ finiteness check used at the operator boundary: every position, real and imaginary
+    parts, thread counts that split the array unevenly."""
+    a = np.ones(1001, dtype=dtype)
+    assert _core.all_finite(a) and _core.all_finite(a, nthreads=3)
+    assert _core.all_finite(np.ones(0, dtype=dtype))
+    for pos in (0, 500, 1000):
+        b = a.copy()
+        b[pos] = bad
+        assert not _core.all_finite(b) and not _core.all_finite(b, nthreads=3)
+        if b.dtype.kind == "c":
+            b[pos] = complex(1.0, bad)
+            assert not _core.all_finite(b)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        _core.all_finite(a[::2])
+    with pytest.raises(TypeError, match="expected float32"):
+        _core.all_finite(np.ones(4, dtype=np.int32))
+
+
+def test_non_finite_imaginary_part(small):
+    op, coord, x, y = small
+    yb = y.copy()
+    yb[4] = complex(0.0, np.nan)
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        op.adjoint(yb)
+
 def test_coordinates_out_of_range(small):
     op, coord, x, y = small
     c = coord.copy()

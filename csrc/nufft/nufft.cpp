@@ -525,7 +525,7 @@ void NufftPlan<T>::interpolate(cplx* y, int nb) const {
 // ---- FFT and deconvolution -------------------------------------------------------------------
 
 template <typename T>
-void NufftPlan<T>::fft(cplx* g, bool forward) {
+void NufftPlan<T>::fft(cplx* g, bool forward, int threads) {
   using pocketfft::shape_t;
   using pocketfft::stride_t;
   const int d = dim_;
@@ -551,7 +551,7 @@ void NufftPlan<T>::fft(cplx* g, bool forward) {
     std::vector<size_t> pick(axis, 0);
     while (true) {  // the cartesian product of leading-axis blocks
       shape_t shape(full);
-      ptrdiff_t offset = 0, split_begin = 0;
+      ptrdiff_t offset = 0;
       for (int a = 0; a < axis; ++a) {
         const Block& bl = blocks[a][pick[a]];
         shape[a] = bl.end - bl.begin;
@@ -559,9 +559,9 @@ void NufftPlan<T>::fft(cplx* g, bool forward) {
       }
       const ptrdiff_t extent = (ptrdiff_t)shape[split];
       // pieces along the split axis; whole multiples of 16 lines keep pocketfft's SIMD batches full
-      ptrdiff_t step = (extent + nthreads_ - 1) / nthreads_;
+      ptrdiff_t step = (extent + threads - 1) / threads;
       if (split == d - 1) step = std::min(extent, (step + 15) / 16 * 16);
-      for (ptrdiff_t b = split_begin; b < extent; b += step) {
+      for (ptrdiff_t b = 0; b < extent; b += step) {
         Piece pc{shape, offset + b * strides[split] / es};
         pc.shape[split] = (size_t)std::min(step, extent - b);
         pieces.push_back(pc);
@@ -570,7 +570,7 @@ void NufftPlan<T>::fft(cplx* g, bool forward) {
       while (a >= 0 && ++pick[a] == blocks[a].size()) pick[a--] = 0;
       if (a < 0) break;
     }
-#pragma omp parallel for num_threads(nthreads_) schedule(static)
+#pragma omp parallel for num_threads(threads) schedule(static)
     for (size_t i = 0; i < pieces.size(); ++i)
       pocketfft::c2c<T>(pieces[i].shape, strides, strides, {(size_t)axis}, forward, g + pieces[i].offset,
                         g + pieces[i].offset, T(1), 1);
@@ -583,24 +583,28 @@ void NufftPlan<T>::fft(cplx* g, bool forward) {
 }
 
 template <typename T>
-void NufftPlan<T>::image_to_grid(const cplx* x, cplx* grid) {
-  std::memset((void*)grid, 0, grid_size() * sizeof(cplx));
+void NufftPlan<T>::image_to_grid(const cplx* x, cplx* grid, int threads) {
   const int64_t N0 = N_[0], N1 = N_[1], N2 = N_[2];
-  const int64_t n1 = n_[1], n2 = n_[2];
+  const int64_t n0 = n_[0], n1 = n_[1], n2 = n_[2];
   const T* d0 = deconv_[0].data();
   const T* d1 = deconv_[1].data();
   const T* d2 = dim_ == 3 ? deconv_[2].data() : nullptr;
-#pragma omp parallel for num_threads(nthreads_) collapse(2) schedule(static)
-  for (int64_t i0 = 0; i0 < N0; ++i0) {
+  // one fine-grid slab (axis-0 index g0) at a time: zero it, then write the image row that lands
+  // there (centred position i0 - N0/2 taken modulo n0), if any
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t g0 = 0; g0 < n0; ++g0) {
+    cplx* slab = grid + g0 * n1 * n2;
+    std::memset((void*)slab, 0, n1 * n2 * sizeof(cplx));
+    const int64_t i0 = g0 < N0 - N0 / 2 ? g0 + N0 / 2 : g0 - n0 + N0 / 2;
+    if (i0 < 0 || i0 >= N0) continue;
     for (int64_t i1 = 0; i1 < N1; ++i1) {
-      const int64_t g0 = (i0 - N0 / 2 + n_[0]) % n_[0];
       const int64_t g1 = (i1 - N1 / 2 + n1) % n1;
       const T f01 = scale_ * d0[i0] * d1[i1];
       if (dim_ == 2) {
-        grid[g0 * n1 + g1] = x[i0 * N1 + i1] * f01;
+        slab[g1] = x[i0 * N1 + i1] * f01;
       } else {
         const cplx* src = x + (i0 * N1 + i1) * N2;
-        cplx* dst = grid + (g0 * n1 + g1) * n2;
+        cplx* dst = slab + g1 * n2;
         for (int64_t i2 = 0; i2 < N2; ++i2) dst[(i2 - N2 / 2 + n2) % n2] = src[i2] * (f01 * d2[i2]);
       }
     }
@@ -608,13 +612,13 @@ void NufftPlan<T>::image_to_grid(const cplx* x, cplx* grid) {
 }
 
 template <typename T>
-void NufftPlan<T>::grid_to_image(const cplx* grid, cplx* x) const {
+void NufftPlan<T>::grid_to_image(const cplx* grid, cplx* x, int threads) const {
   const int64_t N0 = N_[0], N1 = N_[1], N2 = N_[2];
   const int64_t n1 = n_[1], n2 = n_[2];
   const T* d0 = deconv_[0].data();
   const T* d1 = deconv_[1].data();
   const T* d2 = dim_ == 3 ? deconv_[2].data() : nullptr;
-#pragma omp parallel for num_threads(nthreads_) collapse(2) schedule(static)
+#pragma omp parallel for num_threads(threads) collapse(2) schedule(static)
   for (int64_t i0 = 0; i0 < N0; ++i0) {
     for (int64_t i1 = 0; i1 < N1; ++i1) {
       const int64_t g0 = (i0 - N0 / 2 + n_[0]) % n_[0];
@@ -641,6 +645,20 @@ int NufftPlan<T>::batch_chunk(int64_t batch) const {
   return (int)std::min<int64_t>({batch, fit, 16});
 }
 
+// Runs work(g, threads) for the grids g = 0..nb-1: whole grids one per thread while there are at
+// least as many grids left as threads (one parallel region, no barriers inside a grid, each grid
+// in its thread's cache), the remaining grids one after the other with all threads.
+template <typename T>
+template <typename Work>
+void NufftPlan<T>::for_each_grid(int nb, Work&& work) {
+  const int whole = nb - nb % nthreads_;
+  if (whole > 0) {
+#pragma omp parallel for num_threads(nthreads_) schedule(static)
+    for (int g = 0; g < whole; ++g) work(g, 1);
+  }
+  for (int g = whole; g < nb; ++g) work(g, nthreads_);
+}
+
 template <typename T>
 void NufftPlan<T>::forward(const cplx* x, cplx* y, int64_t batch) {
   std::lock_guard<std::mutex> lock(mutex_);
@@ -650,10 +668,10 @@ void NufftPlan<T>::forward(const cplx* x, cplx* y, int64_t batch) {
   PhaseTimer timer;
   for (int64_t b0 = 0; b0 < batch; b0 += nb_max) {
     const int nb = (int)std::min<int64_t>(nb_max, batch - b0);
-    for (int g = 0; g < nb; ++g) {
-      image_to_grid(x + (b0 + g) * img, grid_.data() + g * grid_stride());
-      fft(grid_.data() + g * grid_stride(), true);
-    }
+    for_each_grid(nb, [&](int g, int threads) {
+      image_to_grid(x + (b0 + g) * img, grid_.data() + g * grid_stride(), threads);
+      fft(grid_.data() + g * grid_stride(), true, threads);
+    });
     timer.lap("deconv+fft");
     interpolate(y + b0 * M_, nb);
     timer.lap("interpolate");
@@ -669,14 +687,22 @@ void NufftPlan<T>::adjoint(const cplx* y, cplx* x, int64_t batch) {
   PhaseTimer timer;
   for (int64_t b0 = 0; b0 < batch; b0 += nb_max) {
     const int nb = (int)std::min<int64_t>(nb_max, batch - b0);
-    std::memset((void*)grid_.data(), 0, grid_stride() * nb * sizeof(cplx));
+    {
+      cplx* base = grid_.data();
+      const int64_t count = grid_stride() * nb;
+#pragma omp parallel for num_threads(nthreads_) schedule(static)
+      for (int t = 0; t < nthreads_; ++t) {
+        const int64_t lo = count * t / nthreads_, hi = count * (t + 1) / nthreads_;
+        std::memset((void*)(base + lo), 0, (hi - lo) * sizeof(cplx));
+      }
+    }
     timer.lap("zero");
     spread(y + b0 * M_, nb);
     timer.lap("spread");
-    for (int g = 0; g < nb; ++g) {
-      fft(grid_.data() + g * grid_stride(), false);
-      grid_to_image(grid_.data() + g * grid_stride(), x + (b0 + g) * img);
-    }
+    for_each_grid(nb, [&](int g, int threads) {
+      fft(grid_.data() + g * grid_stride(), false, threads);
+      grid_to_image(grid_.data() + g * grid_stride(), x + (b0 + g) * img, threads);
+    });
     timer.lap("fft+deconv");
   }
 }

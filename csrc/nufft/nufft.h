@@ -88,9 +88,11 @@ class NufftPlan {
   // transform g at y + g * M. Kernel weights are evaluated once per sample for all nb.
   void spread(const cplx* y, int nb);         // samples -> fine grids (zeroed first)
   void interpolate(cplx* y, int nb) const;    // fine grids -> samples
-  void fft(cplx* grid, bool forward);         // pruned to the image support in the first/last passes
-  void image_to_grid(const cplx* x, cplx* grid);  // deconvolve + scale + zero-pad
-  void grid_to_image(const cplx* grid, cplx* x) const;  // crop + deconvolve + scale
+  // One grid with `threads` threads (1 inside for_each_grid's per-grid parallel loop).
+  void fft(cplx* grid, bool forward, int threads);   // pruned to the image support in the first/last passes
+  void image_to_grid(const cplx* x, cplx* grid, int threads);  // deconvolve + scale + zero-pad
+  void grid_to_image(const cplx* grid, cplx* x, int threads) const;  // crop + deconvolve + scale
+  template <typename Work> void for_each_grid(int nb, Work&& work);
   int64_t grid_size() const { return n_[0] * n_[1] * n_[2]; }
   // Distance between the fine grids of a batch: 3 cache lines more than a grid, so that the same
   // cell of different grids falls into different L1/L2 cache sets (grid sizes are often multiples
