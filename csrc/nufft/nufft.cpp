@@ -47,8 +47,14 @@ struct PhaseTimer {
 
 // Bin edge per dimension: at least the kernel width, small enough that a padded sub-grid stays in
 // cache. The last bin along an axis holds >= w - 1 cells (or is whole), so that a padded sub-grid
-// wraps around at most once.
-int64_t choose_bin_size(int dim, int axis, int width, int64_t n) {
+// wraps around at most once. In 3D a bin spans the whole last axis when its padded sub-grid stays
+// within 1 MiB: sub-grids are then added to the fine grid as whole contiguous rows, and the halo
+// along that axis disappears (3D 128^3 type 1: 11 % faster at 1e-3, 25 % at 1e-6).
+int64_t choose_bin_size(int dim, int axis, int width, int64_t n, int64_t cell_bytes) {
+  if (dim == 3 && axis == 2) {
+    const int64_t lead = 8 + width - 1;
+    if (lead * lead * (n + width + 3) * cell_bytes <= (int64_t(1) << 20)) return n;
+  }
   int64_t b = std::max<int64_t>(dim == 2 ? 32 : (axis == 2 ? 32 : 8), width);
   for (;; ++b) {
     const int64_t nb = (n + b - 1) / b, last = n - (nb - 1) * b;
@@ -113,7 +119,7 @@ NufftPlan<T>::NufftPlan(const double* coord, int64_t num_points, int dim, const 
     prodN *= (double)N_[a];
     std::vector<double> d = es_deconvolution(kernel_, N_[a], n_[a]);
     deconv_[a].assign(d.begin(), d.end());
-    bin_size_[a] = choose_bin_size(dim, a, kernel_.width, n_[a]);
+    bin_size_[a] = choose_bin_size(dim, a, kernel_.width, n_[a], (int64_t)sizeof(cplx));
     nbins_[a] = (n_[a] + bin_size_[a] - 1) / bin_size_[a];
   }
   scale_ = (T)(1.0 / std::sqrt(prodN));
