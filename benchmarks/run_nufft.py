@@ -15,6 +15,10 @@ nufft_peers.calibrate, so that all are compared at equal measured accuracy), the
 200 random samples (type 2) or 200 random pixels (type 1), plan (setup) time, the median execute
 time, the ratio peer time / recon time, and the peak memory of plan + execution.
 
+Order: case by case; for each case every library runs in its own fresh worker process, one after
+the other, so that a slow spell of a shared machine affects the libraries of a case alike (running
+each library over all cases in one block let such spells move one library's numbers by +-30 %).
+
 Peak memory: each library runs in its own worker process; before each case the kernel's peak-RSS
 counter is reset (``echo 5 > /proc/self/clear_refs``) and the figure is ``VmHWM - VmRSS`` read from
 /proc/self/status after the case: the extra resident memory of plan + runs, C++ allocations
@@ -103,7 +107,7 @@ def worker(args):
 
     adapter = P.ADAPTERS[args.lib](args.threads)
     data_dir = Path(args.data)
-    problems = [p for p in sorted(data_dir.glob("*.npz"))]
+    problems = [p for p in sorted(data_dir.glob("*.npz")) if not args.case or p.stem == args.case]
     # warm up (JIT compilation, thread pools, FFT plans of tiny sizes)
     for g in sorted({p.stem.split("-")[0] for p in problems}):
         traj, N = P.PROXIES[g]
@@ -303,27 +307,31 @@ def parent(args):
                      data=p.data, ref_idx=p.ref_idx, ref=p.ref)
         total = len(cases) * len(targets) * len(libs)
         bar = tqdm(total=total, desc="benchmark", unit="run")
-        for lib in libs:
-            cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", lib, "--data", tmp,
-                   "--threads", str(threads), "--reps", str(args.reps), "--reps-slow", str(args.reps_slow),
-                   "--targets", ",".join(map(str, targets)), "--max-call-seconds", str(args.max_call_seconds)]
-            bar.set_postfix_str(lib)
-            proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for line in proc.stdout:
-                if line.startswith("RESULT "):
-                    r = json.loads(line[7:])
-                    results.append(r)
-                    bar.update(1)
-                    if r["skipped"]:
-                        tqdm.write(f"{r['case']:>18} {r['target']:g} {r['lib']:>12}: skipped, estimated "
-                                   f"{r['estimate_s']:.0f} s per call ({r['setting']})")
-                        continue
-                    tqdm.write(f"{r['case']:>18} {r['target']:g} {r['lib']:>12}: exec {_fmt_ms(r['exec_s'])} ms, "
-                               f"plan {_fmt_ms(r['plan_s'])} ms, error {r['error']:.1e}, {r['peak_mib']:.0f} MiB "
-                               f"({r['setting']})")
-            err = proc.stderr.read()
-            if proc.wait() != 0:
-                tqdm.write(f"{lib}: worker failed:\n{err[-3000:]}")
+        # case by case, one worker process per (case, library): the libraries of a case run back to
+        # back, so a slow spell of a shared machine hits them alike rather than one library's block
+        for name, *_ in cases:
+            for lib in libs:
+                cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", lib, "--data", tmp,
+                       "--case", name, "--threads", str(threads), "--reps", str(args.reps),
+                       "--reps-slow", str(args.reps_slow), "--targets", ",".join(map(str, targets)),
+                       "--max-call-seconds", str(args.max_call_seconds)]
+                bar.set_postfix_str(f"{name} {lib}")
+                proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for line in proc.stdout:
+                    if line.startswith("RESULT "):
+                        r = json.loads(line[7:])
+                        results.append(r)
+                        bar.update(1)
+                        if r["skipped"]:
+                            tqdm.write(f"{r['case']:>18} {r['target']:g} {r['lib']:>12}: skipped, estimated "
+                                       f"{r['estimate_s']:.0f} s per call ({r['setting']})")
+                            continue
+                        tqdm.write(f"{r['case']:>18} {r['target']:g} {r['lib']:>12}: exec {_fmt_ms(r['exec_s'])} ms, "
+                                   f"plan {_fmt_ms(r['plan_s'])} ms, error {r['error']:.1e}, {r['peak_mib']:.0f} MiB "
+                                   f"({r['setting']})")
+                err = proc.stderr.read()
+                if proc.wait() != 0:
+                    tqdm.write(f"{name} {lib}: worker failed:\n{err[-3000:]}")
         bar.close()
     wall = time.perf_counter() - t_start
     command = "python benchmarks/run_nufft.py " + " ".join(sys.argv[1:])
@@ -356,6 +364,7 @@ def main(argv=None):
     ap.add_argument("--no-write", action="store_true", help="print only; do not write benchmarks/results/")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--data", help=argparse.SUPPRESS)
+    ap.add_argument("--case", default="", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.reps is None:
         args.reps = 3 if args.quick else 9

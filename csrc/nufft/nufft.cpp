@@ -411,7 +411,7 @@ void NufftPlan<T>::interpolate_w(cplx* y, int nb) const {
   const int64_t nlast = dim == 3 ? n2 : n1;
   const int64_t nblocks = (M_ + kBlock - 1) / kBlock;
 
-#pragma omp parallel for num_threads(nthreads_) schedule(static, 64)
+#pragma omp parallel for num_threads(nthreads_) schedule(dynamic, 64)
   for (int64_t blk = 0; blk < nblocks; ++blk) {
     const int64_t p0 = blk * kBlock;
     const int np = (int)std::min<int64_t>(kBlock, M_ - p0);
@@ -564,9 +564,11 @@ void NufftPlan<T>::fft(cplx* g, bool forward, int threads) {
         offset += (ptrdiff_t)bl.begin * strides[a] / es;
       }
       const ptrdiff_t extent = (ptrdiff_t)shape[split];
-      // pieces along the split axis; whole multiples of 16 lines keep pocketfft's SIMD batches full
-      ptrdiff_t step = (extent + threads - 1) / threads;
-      if (split == d - 1) step = std::min(extent, (step + 15) / 16 * 16);
+      // pieces along the split axis, a few per thread (dynamic schedule: a thread slowed down by
+      // the machine does not hold the others up), in whole multiples of 16 lines, which keeps
+      // pocketfft's SIMD batches full
+      const int parts = threads == 1 ? 1 : 4 * threads;
+      const ptrdiff_t step = std::min(extent, ((extent + parts - 1) / parts + 15) / 16 * 16);
       for (ptrdiff_t b = 0; b < extent; b += step) {
         Piece pc{shape, offset + b * strides[split] / es};
         pc.shape[split] = (size_t)std::min(step, extent - b);
@@ -576,7 +578,7 @@ void NufftPlan<T>::fft(cplx* g, bool forward, int threads) {
       while (a >= 0 && ++pick[a] == blocks[a].size()) pick[a--] = 0;
       if (a < 0) break;
     }
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
     for (size_t i = 0; i < pieces.size(); ++i)
       pocketfft::c2c<T>(pieces[i].shape, strides, strides, {(size_t)axis}, forward, g + pieces[i].offset,
                         g + pieces[i].offset, T(1), 1);
@@ -659,7 +661,7 @@ template <typename Work>
 void NufftPlan<T>::for_each_grid(int nb, Work&& work) {
   const int whole = nb - nb % nthreads_;
   if (whole > 0) {
-#pragma omp parallel for num_threads(nthreads_) schedule(static)
+#pragma omp parallel for num_threads(nthreads_) schedule(dynamic, 1)
     for (int g = 0; g < whole; ++g) work(g, 1);
   }
   for (int g = whole; g < nb; ++g) work(g, nthreads_);
