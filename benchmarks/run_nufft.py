@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """NUFFT benchmark runner: recon against FINUFFT, ducc0, SigPy and torchkbnufft (those installed).
 
-    python benchmarks/run_nufft.py                 # full run (~15 min on 2 cores)
+    python benchmarks/run_nufft.py                 # full run (~12 min on 2 cores)
     python benchmarks/run_nufft.py --quick         # fewer repetitions
     python benchmarks/run_nufft.py --cases 2d-1coil --libs recon,finufft --targets 1e-3
 
