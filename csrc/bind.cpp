@@ -28,7 +28,6 @@ std::string shape_str(const py::array& a) {
   return s + (a.ndim() == 1 ? ",)" : ")");
 }
 
-// Checks that `a` has dtype T, is C-contiguous (and writeable if asked) and returns its data pointer.
 // True when no element of a contiguous real array (complex arrays as their real view) is NaN/Inf.
 // One threaded pass without temporaries (numpy's isfinite on complex is ~6x slower and allocates).
 template <typename T>
@@ -39,6 +38,7 @@ bool all_finite_span(const T* p, int64_t n, int nthreads) {
   return !bad;
 }
 
+// Checks that `a` has dtype T, is C-contiguous (and writeable if asked) and returns its data pointer.
 template <typename T>
 T* checked_buffer(const py::array& a, const char* name, bool writeable) {
   if (!py::isinstance<py::array_t<T>>(a) || !a.dtype().is(py::dtype::of<T>()))
@@ -208,27 +208,8 @@ PYBIND11_MODULE(_core, m) {
                        const std::vector<double>& voxel_size, const std::vector<int64_t>& det_shape, int subsample) {
              const double* v = checked_buffer<double>(vectors, "vectors", false);
              if (vectors.ndim() != 2) throw py::value_error("vectors: expected shape (n_views, 6 or 12), got " + shape_str(vectors));
-             const size_t nd = kind == 3 ? 3 : 2;
-             if (image_shape.size() != nd || voxel_size.size() != nd)
-               throw py::value_error("image_shape and voxel_size: expected " + std::to_string(nd) + " entries");
-             if (det_shape.size() != nd - 1) throw py::value_error("det_shape: expected " + std::to_string(nd - 1) + " entries");
-             for (auto n : image_shape)
-               if (n < 1 || n > (int64_t(1) << 30)) throw py::value_error("image_shape: sizes must lie in [1, 2^30]");
-             for (auto n : det_shape)
-               if (n < 1 || n > (int64_t(1) << 30)) throw py::value_error("det_shape: sizes must lie in [1, 2^30]");
-             CtProjectorSpec s;
-             s.kind = kind;
-             s.n_views = vectors.shape(0);
-             s.nx = (int)image_shape[nd - 1];
-             s.ny = (int)image_shape[nd - 2];
-             s.nz = nd == 3 ? (int)image_shape[0] : 1;
-             s.vx = voxel_size[nd - 1];
-             s.vy = voxel_size[nd - 2];
-             s.vz = nd == 3 ? voxel_size[0] : 1.0;
-             s.det_cols = (int)det_shape[nd - 2];
-             s.det_rows = nd == 3 ? (int)det_shape[0] : 1;
-             s.subsample = subsample;
-             s.vectors.assign(v, v + vectors.size());
+             CtProjectorSpec s = make_ct_spec(kind, v, vectors.shape(0), vectors.size(), image_shape, voxel_size,
+                                              det_shape, subsample);
              try {
                return new JosephProjector(std::move(s));
              } catch (const std::invalid_argument& e) {

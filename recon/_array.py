@@ -82,11 +82,11 @@ def like(arr: np.ndarray, ref):
 _FAST_FINITE = frozenset({"float32", "float64", "complex64", "complex128"})
 
 
-def all_finite(a: np.ndarray) -> bool:
-    """True when the numpy array ``a`` holds no NaN/Inf (a threaded C++ pass for contiguous
-    float/complex arrays; numpy otherwise)."""
-    if a.dtype.name in _FAST_FINITE and a.flags.c_contiguous:
+def all_finite(a) -> bool:
+    """True when the array ``a`` (numpy, torch or cupy) holds no NaN/Inf: a threaded C++ pass for
+    contiguous float/complex numpy arrays, the array library's own ``isfinite`` otherwise."""
+    if isinstance(a, np.ndarray) and a.dtype.name in _FAST_FINITE and a.flags.c_contiguous:
         from . import _core
 
         return bool(_core.all_finite(a))
-    return bool(np.isfinite(a).all())
+    return bool(xp_of(a).isfinite(a).all())

@@ -181,24 +181,35 @@ inline void gauss_legendre(int n, std::vector<double>& x, std::vector<double>& w
   wts = it->second.second;
 }
 
+// Quadrature for psihat(xi) = integral of psi(t) cos(2 pi xi t) dt: Gauss-Legendre on [0, w/2]
+// (psi is even), nodes t_j and weights f_j = 2 * (node weight) * psi(t_j), so that
+// psihat(xi) = sum_j f_j cos(2 pi xi t_j). Shared by es_fourier and es_deconvolution.
+inline void es_quadrature(int w, double beta, std::vector<double>& t, std::vector<double>& f) {
+  const int q = 200 + 8 * w;
+  std::vector<double> gx, gw;
+  gauss_legendre(q, gx, gw);
+  const double half = 0.5 * w;
+  t.resize(q);
+  f.resize(q);
+  for (int j = 0; j < q; ++j) {
+    t[j] = half * 0.5 * (gx[j] + 1.0);
+    f[j] = 2.0 * half * 0.5 * gw[j] * es_kernel_direct(t[j], w, beta);
+  }
+}
+
 // Deconvolution factors along one axis of image size N on a fine grid of size n:
 // out[i] = 1 / psihat(x_i / n), x_i = i - floor(N/2) the centred position of image index i,
 // psihat(xi) = integral of psi(t) cos(2 pi xi t) dt over |t| < w/2.
-inline std::vector<double> es_fourier(int w, double beta, const std::vector<double>& xi);
-
 inline std::vector<double> es_deconvolution(const EsKernel& k, long long N, long long n) {
   // psihat is even and xi_i = (i - N/2) / n, so only xi = m / n for m = 0..max(N/2, N-1-N/2) are
-  // needed. Same quadrature as es_fourier; cos(2 pi m t / n) by rotation across m for all nodes at
+  // needed. Quadrature of es_quadrature; cos(2 pi m t / n) by rotation across m for all nodes at
   // once (vectorised over the nodes), re-anchored with exact cos/sin every 32 steps.
   const long long c = N / 2, K = std::max(c, N - 1 - c);
-  const int q = 200 + 8 * k.width;
-  std::vector<double> gx, gw;
-  gauss_legendre(q, gx, gw);
-  const double half = 0.5 * k.width;
-  std::vector<double> f(q), t(q), cr(q), sr(q), cm(q), sm(q);
+  std::vector<double> t, f;
+  es_quadrature(k.width, k.beta, t, f);
+  const int q = (int)t.size();
+  std::vector<double> cr(q), sr(q), cm(q), sm(q);
   for (int j = 0; j < q; ++j) {
-    t[j] = half * 0.5 * (gx[j] + 1.0);
-    f[j] = 2.0 * half * 0.5 * gw[j] * es_kernel_direct(t[j], k.width, k.beta);
     cr[j] = std::cos(2.0 * M_PI * t[j] / double(n));
     sr[j] = std::sin(2.0 * M_PI * t[j] / double(n));
   }
@@ -228,16 +239,11 @@ inline std::vector<double> es_deconvolution(const EsKernel& k, long long N, long
 // Fourier transform of psi, psihat(xi) = integral of psi(t) cos(2 pi xi t) dt, at several xi,
 // by Gauss-Legendre quadrature on [0, w/2] (psi is even).
 inline std::vector<double> es_fourier(int w, double beta, const std::vector<double>& xi) {
-  const int q = 200 + 8 * w;
-  std::vector<double> gx, gw;
-  gauss_legendre(q, gx, gw);
-  const double half = 0.5 * w;
+  std::vector<double> t, f;
+  es_quadrature(w, beta, t, f);
   std::vector<double> out(xi.size(), 0.0);
-  for (int m = 0; m < q; ++m) {
-    const double t = half * 0.5 * (gx[m] + 1.0);
-    const double f = 2.0 * half * 0.5 * gw[m] * es_kernel_direct(t, w, beta);
-    for (size_t i = 0; i < xi.size(); ++i) out[i] += f * std::cos(2.0 * M_PI * xi[i] * t);
-  }
+  for (size_t j = 0; j < t.size(); ++j)
+    for (size_t i = 0; i < xi.size(); ++i) out[i] += f[j] * std::cos(2.0 * M_PI * xi[i] * t[j]);
   return out;
 }
 

@@ -315,11 +315,8 @@ class ToeplitzNormal(Operator):
         return _circular_convolve_pruned(x, K, self.nufft.im_shape, self.nufft.nthreads)
 
     def _forward(self, x):
-        if self.nufft.check_finite:
-            a = x.detach() if _array.is_torch(x) else x
-            ok = bool(a.isfinite().all()) if _array.is_torch(a) else _array.all_finite(a)
-            if not ok:
-                raise ValueError("Nufft.normal: input contains NaN or Inf")
+        if self.nufft.check_finite and not _array.all_finite(x):
+            raise ValueError("Nufft.normal: input contains NaN or Inf")
         if len(self.kernels) == 1:
             return self._apply(x, self.kernels[0])
         xp = _array.xp_of(x)

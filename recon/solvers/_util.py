@@ -132,11 +132,7 @@ def zeros_like(a):
 def all_finite(a) -> bool:
     if _is_seq(a):
         return all(all_finite(x) for x in a)
-    if _array.is_torch(a):
-        import torch
-
-        return bool(torch.isfinite(a).all().item())
-    return bool(np.isfinite(a).all())
+    return _array.all_finite(a)
 
 
 def shape_of(a):
