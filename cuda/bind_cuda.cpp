@@ -216,34 +216,14 @@ void bind_host_plan(py::module_& m, const char* name) {
       .def_property_readonly("bin_offsets", &Plan::bin_offsets);
 }
 
-// Same mapping as _core.JosephProjector (csrc/bind.cpp): image_shape/voxel_size ([nz,] ny, nx),
+// The mapping of _core.JosephProjector (csrc/ct/spec.h): image_shape/voxel_size ([nz,] ny, nx),
 // det_shape ([rows,] cols).
 JosephSetup make_joseph_setup(int kind, const py::array_t<double, py::array::c_style>& vectors,
                               const std::vector<int64_t>& image_shape, const std::vector<double>& voxel_size,
                               const std::vector<int64_t>& det_shape, int subsample) {
   if (vectors.ndim() != 2) throw py::value_error("vectors: expected shape (n_views, 6 or 12)");
-  const size_t nd = kind == 3 ? 3 : 2;
-  if (image_shape.size() != nd || voxel_size.size() != nd)
-    throw py::value_error("image_shape and voxel_size: expected " + std::to_string(nd) + " entries");
-  if (det_shape.size() != nd - 1) throw py::value_error("det_shape: expected " + std::to_string(nd - 1) + " entries");
-  for (auto n : image_shape)
-    if (n < 1 || n > (int64_t(1) << 30)) throw py::value_error("image_shape: sizes must lie in [1, 2^30]");
-  for (auto n : det_shape)
-    if (n < 1 || n > (int64_t(1) << 30)) throw py::value_error("det_shape: sizes must lie in [1, 2^30]");
-  JosephSetup js;
-  js.kind = kind;
-  js.n_views = vectors.shape(0);
-  js.nx = (int)image_shape[nd - 1];
-  js.ny = (int)image_shape[nd - 2];
-  js.nz = nd == 3 ? (int)image_shape[0] : 1;
-  js.vx = voxel_size[nd - 1];
-  js.vy = voxel_size[nd - 2];
-  js.vz = nd == 3 ? voxel_size[0] : 1.0;
-  js.det_cols = (int)det_shape[nd - 2];
-  js.det_rows = nd == 3 ? (int)det_shape[0] : 1;
-  js.subsample = subsample;
-  js.vectors.assign(vectors.data(), vectors.data() + vectors.size());
-  return js;
+  return recon::make_ct_spec(kind, vectors.data(), vectors.shape(0), vectors.size(), image_shape, voxel_size, det_shape,
+                      subsample);
 }
 
 template <typename T>

@@ -48,7 +48,7 @@ struct DeviceJosephProjector<T>::Impl {
 template <typename T>
 DeviceJosephProjector<T>::DeviceJosephProjector(int device, const JosephSetup& setup, uintptr_t stream)
     : impl_(new Impl) {
-  validate_joseph(setup);
+  recon::validate_ct_spec(setup);
   check_device_index(device);
   DeviceGuard guard(device);
   Impl& P = *impl_;

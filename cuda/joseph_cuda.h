@@ -6,20 +6,14 @@
 #include <memory>
 #include <vector>
 
+#include "ct/spec.h"
+
 namespace recon {
 namespace cuda {
 
-struct JosephSetup {
-  int kind = 0;               // 0 parallel2d, 1 fan flat, 2 fan arc, 3 cone flat (joseph::Kind)
-  int64_t n_views = 0;
-  int det_rows = 1, det_cols = 0;
-  int nx = 0, ny = 0, nz = 1;
-  double vx = 1, vy = 1, vz = 1;
-  int subsample = 1;
-  std::vector<double> vectors;  // n_views * (6 or 12)
-};
-
-void validate_joseph(const JosephSetup& s);  // std::invalid_argument naming the bad field
+// The geometry, its mapping from Python shapes and its validation are the CPU projector's
+// (csrc/ct/spec.h: make_ct_spec, validate_ct_spec).
+using JosephSetup = CtProjectorSpec;
 
 template <typename T>
 class DeviceJosephProjector {

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import recon
+from recon import _core
 from harness import ADJOINT_BOUND, nudft_adjoint, nudft_forward, random_coord, rel_err
 from recon.ops import nufft_cuda
 from recon.ops.nufft import Nufft
@@ -432,6 +433,15 @@ def test_joseph_argument_checks(rng):
                      ("vectors", np.full_like(good["vectors"], np.nan))]:
         with pytest.raises(ValueError):
             _cuda.HostJosephProjectorF32(**dict(good, **{key: bad}))
+    # one validation for the CPU and CUDA projectors (csrc/ct/spec.h): the same message for a
+    # degenerate view
+    degenerate = good["vectors"].copy()
+    degenerate[1, :2] = 0.0
+    for make in (lambda: _cuda.HostJosephProjectorF32(**dict(good, vectors=degenerate)),
+                 lambda: _core.JosephProjector(good["kind"], degenerate, good["image_shape"], good["voxel_size"],
+                                               good["det_shape"], good["subsample"])):
+        with pytest.raises(ValueError, match="zero ray direction at view 1"):
+            make()
     proj = _cuda.HostJosephProjectorF32(**good)
     with pytest.raises(TypeError):
         proj.forward(np.zeros(op.ishape), np.zeros(op.oshape, np.float32))

@@ -361,33 +361,8 @@ void adjoint_impl(const CtProjectorSpec& s, const T* y, T* x, int64_t batch, int
 
 JosephProjector::JosephProjector(CtProjectorSpec spec) : spec_(std::move(spec)) {
   const auto& s = spec_;
-  if (s.kind < 0 || s.kind > 3) throw std::invalid_argument("kind must be 0 (parallel2d), 1 (fan flat), 2 (fan arc) or 3 (cone flat)");
-  const int nd = s.kind == joseph::CONE_FLAT ? 3 : 2;
-  if (s.n_views < 1) throw std::invalid_argument("vectors: need at least one view");
-  if (s.det_cols < 1 || s.det_rows < 1) throw std::invalid_argument("det_shape: sizes must be >= 1");
-  if (nd == 2 && s.det_rows != 1) throw std::invalid_argument("det_shape: 2D geometries have one detector row");
-  if (s.nx < 1 || s.ny < 1 || s.nz < 1) throw std::invalid_argument("image_shape: sizes must be >= 1");
-  if (nd == 2 && s.nz != 1) throw std::invalid_argument("image_shape: 2D geometries take (ny, nx)");
-  if (!(s.vx > 0 && s.vy > 0 && s.vz > 0) || !std::isfinite(s.vx) || !std::isfinite(s.vy) || !std::isfinite(s.vz))
-    throw std::invalid_argument("voxel_size: must be positive and finite");
-  if (s.subsample < 1 || s.subsample > 16) throw std::invalid_argument("subsample: must lie in [1, 16]");
-  const int64_t L = joseph::vec_len(s.kind);
-  if ((int64_t)s.vectors.size() != s.n_views * L)
-    throw std::invalid_argument("vectors: expected " + std::to_string(s.n_views * L) + " values (n_views x " +
-                                std::to_string(L) + "), got " + std::to_string(s.vectors.size()));
-  for (double v : s.vectors)
-    if (!std::isfinite(v)) throw std::invalid_argument("vectors: contains NaN or Inf");
-  for (int64_t i = 0; i < s.n_views; ++i) {
-    const double* v = s.vectors.data() + i * L;
-    if (s.kind == joseph::PARALLEL2D && !(v[0] * v[0] + v[1] * v[1] > 0))
-      throw std::invalid_argument("vectors: zero ray direction at view " + std::to_string(i));
-    if (!(v[L == 6 ? 4 : 6] * v[L == 6 ? 4 : 6] + v[L == 6 ? 5 : 7] * v[L == 6 ? 5 : 7] > 0))
-      throw std::invalid_argument("vectors: zero detector u vector at view " + std::to_string(i));
-    if (s.kind == joseph::FAN_ARC && !((v[2] - v[0]) * (v[2] - v[0]) + (v[3] - v[1]) * (v[3] - v[1]) > 0))
-      throw std::invalid_argument("vectors: arc detector centre coincides with the source at view " + std::to_string(i));
-  }
-  const int64_t npad = (int64_t)(s.nx + 3) * (s.ny + 3) * (nd == 3 ? s.nz + 3 : 1);
-  if (npad > (int64_t(1) << 40)) throw std::invalid_argument("image_shape: image too large");
+  validate_ct_spec(s);
+  const int64_t npad = (int64_t)(s.nx + 3) * (s.ny + 3) * (s.kind == joseph::CONE_FLAT ? s.nz + 3 : 1);
   small_index_ = npad < (int64_t(1) << 31) - 16;
 }
 

@@ -9,18 +9,9 @@
 #include <cstdint>
 #include <vector>
 
-namespace recon {
+#include "ct/spec.h"
 
-struct CtProjectorSpec {
-  int kind = 0;            // joseph::Kind
-  int64_t n_views = 0;
-  int det_rows = 1;        // 1 for 2D geometries
-  int det_cols = 0;
-  int nx = 0, ny = 0, nz = 1;   // image sizes (nz = 1 in 2D)
-  double vx = 1, vy = 1, vz = 1;  // voxel sizes (mm)
-  int subsample = 1;       // sub-rays per bin along each detector axis
-  std::vector<double> vectors;  // n_views * vec_len(kind), mm
-};
+namespace recon {
 
 class JosephProjector {
  public:
