@@ -10,12 +10,7 @@ from .ops import Operator  # noqa: F401
 
 
 def cuda_available() -> bool:
-    """True when the optional CUDA module is built and a CUDA device is visible."""
-    try:
-        from . import _cuda  # noqa: F401
-    except ImportError:
-        return False
-    try:
-        return bool(_cuda.device_count() > 0)
-    except Exception:
-        return False
+    """True when the optional CUDA module is built and a CUDA device is visible (checked once)."""
+    from .ops.backend import cuda_available as check
+
+    return check()

@@ -91,7 +91,7 @@ def nufft_part(out: str, quick: bool, log) -> None:
     from .mri import pipe_menon_dcf
     from .mri.trajectory import radial_2d
     from .ops import Nufft
-    from .ops.nufft import default_threads
+    from .ops.backend import default_threads
     from .solvers import cg
 
     N = (256, 256)

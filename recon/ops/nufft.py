@@ -7,12 +7,12 @@ identical to ``sigpy.nufft``/``sigpy.nufft_adjoint``).
 from __future__ import annotations
 
 import math
-import os
 from typing import Sequence
 
 import numpy as np
 
 from .. import _array
+from .backend import check_device, default_threads, on_gpu
 from .base import Operator
 
 _PLAN_CLASSES = {"complex64": "NufftPlan64", "complex128": "NufftPlan128"}
@@ -22,25 +22,6 @@ def _core():
     from .. import _core as core
 
     return core
-
-
-def _on_gpu(x) -> bool:
-    return _array.is_cupy(x) or (_array.is_torch(x) and x.device.type == "cuda")
-
-
-def _cuda_module_available() -> bool:
-    from .. import cuda_available
-
-    return cuda_available()
-
-
-def default_threads() -> int:
-    """Threads used by the kernels: RECON_NUM_THREADS, else OMP_NUM_THREADS, else all cores."""
-    for var in ("RECON_NUM_THREADS", "OMP_NUM_THREADS"):
-        v = os.environ.get(var)
-        if v and v.isdigit() and int(v) > 0:
-            return int(v)
-    return os.cpu_count() or 1
 
 
 UPSAMPFAC_CANDIDATES = (1.25, 1.5, 1.75, 2.0)
@@ -172,11 +153,7 @@ class Nufft(Operator):
 
     def _check_lead(self, x, core, what):
         self._check_array(x, what)
-        if _on_gpu(x) and not _cuda_module_available():
-            raise ValueError(f"Nufft.{what}: got a GPU array, but the CUDA module recon._cuda is not built or "
-                             "no CUDA device is visible; pass a numpy array or a CPU torch tensor")
-        if _array.is_torch(x) and x.device.type not in ("cpu", "cuda"):
-            raise ValueError(f"Nufft.{what}: expected a CPU or CUDA tensor, got device {x.device}")
+        check_device(x, f"Nufft.{what}")
         shape = tuple(x.shape)
         k = len(core)
         if len(shape) < k or shape[len(shape) - k:] != core or not self._lead_matches(shape[: len(shape) - k]):
@@ -205,7 +182,7 @@ class Nufft(Operator):
             yield plan, tuple(idx)
 
     def _run(self, a, core_in, core_out, method: str):
-        if _on_gpu(a):  # cupy array or CUDA tensor: run on the caller's device and stream
+        if on_gpu(a):  # cupy array or CUDA tensor: run on the caller's device and stream
             from .nufft_cuda import run_on_gpu
 
             return run_on_gpu(self, a, core_in, core_out, method)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _array
+from .backend import default_threads, on_gpu, require_cuda
 from .base import Operator
 
 _MODELS = ("joseph",)
@@ -68,8 +69,6 @@ class Projector(Operator):
                                      or nthreads < 1):
             raise ValueError(f"Projector: nthreads must be a positive integer or None, got {nthreads!r}")
         super().__init__(geometry.image_shape, geometry.sino_shape, dtype)
-        from .nufft import default_threads
-
         self.geometry = geometry
         self.model = model
         self.subsample = int(subsample)
@@ -83,12 +82,8 @@ class Projector(Operator):
                                              list(geometry.det_shape), self.subsample)
 
     def _run(self, a, core_in, core_out, method: str):
-        if _array.is_cupy(a) or (_array.is_torch(a) and a.device.type == "cuda"):
-            from .. import cuda_available
-
-            if not cuda_available():
-                raise ValueError(f"Projector.{method}: got a GPU array, but the CUDA module recon._cuda is not built "
-                                 "or no CUDA device is visible; pass a numpy array or a CPU torch tensor")
+        if on_gpu(a):
+            require_cuda(f"Projector.{method}")
             from .projector_cuda import run_on_gpu
 
             return run_on_gpu(self, a, method)
