@@ -130,7 +130,7 @@ def sense_problem(kspace, maps, *, coord=None, mask=None, dcf=None, density_weig
         if mask is None:
             mask = sampling_mask(kspace)
         mask = np.asarray(mask)
-        A = CartesianSense(maps, mask)
+        A = CartesianSense(maps, mask, ndim=len(im_shape))
         y = kspace * A.mask
         x_zf = A.H(y)
         info["sampled_fraction"] = float(np.mean(np.broadcast_to(mask != 0, im_shape)))

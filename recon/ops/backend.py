@@ -125,3 +125,37 @@ class PlanCache:
 
 #: The process-wide plan cache used by the native operators.
 plan_cache = PlanCache()
+
+
+# ---- operator parameters (coil maps, masks, weights) in the backend of the input -------------------
+
+def param_like(p, ref, cache: dict | None = None):
+    """An operator parameter ``p`` (numpy array or torch tensor) in the backend and on the device of
+    the input ``ref``.
+
+    - torch ``ref``: a torch tensor on ``ref.device``. A torch ``p`` is used as it is (moved with
+      ``.to``, which keeps its gradient); a numpy ``p`` is converted once per device and kept in
+      ``cache`` (a dict owned by the operator).
+    - numpy ``ref``: a numpy array (a torch ``p`` is detached and copied to the host: numpy inputs
+      carry no gradients).
+    - cupy ``ref``: ``cupy.asarray(p)``.
+    """
+    if _array.is_torch(ref):
+        if _array.is_torch(p):
+            return p if p.device == ref.device else p.to(ref.device)
+        key = (id(p), ref.device.type, ref.device.index)
+        if cache is not None and key in cache:
+            return cache[key][1]
+        import torch
+
+        t = torch.as_tensor(np.asarray(p)).to(ref.device)
+        if cache is not None:
+            cache[key] = (p, t)  # keeps p alive so its id stays valid
+        return t
+    if _array.is_cupy(ref):
+        import cupy
+
+        return cupy.asarray(_array.to_numpy(p) if _array.is_torch(p) and not p.is_cuda else p)
+    if _array.is_torch(p):
+        return p.detach().cpu().resolve_conj().numpy()
+    return p

@@ -1,9 +1,16 @@
 """The Operator abstraction: ``y = A x`` with its exact adjoint, over numpy arrays and torch tensors.
 
 Subclasses implement ``_forward`` and ``_adjoint`` (and optionally ``_normal``) on plain arrays of
-their backend; the public ``forward``/``adjoint``/``normal`` check the input and, for torch tensors
-that need gradients, route through one ``torch.autograd.Function`` whose backward applies the
-adjoint operator (itself through the same Function, so double backward works).
+their backend; the public ``forward``/``adjoint``/``normal`` check the input and apply them.
+
+Autograd. An operator whose arithmetic is written in torch operations (``torch_native = True``:
+multiplications, FFTs, the algebra below) is differentiated by torch itself, so gradients reach the
+input AND the tensors it holds (coil maps from a sensitivity network, a learned mask). An operator
+that runs native kernels (``torch_native = False``: NUFFT, CT projector, Toeplitz normal) is applied
+through one ``torch.autograd.Function`` whose backward applies the adjoint operator (itself through
+the same Function, so double backward works); its parameters (a trajectory, a geometry) are fixed.
+Composites (``A @ B``, ``A + B``, ``a * A``, ``A.H``, ``A.N``) apply their parts through
+:meth:`Operator._dispatch`, so each part takes its own route.
 
 Algebra: ``A @ B`` (composition), ``A + B``, ``A - B``, ``-A``, ``a * A`` (scalar), ``A.H``
 (adjoint, with ``A.H.H is A``), ``A.N`` (normal operator ``A^H A``), ``A @ x`` / ``A(x)`` (apply).
@@ -27,6 +34,10 @@ def _shape(s) -> tuple[int, ...]:
 
 class Operator:
     """A linear operator ``A: C^ishape -> C^oshape`` (or real) with exact adjoint ``A^H``."""
+
+    #: True when ``_forward``/``_adjoint``/``_normal`` are torch operations on torch inputs (autograd
+    #: differentiates them, parameters included); False for native kernels (module docstring).
+    torch_native = False
 
     def __init__(self, ishape: Sequence[int], oshape: Sequence[int], dtype="complex64"):
         self.ishape = _shape(ishape)
@@ -71,9 +82,15 @@ class Operator:
     def forward(self, x):
         """``A x``."""
         self.check_input(x)
-        if _needs_autograd(x):
-            return _apply_autograd(self, x)
-        return self._forward(x)
+        return self._dispatch(x, "forward")
+
+    def _dispatch(self, x, method: str):
+        """``_forward``/``_adjoint``/``_normal`` of ``x`` without input checks, through the autograd
+        Function when this operator runs native kernels and ``x`` needs gradients."""
+        if not self.torch_native and _needs_autograd(x):
+            op = self if method == "forward" else (self.H if method == "adjoint" else self.N)
+            return _apply_autograd(op, x)
+        return getattr(self, "_" + method)(x)
 
     def adjoint(self, y):
         """``A^H y``."""
@@ -137,6 +154,7 @@ class Adjoint(Operator):
     def __init__(self, op: Operator):
         super().__init__(op.oshape, op.ishape, op.dtype)
         self.op = op
+        self.torch_native = op.torch_native
 
     def check_input(self, x):
         self.op.check_output(x)
@@ -167,6 +185,7 @@ class Normal(Operator):
     def __init__(self, op: Operator):
         super().__init__(op.ishape, op.ishape, op.dtype)
         self.op = op
+        self.torch_native = op.torch_native
 
     def check_input(self, x):
         self.op.check_input(x)
@@ -186,6 +205,8 @@ class Normal(Operator):
 class Compose(Operator):
     """``A @ B``: x -> A(B(x))."""
 
+    torch_native = True  # applies its parts through their own routes
+
     def __init__(self, a: Operator, b: Operator):
         if a.ishape != b.oshape:
             raise ValueError(f"cannot compose: {a!r} takes {a.ishape} but {b!r} gives {b.oshape}")
@@ -201,14 +222,14 @@ class Compose(Operator):
         self.a.check_output(y)
 
     def _forward(self, x):
-        return self.a._forward(self.b._forward(x))
+        return self.a._dispatch(self.b._dispatch(x, "forward"), "forward")
 
     def _adjoint(self, y):
-        return self.b._adjoint(self.a._adjoint(y))
+        return self.b._dispatch(self.a._dispatch(y, "adjoint"), "adjoint")
 
     def _normal(self, x):
         # B^H (A^H A) B: keeps A's fast normal (e.g. Toeplitz NUFFT inside SENSE)
-        return self.b._adjoint(self.a._normal(self.b._forward(x)))
+        return self.b._dispatch(self.a._dispatch(self.b._dispatch(x, "forward"), "normal"), "adjoint")
 
     def __repr__(self):
         return f"({self.a!r} @ {self.b!r})"
@@ -216,6 +237,8 @@ class Compose(Operator):
 
 class Sum(Operator):
     """``A + B``."""
+
+    torch_native = True
 
     def __init__(self, a: Operator, b: Operator):
         if a.ishape != b.ishape or a.oshape != b.oshape:
@@ -232,14 +255,16 @@ class Sum(Operator):
         self.a.check_output(y)
 
     def _forward(self, x):
-        return self.a._forward(x) + self.b._forward(x)
+        return self.a._dispatch(x, "forward") + self.b._dispatch(x, "forward")
 
     def _adjoint(self, y):
-        return self.a._adjoint(y) + self.b._adjoint(y)
+        return self.a._dispatch(y, "adjoint") + self.b._dispatch(y, "adjoint")
 
 
 class Scaled(Operator):
     """``a * A`` for a scalar ``a`` (adjoint ``conj(a) * A^H``)."""
+
+    torch_native = True
 
     def __init__(self, op: Operator, a: numbers.Number):
         if isinstance(a, complex) and op.dtype.kind != "c":
@@ -254,13 +279,13 @@ class Scaled(Operator):
         self.op.check_output(y)
 
     def _forward(self, x):
-        return self.op._forward(x) * self.a
+        return self.op._dispatch(x, "forward") * self.a
 
     def _adjoint(self, y):
-        return self.op._adjoint(y) * self.a.conjugate()
+        return self.op._dispatch(y, "adjoint") * self.a.conjugate()
 
     def _normal(self, x):
-        return self.op._normal(x) * (abs(self.a) ** 2)
+        return self.op._dispatch(x, "normal") * (abs(self.a) ** 2)
 
 
 # ---- torch autograd -------------------------------------------------------------------------------

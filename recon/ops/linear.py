@@ -7,10 +7,13 @@ from typing import Sequence
 import numpy as np
 
 from .. import _array
+from .backend import param_like
 from .base import Operator
 
 
 class Identity(Operator):
+    torch_native = True
+
     def __init__(self, shape: Sequence[int], dtype="complex64"):
         super().__init__(shape, shape, dtype)
 
@@ -20,29 +23,49 @@ class Identity(Operator):
     _adjoint = _forward
 
 
+def weight_dtype(w_dtype, op_dtype) -> np.dtype:
+    """The dtype a multiplier is stored in: complex weights take the operator's dtype; real weights
+    stay real in the operator's precision (a real x complex product costs half a complex one)."""
+    op_dtype = np.dtype(op_dtype)
+    if np.dtype(w_dtype).kind == "c":
+        if op_dtype.kind != "c":
+            raise TypeError(f"complex weights need a complex operator, got dtype {op_dtype.name}")
+        return op_dtype
+    return np.dtype(np.float32) if op_dtype in (np.complex64, np.float32) else np.dtype(np.float64)
+
+
+def cast_param(w, dtype):
+    """``w`` (numpy array or torch tensor) in ``dtype``; a torch tensor keeps its gradient."""
+    if _array.is_torch(w):
+        import torch
+
+        tdt = getattr(torch, np.dtype(dtype).name)
+        return w if w.dtype == tdt else w.to(tdt)
+    return np.asarray(w).astype(dtype, copy=False)
+
+
 class Multiply(Operator):
     """Element-wise product with a fixed array ``w`` (broadcast over the input): ``y = w * x``.
 
-    ``ishape`` is the input core shape; ``w`` must broadcast against it to ``oshape``.
+    ``ishape`` is the input core shape; ``w`` must broadcast against it to ``oshape``. ``w`` may be a
+    numpy array or a torch tensor (a tensor that requires grad receives gradients); real weights stay
+    real.
     """
 
+    torch_native = True
+
     def __init__(self, ishape: Sequence[int], w, dtype=None):
-        w = np.asarray(w) if not _array.is_torch(w) else w
-        dtype = np.dtype(dtype or (_array.dtype_name(w) if np.dtype(_array.dtype_name(w)).kind == "c" else "complex64"))
+        if not _array.is_torch(w):
+            w = np.asarray(w)
+        wdt = np.dtype(_array.dtype_name(w))
+        dtype = np.dtype(dtype or (wdt if wdt.kind == "c" else "complex64"))
         oshape = tuple(np.broadcast_shapes(tuple(ishape), tuple(w.shape)))
         super().__init__(ishape, oshape, dtype)
-        self.w = w.astype(dtype) if isinstance(w, np.ndarray) else w
+        self.w = cast_param(w, weight_dtype(wdt, dtype))
         self._w_cache = {}
 
     def _w_like(self, x):
-        if _array.is_torch(x):
-            key = (x.device.type, x.device.index)
-            if key not in self._w_cache:
-                import torch
-
-                self._w_cache[key] = torch.as_tensor(np.asarray(self.w)).to(x.device)
-            return self._w_cache[key]
-        return self.w
+        return param_like(self.w, x, self._w_cache)
 
     def _forward(self, x):
         lead = tuple(x.shape[: x.ndim - len(self.ishape)])
@@ -51,8 +74,23 @@ class Multiply(Operator):
 
     def _adjoint(self, y):
         lead = tuple(y.shape[: y.ndim - len(self.oshape)])
-        out = self._w_like(y).conj() * y
+        w = self._w_like(y)
+        out = (w.conj() if _array.is_complex(w) else w) * y
         padded = _pad(self.ishape, len(self.oshape))
+        axes = tuple(len(lead) + i for i, (a, b) in enumerate(zip(padded, self.oshape)) if a == 1 and b != 1)
+        if axes:
+            out = out.sum(dim=axes, keepdim=True) if _array.is_torch(out) else out.sum(axis=axes, keepdims=True)
+        return out.reshape(lead + self.ishape)
+
+    def _normal(self, x):
+        w = self._w_like(x)
+        if _array.is_torch(w):
+            w2 = w.real ** 2 + w.imag ** 2 if w.is_complex() else w * w
+        else:
+            w2 = (w.real ** 2 + w.imag ** 2) if np.iscomplexobj(w) else w * w
+        lead = tuple(x.shape[: x.ndim - len(self.ishape)])
+        padded = _pad(self.ishape, len(self.oshape))
+        out = w2 * x.reshape(lead + padded)
         axes = tuple(len(lead) + i for i, (a, b) in enumerate(zip(padded, self.oshape)) if a == 1 and b != 1)
         if axes:
             out = out.sum(dim=axes, keepdim=True) if _array.is_torch(out) else out.sum(axis=axes, keepdims=True)
@@ -65,6 +103,8 @@ def _pad(shape, n):
 
 class Matrix(Operator):
     """Dense matrix ``A`` (m x n) acting on the flattened core shape: a reference for tests."""
+
+    torch_native = True
 
     def __init__(self, A, ishape=None, oshape=None):
         A = np.asarray(A)
@@ -114,6 +154,8 @@ def centred_fft(x, ndim: int, inverse: bool = False, workers: int = -1, dtype=No
 class FFT(Operator):
     """Centred orthonormal FFT over the last ``len(shape)`` axes (fastMRI convention):
     ``fftshift(fftn(ifftshift(x), norm='ortho'))``. Unitary: the adjoint is the inverse."""
+
+    torch_native = True
 
     def __init__(self, shape: Sequence[int], dtype="complex64", workers: int | None = None):
         super().__init__(shape, shape, dtype)
