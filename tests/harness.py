@@ -16,6 +16,11 @@ valid, e.g. an operator defined on non-negative data). Options of :func:`registe
 * ``gradcheck``: run ``torch.autograd.gradcheck`` (float64/complex128 operators only; default True).
 * ``gradgradcheck``: also check double backward (default False; slow, used for a few operators).
 * ``batch``: the operator accepts leading batch axes before ``ishape`` (default True).
+* ``params``: for operators holding tensors that may require grad (coil maps, masks, weights): a
+  callable returning ``(build, arrays)`` where ``build(*tensors)`` makes the operator from torch
+  tensors shaped like the numpy ``arrays``; the harness then gradchecks forward, adjoint and normal
+  w.r.t. the input AND those tensors (complex128/float64 operators only), and checks that the
+  operator built from tensors equals the registered one.
 
 Tests applied to every registered operator, with the bounds they assert (``rtol`` is relative l2):
 
@@ -69,6 +74,7 @@ class Case:
     gradcheck: bool = True
     gradgradcheck: bool = False
     batch: bool = True
+    params: Callable | None = None
     options: dict = field(default_factory=dict)
 
     def build(self):
@@ -98,7 +104,7 @@ def register(name: str, factory: Callable, **options) -> Case:
     """Register an operator factory under a unique name (see the module docstring)."""
     if name in _REGISTRY:
         raise ValueError(f"operator {name!r} is already registered")
-    known = {"normal_rtol", "gradcheck", "gradgradcheck", "batch"}
+    known = {"normal_rtol", "gradcheck", "gradgradcheck", "batch", "params"}
     extra = set(options) - known
     if extra:
         raise TypeError(f"register(): unknown options {sorted(extra)}; known: {sorted(known)}")
