@@ -19,6 +19,7 @@ from ..geometry import (  # noqa: F401
 from .data import load_htc2022, load_pet_transmission, load_pet_transmission_counts  # noqa: F401
 from .fbp import (  # noqa: F401
     FILTERS,
+    IncompleteCoverageWarning,
     fbp,
     fdk,
     filter_response,
