@@ -634,3 +634,14 @@ def test_rasterize_blocks_and_analytic_chunks_change_nothing(monkeypatch):
     assert np.array_equal(whole[0], rasterize(ell, (33, 17), 0.7, supersample=3))
     assert np.array_equal(whole[1], rasterize(ell3, (5, 9, 7), 1.5, supersample=2))
     assert np.array_equal(whole[2], analytic_sinogram(ell, g, subsamples=3))
+
+
+def test_check_allocation_against_the_available_memory(monkeypatch):
+    from recon.geometry import _checks
+
+    monkeypatch.setattr(_checks, "available_memory", lambda: 100 << 20)
+    _checks.check_allocation("f", 80 << 20, "x")
+    with pytest.raises(ValueError, match=r"f: y needs about 0.195 GiB, more than the 0.0977 GiB"):
+        _checks.check_allocation("f", 200 << 20, "y")
+    monkeypatch.undo()
+    assert _checks.available_memory() > 0

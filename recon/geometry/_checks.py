@@ -128,9 +128,15 @@ def available_memory() -> int:
         return 1 << 62
 
 
+#: Work below this many bytes is not checked (reading the available memory costs ~20 us).
+_SMALL = 64 << 20
+
+
 def check_allocation(owner: str, nbytes: float, what: str):
     """Refuse, before allocating, work that needs more than the available memory (a clear
     ValueError instead of a MemoryError deep inside, or the machine swapping)."""
+    if nbytes < _SMALL:
+        return
     have = available_memory()
     if nbytes > have:
         raise ValueError(f"{owner}: {what} needs about {nbytes / 2**30:.3g} GiB, more than the "
