@@ -18,11 +18,11 @@ Images
     Axes ``(..., z, y, x)``; time and coils lead: ``(t, c, z, y, x)``. MRI images are complex64 by
     default, CT images float32.
 
-CT (recon.ct)
+CT (recon.geometry, re-exported by recon.ct)
     ASTRA-style geometry descriptions. Lengths in mm, angles in radians, voxel size in mm.
     Projections are line integrals of the attenuation map (1/mm times mm: unitless).
-    Geometry conventions (axes, signs, sinogram layouts, the mapping to ASTRA): the module docstring
-    of recon/ct/geometry.py (and docs/ct_geometry.md, with a picture).
+    Geometry conventions (axes, signs, sinogram layouts, the per-view vector form, the mapping to
+    ASTRA): the package docstring of recon/geometry/__init__.py (and docs/ct_geometry.md, with a picture).
 
 Patient geometry of written images (recon.io)
     Image-to-patient placement (LPS), the NIfTI affine and DICOM position/orientation: recon/io/geometry.py.

@@ -106,9 +106,13 @@ def test_htc_pwls_tv_disk_with_holes(htc):
 
 def test_htc_fbp(htc):
     """Limited-angle FBP (no rescaling): the image carries the 60/180 share of the angular integral,
-    so its integral is ~1/3 of the mass seen in every projection (measured 0.34)."""
+    so its integral is ~1/3 of the mass seen in every projection (measured 0.34), and fbp says the
+    coverage is incomplete."""
+    from recon.ct import IncompleteCoverageWarning
+
     sino, g, _ = htc
-    x = fbp(sino, g, filter="hann")
+    with pytest.warns(IncompleteCoverageWarning, match="cover 60.5 deg"):
+        x = fbp(sino, g, filter="hann")
     vs = g.voxel_size[0]
     mass_img = float(x.sum()) * vs * vs
     eff = g.det_spacing * g.source_origin / g.source_det  # bin width at the rotation axis

@@ -6,9 +6,28 @@ import math
 import numpy as np
 import pytest
 
-from recon.ct import (ConeBeam3D, Ellipse, Ellipsoid, FanBeam2D, ParallelBeam2D, analytic_sinogram, fbp, fdk,
-                      filter_response, parker_weights, rasterize, shepp_logan_ellipses)
-from recon.ct.fbp import _fan_angles, _scan_kind, padded_length, parker_weight, ramp_kernel
+from recon.ct import (
+    ConeBeam3D,
+    Ellipse,
+    Ellipsoid,
+    FanBeam2D,
+    ParallelBeam2D,
+    analytic_sinogram,
+    fbp,
+    fdk,
+    filter_response,
+    parker_weights,
+    rasterize,
+    shepp_logan_ellipses,
+)
+from recon.ct.fbp import (
+    IncompleteCoverageWarning,
+    _fan_angles,
+    _scan_kind,
+    padded_length,
+    parker_weight,
+    ramp_kernel,
+)
 
 N = 128
 VS = 1.0
@@ -321,6 +340,97 @@ def test_fbp_bad_input():
         fbp(good.tolist(), g)
     with pytest.raises(ValueError, match="ConeBeam3D"):
         fdk(good, g)
+
+
+def test_degenerate_angles_rejected():
+    """Issue #10 item 14: fan-beam FBP with all angles identical returned zeros silently."""
+    same = np.full(8, 0.7)
+    cases = [(fbp, FanBeam2D(same, 64, 1.5, 300.0, 200.0, "flat", (32, 32), 1.0)),
+             (fbp, FanBeam2D(same, 64, 1.5, 300.0, 200.0, "arc", (32, 32), 1.0)),
+             (fbp, ParallelBeam2D(same, 48, 1.0, (32, 32), 1.0)),
+             (fbp, ParallelBeam2D([0.3], 48, 1.0, (32, 32), 1.0)),
+             (fdk, ConeBeam3D(same, (8, 64), 1.5, 300.0, 200.0, (4, 32, 32), 1.0))]
+    for rec, g in cases:
+        sino = np.ones(g.sino_shape, np.float32)
+        with pytest.raises(ValueError, match="angular coverage is degenerate"):
+            rec(sino, g)
+    with pytest.raises(ValueError, match="degenerate"):
+        parker_weights(cases[0][1])
+
+
+def test_incomplete_coverage_warns_and_complete_does_not():
+    import warnings
+
+    quarter = np.linspace(0, np.pi / 2, 45)
+    for g in (ParallelBeam2D(quarter, 48, 1.0, (32, 32), 1.0),
+              FanBeam2D(np.linspace(0, np.pi, 90), 64, 1.5, 300.0, 200.0, "flat", (32, 32), 1.0)):
+        with pytest.warns(IncompleteCoverageWarning, match="less than the"):
+            fbp(np.ones(g.sino_shape, np.float32), g)
+    complete = [ParallelBeam2D(np.linspace(0, np.pi, 60, endpoint=False), 48, 1.0, (32, 32), 1.0),
+                FanBeam2D(np.linspace(0, 2 * np.pi, 60, endpoint=False), 64, 1.5, 300.0, 200.0, "flat", (32, 32)),
+                FanBeam2D(np.linspace(0, np.pi + 0.5, 90), 64, 1.5, 300.0, 200.0, "arc", (32, 32))]  # short scan
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for g in complete:
+            fbp(np.ones(g.sino_shape, np.float32), g)
+        fbp(np.ones(complete[2].sino_shape, np.float32), complete[2], short_scan=False)  # chosen, not missing
+
+
+def test_zero_size_batch_gives_an_empty_result():
+    """Issue #10 item 16: a 0-size batch said "need at least one array to stack"."""
+    torch = pytest.importorskip("torch")
+    g = _geoms()["fan_flat"]
+    out = fbp(np.zeros((0,) + g.sino_shape, np.float32), g)
+    assert out.shape == (0, N, N) and out.dtype == np.float32
+    assert fbp(np.zeros((3, 0) + g.sino_shape), g).shape == (3, 0, N, N)
+    t = fbp(torch.zeros((0,) + g.sino_shape), g)
+    assert isinstance(t, torch.Tensor) and tuple(t.shape) == (0, N, N)
+    c = ConeBeam3D(np.linspace(0, 2 * np.pi, 8, endpoint=False), (8, 64), 1.5, 300.0, 200.0, (4, 32, 32), 1.0)
+    assert fdk(np.zeros((0,) + c.sino_shape, np.float32), c).shape == (0, 4, 32, 32)
+
+
+def test_fbp_refuses_vector_and_helical_geometries():
+    from recon.geometry import HelicalConeBeam3D
+
+    fan = _geoms()["fan_flat"]
+    angles = np.linspace(0, 4 * np.pi, 40, endpoint=False)
+    hel = HelicalConeBeam3D(angles, (8, 64), 1.5, 300.0, 200.0, (4, 32, 32), 1.0, pitch=5.0)
+    for g in (fan.as_vector_geometry(), _geoms()["parallel"].as_vector_geometry(), hel, hel.as_vector_geometry()):
+        for rec in (fbp, fdk):
+            with pytest.raises(ValueError, match="iterative method"):
+                rec(np.zeros(g.sino_shape, np.float32), g)
+    with pytest.raises(ValueError, match="FanBeam2D or ConeBeam3D"):
+        parker_weights(fan.as_vector_geometry())
+
+
+def test_numpy_scalars_and_bad_options():
+    g = FanBeam2D(np.linspace(0, np.pi + 0.5, 90), 64, 1.5, 300.0, 200.0, "flat", (32, 32), 1.0)
+    sino = np.ones(g.sino_shape, np.float32)
+    ref = fbp(sino, g, "hann", 0.5, short_scan=True, nthreads=1)
+    got = fbp(sino, g, np.str_("hann"), np.float32(0.5), np.bool_(True), short_scan=np.bool_(True),
+              nthreads=np.int64(1))
+    assert np.array_equal(ref, got)
+    # np.bool_(False) used to count as "detect" (Parker weights applied): now it means False
+    no_parker = fbp(sino, g, short_scan=False)
+    assert np.array_equal(fbp(sino, g, short_scan=np.bool_(False)), no_parker)
+    assert not np.allclose(no_parker, fbp(sino, g))
+    for kw, match in [(dict(nthreads=-1), "nthreads"), (dict(nthreads=10 ** 6), "nthreads"),
+                      (dict(nthreads=True), "nthreads"), (dict(nthreads=1.5), "nthreads"),
+                      (dict(padding="no"), "padding"), (dict(short_scan="yes"), "short_scan")]:
+        with pytest.raises(ValueError, match=match):
+            fbp(sino, g, **kw)
+
+
+def test_absurd_sizes_refused_before_allocating():
+    """A 2^36-pixel image (256 GiB in float32) from a small sinogram: a ValueError naming the size."""
+    g = ParallelBeam2D(np.linspace(0, np.pi, 4, endpoint=False), 16, 1.0, (1 << 18, 1 << 18), 1.0,
+                       check_coverage=False)
+    with pytest.raises(ValueError, match="GiB"):
+        fbp(np.zeros(g.sino_shape, np.float32), g)
+    with pytest.raises(ValueError, match="detector bins"):
+        filter_response(10 ** 12, 1.0)
+    with pytest.raises(ValueError, match="spacing"):
+        filter_response(16, 0.0)
 
 
 # ---- the analytic backprojector against a direct numpy reference ---------------------------------------

@@ -1,7 +1,32 @@
-"""CT: acquisition geometries (the one home of CT conventions: :mod:`recon.ct.geometry`), ellipse
-phantoms with analytic line integrals, and (from part B) FBP/FDK, low-dose simulation."""
+"""CT: acquisition geometries (re-exported from :mod:`recon.geometry`, the one home of the CT
+conventions), ellipse phantoms with analytic line integrals, FBP/FDK, low-dose simulation,
+iterative reconstruction and the bundled real data."""
 
-from .geometry import ConeBeam3D, FanBeam2D, Geometry, ParallelBeam2D  # noqa: F401
+from ..geometry import (  # noqa: F401
+    ConeBeam3D,
+    ConeVec3D,
+    FanBeam2D,
+    FanVec2D,
+    Geometry,
+    HelicalConeBeam3D,
+    ImageGrid,
+    ParallelBeam2D,
+    ParallelVec2D,
+    from_dict,
+)
+
+# ---- CT analytic/iterative reconstruction, low dose, bundled data ----
+from .data import load_htc2022, load_pet_transmission, load_pet_transmission_counts  # noqa: F401
+from .fbp import (  # noqa: F401
+    FILTERS,
+    IncompleteCoverageWarning,
+    fbp,
+    fdk,
+    filter_response,
+    parker_weights,
+)
+from .iterative import os_sart, pwls_tv, sirt, subset_geometry  # noqa: F401
+from .lowdose import post_log_variance, pwls_weights, simulate_low_dose  # noqa: F401
 from .phantom import (  # noqa: F401
     Ellipse,
     Ellipsoid,
@@ -12,9 +37,3 @@ from .phantom import (  # noqa: F401
     shepp_logan_3d,
     shepp_logan_ellipses,
 )
-
-# ---- CT analytic/iterative reconstruction, low dose, bundled data (part B) ----
-from .data import load_htc2022, load_pet_transmission, load_pet_transmission_counts  # noqa: F401
-from .fbp import FILTERS, fbp, fdk, filter_response, parker_weights  # noqa: F401
-from .iterative import os_sart, pwls_tv, sirt, subset_geometry  # noqa: F401
-from .lowdose import post_log_variance, pwls_weights, simulate_low_dose  # noqa: F401

@@ -1,8 +1,10 @@
 """Analytic CT reconstruction: ramp filters, FBP (parallel, fan flat/arc), FDK (cone), Parker weights.
 
-Geometry and units follow :mod:`recon.ct.geometry` (mm, radians, line integrals unitless); the
+Geometry and units follow :mod:`recon.geometry` (mm, radians, line integrals unitless); the
 reconstruction is in the image's attenuation units (1/mm): a disk of attenuation ``mu`` comes back
-as ``mu``.
+as ``mu``. FBP/FDK need the analytic parameters (angles, distances) of :class:`ParallelBeam2D`,
+:class:`FanBeam2D` and :class:`ConeBeam3D`; vector geometries and helical orbits are refused with
+a ValueError (use the iterative methods on :class:`recon.ops.Projector`).
 
 Filtering (frequency domain). Every detector row is zero-padded to the next power of two
 ``>= 2 * bins`` (``padding=True``; otherwise no padding, i.e. circular convolution) and multiplied
@@ -20,9 +22,10 @@ Weights (per ray, before filtering): fan/cone flat detectors the cosine weight
 ``(gamma / sin gamma)^2 h(gamma)`` sampled in fan angle. Redundancy: full scans (>= 2 pi) weight
 every ray 1/2; fan/cone short scans (range >= pi + 2 * fan half-angle, detected from the angles)
 use Parker weights (with the fan half-angle widened to ``(range - pi) / 2`` for over-scans); shorter
-(limited-angle) scans get weight 1 (the reconstruction is then incomplete, not rescaled).
-Each view is weighted by its angular interval (``|d beta|``, central differences over the sorted
-angles).
+(limited-angle) scans get weight 1 (the reconstruction is then incomplete, not rescaled) and an
+:class:`IncompleteCoverageWarning`. Angle sets with no angular range (one view, or all views at one
+angle) are refused (ValueError: degenerate coverage). Each view is weighted by its angular interval
+(``|d beta|``, central differences over the sorted angles).
 
 Backprojection: a voxel-driven, *weighted* backprojector in C++/OpenMP
 (``recon._core.ct_backproject_*``, csrc/ct/backproject.cpp): each voxel centre is projected onto
@@ -38,14 +41,23 @@ accurate discretisation of the FBP integral.
 from __future__ import annotations
 
 import math
+import os
+import warnings
 
 import numpy as np
 
 from .. import _array
-from .geometry import ConeBeam3D, FanBeam2D, Geometry, ParallelBeam2D
+from ..geometry import ConeBeam3D, FanBeam2D, Geometry, ParallelBeam2D
+from ..geometry._checks import check_allocation, count, flag, positive
 
-__all__ = ["FILTERS", "ramp_kernel", "filter_response", "filter_sinogram", "parker_weight",
-           "parker_weights", "redundancy_weights", "fbp", "fdk"]
+__all__ = ["FILTERS", "IncompleteCoverageWarning", "ramp_kernel", "filter_response", "filter_sinogram",
+           "parker_weight", "parker_weights", "redundancy_weights", "fbp", "fdk"]
+
+
+class IncompleteCoverageWarning(UserWarning):
+    """FBP/FDK of angles that cover less than complete data (180 deg for parallel beams, a short
+    scan of 180 deg + the fan angle for fan/cone beams): the image misses part of the object's
+    Fourier transform (limited-angle artefacts) and is not rescaled."""
 
 #: Filter names accepted by :func:`fbp` / :func:`fdk`.
 FILTERS = ("ram-lak", "shepp-logan", "cosine", "hann")
@@ -77,6 +89,7 @@ def _check_cutoff(cutoff) -> float:
 
 def padded_length(n: int, padding: bool = True) -> int:
     """FFT length for ``n`` detector bins: the next power of two ``>= 2 n`` (``padding``) or ``n``."""
+    n = count("padded_length", "detector bins", n)
     if not padding:
         return int(n)
     return 1 << int(math.ceil(math.log2(max(2 * int(n), 2))))
@@ -115,6 +128,7 @@ def filter_response(n_det: int, spacing: float, filter: str = "ram-lak", cutoff:
     """
     name = _filter_name(filter)
     c = _check_cutoff(cutoff)
+    spacing = positive("filter_response", "spacing", spacing)
     n_pad = padded_length(n_det, padding)
     h = ramp_kernel(n_pad, spacing, arc=arc, support=(n_det - 1) if arc else None)
     H = np.real(np.fft.fft(h)) * spacing
@@ -220,17 +234,30 @@ def _fan_angles(geometry: Geometry) -> np.ndarray:
     return np.arctan2(cross, dot)
 
 
-def _scan_kind(geometry: Geometry, short_scan=None):
-    """('full' | 'short' | 'limited', info dict) for the geometry's angles."""
+def _scan_kind(geometry: Geometry, short_scan=None, fn: str = "fbp"):
+    """('full' | 'short' | 'limited', info dict) for the geometry's angles; ``info["complete"]``:
+    the angles cover complete data (parallel: 180 deg; fan/cone: a short scan or more)."""
+    if isinstance(short_scan, np.bool_):
+        short_scan = bool(short_scan)
+    if short_scan not in (None, True, False):
+        raise ValueError(f"short_scan: expected None, True or False, got {short_scan!r}")
     beta, sense, order = _source_angles(geometry)
-    db = _angle_intervals(beta, order)
-    step = float(np.median(db)) if db.size > 1 else 0.0
     rng = float(beta.max() - beta.min())
+    if geometry.n_views < 2 or not rng > 1e-9:
+        raise ValueError(f"{fn}: the angular coverage is degenerate: the {geometry.n_views} view(s) span "
+                         f"{math.degrees(rng):.3g} deg; analytic reconstruction needs views over a positive "
+                         "angular range (complete data: 180 deg for a parallel beam, 180 deg + the fan angle "
+                         "for fan and cone beams)")
+    db = _angle_intervals(beta, order)
+    step = float(np.median(db))
     info = {"beta": beta, "sense": sense, "order": order, "dbeta": db, "range": rng, "step": step}
     if rng + step >= 2 * math.pi * (1 - 1e-6):
         kind = "full"
+        info["complete"] = True
     elif isinstance(geometry, ParallelBeam2D):
         kind = "limited"  # [0, pi) or less: every line measured at most once
+        info["complete"] = rng + step >= math.pi * (1 - 1e-6)
+        info["need"] = math.pi
     else:
         gam = _fan_angles(geometry)
         delta = float(np.max(np.abs(gam)))
@@ -238,6 +265,8 @@ def _scan_kind(geometry: Geometry, short_scan=None):
         info["delta"] = delta
         enough = rng >= math.pi + 2 * delta - 0.5 * step
         kind = "short" if enough else "limited"
+        info["complete"] = enough
+        info["need"] = math.pi + 2 * delta
     if short_scan is True:
         if isinstance(geometry, ParallelBeam2D):
             raise ValueError("short_scan=True: Parker weights apply to fan/cone beams only")
@@ -247,8 +276,6 @@ def _scan_kind(geometry: Geometry, short_scan=None):
                              f"{math.degrees(math.pi + 2 * info.get('delta', 0.0)):.2f} deg and less than 360 deg")
     elif short_scan is False and kind == "short":
         kind = "limited"
-    elif short_scan not in (None, True, False):
-        raise ValueError(f"short_scan: expected None, True or False, got {short_scan!r}")
     return kind, info
 
 
@@ -260,15 +287,22 @@ def parker_weights(geometry: Geometry) -> np.ndarray:
     """
     if not isinstance(geometry, (FanBeam2D, ConeBeam3D)):
         raise ValueError("parker_weights: expected a FanBeam2D or ConeBeam3D geometry")
-    kind, info = _scan_kind(geometry, short_scan=True)
+    kind, info = _scan_kind(geometry, short_scan=True, fn="parker_weights")
     delta = max(info["delta"], 0.5 * (info["range"] - math.pi))
     return parker_weight(info["beta"][:, None], info["gamma"][None, :], delta)
 
 
-def redundancy_weights(geometry: Geometry, short_scan=None):
+def redundancy_weights(geometry: Geometry, short_scan=None, *, fn: str = "redundancy_weights"):
     """Per-ray redundancy weights ``(n_angles, bins)`` (or ``None`` where uniform) and per-view
-    angular intervals, plus the scan kind: ``(weights_or_None, scalar, dbeta, kind)``."""
-    kind, info = _scan_kind(geometry, short_scan)
+    angular intervals, plus the scan kind: ``(weights_or_None, scalar, dbeta, kind)``. Warns
+    (:class:`IncompleteCoverageWarning`) when the angles cover less than complete data."""
+    _require_analytic(geometry, fn)
+    kind, info = _scan_kind(geometry, short_scan, fn)
+    if not info["complete"]:
+        warnings.warn(f"{fn}: the angles cover {math.degrees(info['range'] + info['step']):.4g} deg (their "
+                      f"range plus one step), less than the {math.degrees(info['need']):.4g} deg of complete data: the "
+                      "image is incomplete (limited-angle artefacts) and not rescaled; iterative methods "
+                      "(recon.ct.pwls_tv) do better", IncompleteCoverageWarning, stacklevel=3)
     if kind == "full":
         return None, 0.5, info["dbeta"], kind
     if kind == "short":
@@ -280,9 +314,30 @@ def redundancy_weights(geometry: Geometry, short_scan=None):
 
 # ---- input checks ----------------------------------------------------------------------------------
 
+_ANALYTIC = (ParallelBeam2D, FanBeam2D, ConeBeam3D)
+
+
+def _require_analytic(geometry, fn: str, kinds=_ANALYTIC):
+    if not isinstance(geometry, kinds):
+        names = " or ".join(k.__name__ for k in kinds)
+        got = type(geometry).__name__
+        extra = ("; vector geometries and helical orbits have no analytic reconstruction here: use an iterative "
+                 "method (recon.ct.sirt, os_sart, pwls_tv) on recon.ops.Projector") \
+            if isinstance(geometry, Geometry) and not isinstance(geometry, _ANALYTIC) else ""
+        raise ValueError(f"{fn}: needs a {names} geometry (its angles and distances), got {got}{extra}")
+
+
+def _check_threads(nthreads, fn: str) -> int:
+    """0 (all cores) or a thread count up to 4 x the cores (more only slows down, and far more makes
+    OpenMP abort)."""
+    cap = 4 * (os.cpu_count() or 1)
+    if isinstance(nthreads, (bool, np.bool_)) or not isinstance(nthreads, (int, np.integer)) \
+            or not 0 <= nthreads <= cap:
+        raise ValueError(f"{fn}: nthreads must be an integer in [0, {cap}] (0: all cores), got {nthreads!r}")
+    return int(nthreads)
+
+
 def _check_sinogram(sinogram, geometry: Geometry, fn: str):
-    if not isinstance(geometry, Geometry):
-        raise ValueError(f"{fn}: expected a recon.ct Geometry, got {type(geometry).__name__}")
     if not _array.is_array(sinogram):
         raise TypeError(f"{fn}: sinogram must be a numpy array or torch tensor, got {type(sinogram).__name__}")
     s = _array.to_numpy(sinogram)
@@ -440,39 +495,51 @@ def fbp(sinogram, geometry: Geometry, filter: str = "ram-lak", cutoff: float = 1
     """
     if isinstance(geometry, ConeBeam3D):
         return fdk(sinogram, geometry, filter, cutoff, padding, short_scan=short_scan, nthreads=nthreads)
+    _require_analytic(geometry, "fbp", (ParallelBeam2D, FanBeam2D))
     s, dt = _check_sinogram(sinogram, geometry, "fbp")
-    if not isinstance(geometry, (ParallelBeam2D, FanBeam2D)):
-        raise ValueError(f"fbp: unsupported geometry {type(geometry).__name__}")
     _filter_name(filter)
     _check_cutoff(cutoff)
-    red, red_scalar, dbeta, kind = redundancy_weights(geometry, short_scan)
+    padding = flag("fbp", "padding", padding)
+    nthreads = _check_threads(nthreads, "fbp")
+    red, red_scalar, dbeta, kind = redundancy_weights(geometry, short_scan, fn="fbp")
     view_w = dbeta * red_scalar
-    lead = s.shape[: s.ndim - 2]
-    flat = s.reshape((-1,) + tuple(geometry.sino_shape)).astype(np.float64)
-    outs = []
-    for p in flat:
+    flat, out = _batch(s, geometry, dt, "fbp")
+    for b, p in enumerate(flat):
+        p = p.astype(np.float64)
         if red is not None:
             p = p * red
         if isinstance(geometry, ParallelBeam2D):
             q = filter_sinogram(p, geometry.det_spacing, filter, cutoff, padding)
-            img = _backproject_projective(q.astype(dt), geometry, view_w, nthreads)
+            out[b] = _backproject_projective(q.astype(dt), geometry, view_w, nthreads)
         elif geometry.detector == "flat":
             D, SD = geometry.source_origin, geometry.source_det
             n = geometry.det_count
             s_iso = ((np.arange(n) - (n - 1) / 2.0) * geometry.det_spacing + geometry.det_offset) * D / SD
             p = p * (D / np.sqrt(D * D + s_iso ** 2))[None, :]
             q = filter_sinogram(p, geometry.det_spacing * D / SD, filter, cutoff, padding)
-            img = _backproject_projective(q.astype(dt), geometry, view_w, nthreads)
+            out[b] = _backproject_projective(q.astype(dt), geometry, view_w, nthreads)
         else:  # arc
             D, SD = geometry.source_origin, geometry.source_det
             n = geometry.det_count
             gam = ((np.arange(n) - (n - 1) / 2.0) * geometry.det_spacing + geometry.det_offset) / SD
             p = p * (D * np.cos(gam))[None, :]
             q = filter_sinogram(p, geometry.det_spacing / SD, filter, cutoff, padding, arc=True)
-            img = _backproject_arc(q.astype(dt), geometry, view_w, nthreads)
-        outs.append(img)
-    out = np.stack(outs).reshape(lead + tuple(geometry.image_shape)).astype(dt, copy=False)
-    return _array.like(np.ascontiguousarray(out), sinogram)
+            out[b] = _backproject_arc(q.astype(dt), geometry, view_w, nthreads)
+    return _array.like(out.reshape(s.shape[: s.ndim - 2] + tuple(geometry.image_shape)), sinogram)
+
+
+def _batch(s: np.ndarray, geometry: Geometry, dt, fn: str):
+    """The input as ``(batch, *sino_shape)`` and the output ``(batch, *image_shape)`` (allocated once,
+    after checking that it and the per-item work fit in memory). A zero-size batch gives an empty output."""
+    k = len(geometry.sino_shape)
+    batch = int(np.prod(s.shape[: s.ndim - k], dtype=np.int64))
+    image = float(np.prod(geometry.image_shape, dtype=np.float64))
+    rows = float(np.prod(geometry.sino_shape[:-1], dtype=np.float64))
+    work = 8.0 * (4 * rows * padded_length(geometry.sino_shape[-1]) + 2 * image)  # filtering, one image
+    check_allocation(fn, batch * image * np.dtype(dt).itemsize + work,
+                     f"{batch} image(s) of shape {tuple(geometry.image_shape)}")
+    flat = s.reshape((batch,) + tuple(geometry.sino_shape))
+    return flat, np.empty((batch,) + tuple(geometry.image_shape), dtype=dt)
 
 
 def fdk(sinogram, geometry: ConeBeam3D, filter: str = "ram-lak", cutoff: float = 1.0, padding: bool = True,
@@ -486,12 +553,13 @@ def fdk(sinogram, geometry: ConeBeam3D, filter: str = "ram-lak", cutoff: float =
     return as :func:`fbp`; exact in the mid-plane for a full scan, approximate (cone-beam
     artefacts) away from it.
     """
+    _require_analytic(geometry, "fdk", (ConeBeam3D,))
     s, dt = _check_sinogram(sinogram, geometry, "fdk")
-    if not isinstance(geometry, ConeBeam3D):
-        raise ValueError(f"fdk: expected a ConeBeam3D geometry, got {type(geometry).__name__}")
     _filter_name(filter)
     _check_cutoff(cutoff)
-    red, red_scalar, dbeta, kind = redundancy_weights(geometry, short_scan)
+    padding = flag("fdk", "padding", padding)
+    nthreads = _check_threads(nthreads, "fdk")
+    red, red_scalar, dbeta, kind = redundancy_weights(geometry, short_scan, fn="fdk")
     view_w = dbeta * red_scalar
     D, SD = geometry.source_origin, geometry.source_det
     R, C = geometry.det_rows, geometry.det_cols
@@ -500,14 +568,11 @@ def fdk(sinogram, geometry: ConeBeam3D, filter: str = "ram-lak", cutoff: float =
     s_iso = ((np.arange(C) - (C - 1) / 2.0) * sc + ocol) * D / SD
     t_iso = ((np.arange(R) - (R - 1) / 2.0) * sr + orow) * D / SD
     cosw = D / np.sqrt(D * D + s_iso[None, :] ** 2 + t_iso[:, None] ** 2)  # (R, C)
-    lead = s.shape[: s.ndim - 3]
-    flat = s.reshape((-1,) + tuple(geometry.sino_shape)).astype(np.float64)
-    outs = []
-    for p in flat:
-        p = p * cosw[None]
+    flat, out = _batch(s, geometry, dt, "fdk")
+    for b, p in enumerate(flat):
+        p = p.astype(np.float64) * cosw[None]
         if red is not None:
             p = p * red[:, None, :]
         q = filter_sinogram(p, sc * D / SD, filter, cutoff, padding)
-        outs.append(_backproject_projective(q.astype(dt), geometry, view_w, nthreads))
-    out = np.stack(outs).reshape(lead + tuple(geometry.image_shape)).astype(dt, copy=False)
-    return _array.like(np.ascontiguousarray(out), sinogram)
+        out[b] = _backproject_projective(q.astype(dt), geometry, view_w, nthreads)
+    return _array.like(out.reshape(s.shape[: s.ndim - 3] + tuple(geometry.image_shape)), sinogram)

@@ -87,21 +87,8 @@ def _safe_inverse(a: np.ndarray, rel: float = 1e-6) -> np.ndarray:
 
 
 def subset_geometry(geometry: Geometry, index) -> Geometry:
-    """The same geometry restricted to the views ``geometry.angles[index]`` (coverage check off)."""
-    idx = np.asarray(index)
-    a = geometry.angles[idx]
-    if isinstance(geometry, ParallelBeam2D):
-        return ParallelBeam2D(a, geometry.det_count, geometry.det_spacing, geometry.image_shape,
-                              geometry.voxel_size, geometry.det_offset, check_coverage=False)
-    if isinstance(geometry, FanBeam2D):
-        return FanBeam2D(a, geometry.det_count, geometry.det_spacing, geometry.source_origin, geometry.origin_det,
-                         geometry.detector, geometry.image_shape, geometry.voxel_size, geometry.det_offset,
-                         check_coverage=False)
-    if isinstance(geometry, ConeBeam3D):
-        return ConeBeam3D(a, (geometry.det_rows, geometry.det_cols), geometry.det_spacing, geometry.source_origin,
-                          geometry.origin_det, geometry.image_shape, geometry.voxel_size, geometry.det_offset,
-                          check_coverage=False)
-    raise TypeError(f"subset_geometry: unsupported geometry {type(geometry).__name__}")
+    """The same geometry restricted to the views ``index`` (:meth:`recon.geometry.Geometry.subset`)."""
+    return geometry.subset(index)
 
 
 def _bit_reversed(n: int) -> list[int]:

@@ -4,7 +4,7 @@ These are the independent references of the CT tests: the line integral of an el
 value ``mu`` (1/mm) along a ray is ``mu`` times the ray's chord length through it (mm); a disk of
 radius ``r`` at distance ``s`` from the ray projects to ``2 * mu * sqrt(r^2 - s^2)``.
 
-Coordinates are world coordinates in mm, (x, y[, z]) as in :mod:`recon.ct.geometry` (y up, the
+Coordinates are world coordinates in mm, (x, y[, z]) as in :mod:`recon.geometry` (y up, the
 image's row 0 at +y); angles in radians, counter-clockwise from +x.
 """
 
@@ -16,7 +16,12 @@ from typing import Sequence
 
 import numpy as np
 
-from .geometry import Geometry
+from ..geometry import Geometry, ImageGrid
+from ..geometry._checks import check_allocation, number, positive
+from ..geometry._checks import count as _count
+
+#: Bytes of scratch memory a phantom routine works in at a time (it loops over blocks).
+_BLOCK_BYTES = 64 << 20
 
 __all__ = ["Ellipse", "Ellipsoid", "shepp_logan_ellipses", "shepp_logan_2d", "shepp_logan_3d", "rasterize",
            "analytic_sinogram", "random_ellipses"]
@@ -70,12 +75,14 @@ class Ellipsoid:
 
 def _check_shape(e, nd):
     name = type(e).__name__
-    if len(e.axes) != nd or len(e.centre) != nd:
+    if np.ndim(e.axes) != 1 or np.ndim(e.centre) != 1 or len(e.axes) != nd or len(e.centre) != nd:
         raise ValueError(f"{name}: axes and centre must have {nd} entries")
-    if not all(math.isfinite(a) and a > 0 for a in e.axes):
-        raise ValueError(f"{name}: semi-axes must be positive, got {e.axes}")
-    if not all(math.isfinite(c) for c in e.centre) or not math.isfinite(e.value) or not math.isfinite(e.angle):
-        raise ValueError(f"{name}: value, centre and angle must be finite")
+    for a in e.axes:
+        positive(name, "semi-axes", a)
+    for c in e.centre:
+        number(name, "centre", c)
+    number(name, "value", e.value)
+    number(name, "angle", e.angle)
 
 
 # ---- Shepp-Logan -------------------------------------------------------------------------------------
@@ -117,8 +124,8 @@ def shepp_logan_ellipses(radius: float, ndim: int = 2, *, modified: bool = True,
     ``0.92 * radius``); ``modified`` uses Toft's higher-contrast values; ``scale`` multiplies all
     values (e.g. ``scale=0.02`` gives water-like attenuation in 1/mm with ``modified=True``).
     """
-    if not (math.isfinite(radius) and radius > 0):
-        raise ValueError(f"shepp_logan_ellipses: radius must be positive (mm), got {radius}")
+    radius = positive("shepp_logan_ellipses", "radius (mm)", radius)
+    scale = number("shepp_logan_ellipses", "scale", scale)
     if ndim not in (2, 3):
         raise ValueError(f"shepp_logan_ellipses: ndim must be 2 or 3, got {ndim}")
     out = []
@@ -153,33 +160,31 @@ def shepp_logan_3d(n: int, voxel_size: float = 1.0, *, modified: bool = True, sc
 
 
 def _posint(fn, what, v) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-        raise ValueError(f"{fn}: {what} must be a positive integer, got {v!r}")
-    return int(v)
+    return _count(fn, what, v)
 
 
 # ---- rasterisation -----------------------------------------------------------------------------------
 
 def rasterize(ellipses: Sequence, image_shape, voxel_size=1.0, supersample: int = 1,
               dtype=np.float64) -> np.ndarray:
-    """Sample a sum of ellipses/ellipsoids on the voxel grid of :mod:`recon.ct.geometry`.
+    """Sample a sum of ellipses/ellipsoids on the voxel grid of :mod:`recon.geometry`.
 
     ``image_shape`` ``(ny, nx)`` or ``(nz, ny, nx)``; ``voxel_size`` scalar or per axis (mm);
     each voxel is the mean over ``supersample**ndim`` equally spaced points inside it.
-    ``image_shape`` may also be a :class:`~recon.ct.geometry.Geometry` (then ``voxel_size`` is ignored).
+    ``image_shape`` may also be a :class:`~recon.geometry.Geometry` or :class:`~recon.geometry.ImageGrid`
+    (then ``voxel_size`` is ignored). Works in blocks of rows, so memory stays near the output's.
     """
     if isinstance(image_shape, Geometry):
-        voxel_size = image_shape.voxel_size
-        image_shape = image_shape.image_shape
-    shape = tuple(int(s) for s in image_shape)
-    nd = len(shape)
-    if nd not in (2, 3) or any(s < 1 for s in shape):
-        raise ValueError(f"rasterize: image_shape must be 2 or 3 positive sizes, got {image_shape}")
-    vs = (float(voxel_size),) * nd if np.ndim(voxel_size) == 0 else tuple(float(v) for v in voxel_size)
-    if len(vs) != nd or any(not (v > 0) for v in vs):
-        raise ValueError(f"rasterize: voxel_size must be positive (scalar or {nd} entries), got {voxel_size}")
+        image_shape = image_shape.grid
+    grid = image_shape if isinstance(image_shape, ImageGrid) else ImageGrid(image_shape, voxel_size, owner="rasterize")
+    shape, vs, nd = grid.shape, grid.voxel_size, grid.ndim
     ss = _posint("rasterize", "supersample", supersample)
     ellipses = _as_list(ellipses, nd)
+    # one block: rows x (nx * ss) points per sub-row, a few float64 arrays of that size
+    row_bytes = 6.0 * 8 * ss ** (nd - 1) * shape[-1] * ss * (ss if nd == 3 else 1)
+    check_allocation("rasterize", 8.0 * grid.size * 2 + row_bytes,
+                     f"an image of shape {shape} with supersample={ss}")
+    rows = max(1, int(_BLOCK_BYTES // row_bytes))
     sub = (np.arange(ss) + 0.5) / ss - 0.5
     # axis coordinates in (z,) y, x order; y flipped so row 0 is at +y
     axes = []
@@ -189,14 +194,16 @@ def rasterize(ellipses: Sequence, image_shape, voxel_size=1.0, supersample: int 
             c = -c
         axes.append(c.ravel())
     out = np.zeros(shape, dtype=np.float64)
-    if nd == 2:
-        Y, X = np.meshgrid(axes[0], axes[1], indexing="ij")
-        acc = np.zeros(Y.shape)
-        for e in ellipses:
-            acc += e.value * _inside(e, (X, Y))
-        out = acc.reshape(shape[0], ss, shape[1], ss).mean(axis=(1, 3))
-    else:
-        Y, X = np.meshgrid(axes[1], axes[2], indexing="ij")
+    ny, nx = shape[-2:]
+    for r0 in range(0, ny, rows):
+        r1 = min(ny, r0 + rows)
+        Y, X = np.meshgrid(axes[-2][r0 * ss:r1 * ss], axes[-1], indexing="ij")
+        if nd == 2:
+            acc = np.zeros(Y.shape)
+            for e in ellipses:
+                acc += e.value * _inside(e, (X, Y))
+            out[r0:r1] = acc.reshape(r1 - r0, ss, nx, ss).mean(axis=(1, 3))
+            continue
         for k in range(shape[0]):
             acc = np.zeros((ss,) + Y.shape)
             for si in range(ss):
@@ -206,7 +213,7 @@ def rasterize(ellipses: Sequence, image_shape, voxel_size=1.0, supersample: int 
                     if abs(z - e.centre[2]) > max(e.axes):
                         continue
                     acc[si] += e.value * _inside(e, (X, Y, Z))
-            out[k] = acc.reshape(ss, shape[1], ss, shape[2], ss).mean(axis=(0, 2, 4))
+            out[k, r0:r1] = acc.reshape(ss, r1 - r0, ss, nx, ss).mean(axis=(0, 2, 4))
     return out.astype(dtype, copy=False)
 
 
@@ -259,34 +266,30 @@ def analytic_sinogram(ellipses: Sequence, geometry: Geometry, subsamples: int = 
     """Exact line integrals (unitless: 1/mm x mm) of a sum of ellipses/ellipsoids for ``geometry``.
 
     Returns float64 of shape ``geometry.sino_shape``. ``subsamples > 1`` averages ``subsamples``
-    (2D) or ``subsamples**2`` (cone) equally spaced sub-rays per detector bin (finite bin width).
-    Fan and cone rays are half-lines from the source; parallel rays are full lines.
+    (2D) or ``subsamples**2`` (3D) equally spaced sub-rays per detector bin (finite bin width).
+    Fan and cone rays are half-lines from the source; parallel rays are full lines. Works on at
+    most ``chunk`` views at a time (fewer when a view has many rays), so memory stays near the output's.
     """
     if not isinstance(geometry, Geometry):
-        raise ValueError(f"analytic_sinogram: expected a recon.ct Geometry, got {type(geometry).__name__}")
+        raise ValueError(f"analytic_sinogram: expected a recon.geometry Geometry, got {type(geometry).__name__}")
     ellipses = _as_list(ellipses, geometry.ndim)
+    S = _posint("analytic_sinogram", "subsamples", subsamples) ** (geometry.ndim - 1)
+    chunk = _posint("analytic_sinogram", "chunk", chunk)
+    # per view: origin and direction plus the chord-length temporaries, ~ (4 ndim + 10) float64 per sub-ray
+    view_bytes = float(np.prod(geometry.det_shape, dtype=np.float64)) * S * (4 * geometry.ndim + 10) * 8
+    check_allocation("analytic_sinogram", 8.0 * np.prod(geometry.sino_shape, dtype=np.float64) + view_bytes,
+                     f"the line integrals of {geometry.sino_shape} rays x {S} sub-rays")
+    chunk = max(1, min(chunk, int(_BLOCK_BYTES // view_bytes)))
     half = geometry.kind != 0
     out = np.zeros(geometry.sino_shape, dtype=np.float64)
-    angles = geometry.angles
-    # process views in chunks through a sub-geometry to bound memory
-    for start in range(0, angles.size, chunk):
-        sl = slice(start, min(start + chunk, angles.size))
-        sub = _subset(geometry, sl)
-        origin, direction = sub.rays(subsamples)
+    for start in range(0, geometry.n_views, chunk):
+        sl = slice(start, min(start + chunk, geometry.n_views))
+        origin, direction = geometry.subset(sl).rays(subsamples)
         acc = np.zeros(origin.shape[:-1])
         for e in ellipses:
             acc += e.value * chord_lengths(e, origin, direction, half)
         out[sl] = acc.mean(axis=-1)
     return out
-
-
-def _subset(geometry: Geometry, sl: slice) -> Geometry:
-    import copy
-
-    g = copy.copy(geometry)
-    g.angles = geometry.angles[sl]
-    g.sino_shape = (g.angles.size,) + tuple(geometry.sino_shape[1:])
-    return g
 
 
 def random_ellipses(rng, count: int, ndim: int, radius: float, value_range=(-1.0, 1.0), min_axis: float = 0.05):
@@ -295,6 +298,14 @@ def random_ellipses(rng, count: int, ndim: int, radius: float, value_range=(-1.0
     Semi-axes in ``[min_axis, 0.5] * radius``; each shape lies entirely within ``radius`` of the origin
     (its centre within ``radius - max axis``). For tests.
     """
+    if count != 0:
+        count = _posint("random_ellipses", "count", count)
+    if ndim not in (2, 3):
+        raise ValueError(f"random_ellipses: ndim must be 2 or 3, got {ndim!r}")
+    radius = positive("random_ellipses", "radius", radius)
+    lo, hi = (number("random_ellipses", "value_range", v) for v in value_range)
+    if not 0 < number("random_ellipses", "min_axis", min_axis) <= 0.5:
+        raise ValueError(f"random_ellipses: min_axis must lie in (0, 0.5] (fraction of radius), got {min_axis!r}")
     rng = np.random.default_rng(rng)
     out = []
     for _ in range(count):
@@ -304,7 +315,7 @@ def random_ellipses(rng, count: int, ndim: int, radius: float, value_range=(-1.0
             c = rng.uniform(-rmax, rmax, ndim)
             if np.linalg.norm(c) <= rmax:
                 break
-        v = float(rng.uniform(*value_range))
+        v = float(rng.uniform(lo, hi))
         ang = float(rng.uniform(0, np.pi))
         if ndim == 2:
             out.append(Ellipse(v, tuple(ax), tuple(c), ang))

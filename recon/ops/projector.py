@@ -1,8 +1,10 @@
 """Matched CT projector ``y = A x`` (line integrals) and its exact adjoint, on ``recon._core``.
 
-Geometry and conventions: :mod:`recon.ct.geometry` (lengths mm, angles radians, image row 0 at +y,
-sinograms ``(angles, bins)`` in 2D and ``(angles, rows, cols)`` for the cone beam). The image is
-an attenuation map in 1/mm; the sinogram holds unitless line integrals.
+Geometry and conventions: :mod:`recon.geometry` (lengths mm, angles radians, image row 0 at +y,
+sinograms ``(views, bins)`` in 2D and ``(views, rows, cols)`` for the cone beam). The image is
+an attenuation map in 1/mm; the sinogram holds unitless line integrals. The kernels see only the
+vector form of a geometry (:func:`kernel_arguments`: kind code, per-view vectors, image grid,
+detector shape), so any geometry that converts to it works, for the CPU and the CUDA projector.
 
 Model ``"joseph"``: Joseph's method. Each ray steps through the voxel-centre planes of its driving
 axis (the axis most parallel to it); at each step the image is interpolated linearly (2D) or
@@ -16,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _array
+from ..geometry import Geometry
+from ..geometry._checks import check_allocation
 from .backend import default_threads, on_gpu, require_cuda
 from .base import Operator
 
@@ -28,12 +32,22 @@ def _core():
     return core
 
 
+def kernel_arguments(geometry: Geometry, subsample: int = 1) -> dict:
+    """The projector kernels' description of ``geometry`` (recon._core.JosephProjector and the
+    recon._cuda projectors take these, in this order): its vector form only."""
+    vg = geometry.as_vector_geometry()
+    return dict(kind=int(vg.kind), vectors=np.ascontiguousarray(vg.vectors(), dtype=np.float64),
+                image_shape=[int(n) for n in vg.image_shape], voxel_size=[float(v) for v in vg.voxel_size],
+                det_shape=[int(n) for n in vg.det_shape], subsample=int(subsample))
+
+
 class Projector(Operator):
     """CT projector: image ``(..., *geometry.image_shape)`` -> sinogram ``(..., *geometry.sino_shape)``.
 
     Parameters
     ----------
-    geometry : :class:`recon.ct.ParallelBeam2D`, :class:`recon.ct.FanBeam2D` or :class:`recon.ct.ConeBeam3D`.
+    geometry : any :class:`recon.geometry.Geometry` (analytic: ``ParallelBeam2D``, ``FanBeam2D``,
+        ``ConeBeam3D``, ``HelicalConeBeam3D``; vector: ``ParallelVec2D``, ``FanVec2D``, ``ConeVec3D``).
     model : ``"joseph"`` (the only model so far).
     dtype : ``"float32"`` (default) or ``"float64"``.
     nthreads : CPU threads (default: RECON_NUM_THREADS, else OMP_NUM_THREADS, else all cores).
@@ -50,11 +64,9 @@ class Projector(Operator):
 
     def __init__(self, geometry, model: str = "joseph", dtype="float32", nthreads: int | None = None, *,
                  subsample: int = 1, check_finite: bool = True):
-        from ..ct.geometry import Geometry
-
         if not isinstance(geometry, Geometry):
-            raise ValueError(f"Projector: geometry must be a recon.ct geometry (ParallelBeam2D, FanBeam2D, "
-                             f"ConeBeam3D), got {type(geometry).__name__}")
+            raise ValueError(f"Projector: geometry must be a recon.geometry geometry (ParallelBeam2D, FanBeam2D, "
+                             f"ConeBeam3D, HelicalConeBeam3D or a vector geometry), got {type(geometry).__name__}")
         if model not in _MODELS:
             raise ValueError(f"Projector: model must be one of {_MODELS}, got {model!r}")
         try:
@@ -74,12 +86,7 @@ class Projector(Operator):
         self.subsample = int(subsample)
         self.nthreads = int(nthreads or default_threads())
         self.check_finite = check_finite
-        vec = np.ascontiguousarray(geometry.vectors(), dtype=np.float64)
-        if not np.isfinite(vec).all():
-            raise ValueError("Projector: geometry vectors contain NaN or Inf")
-        self._plan = _core().JosephProjector(int(geometry.kind), vec, list(geometry.image_shape),
-                                             [float(v) for v in geometry.voxel_size],
-                                             list(geometry.det_shape), self.subsample)
+        self._plan = _core().JosephProjector(*kernel_arguments(geometry, self.subsample).values())
 
     def _run(self, a, core_in, core_out, method: str):
         if on_gpu(a):
@@ -94,10 +101,19 @@ class Projector(Operator):
         if self.check_finite and not _array.all_finite(arr):
             raise ValueError(f"Projector.{method}: input contains NaN or Inf")
         lead = arr.shape[: arr.ndim - len(core_in)]
+        self._check_memory(lead, core_out, method)
         out = np.empty(lead + tuple(core_out), dtype=self.dtype)
         if out.size:
             getattr(self._plan, method)(arr, out, self.nthreads)
         return _array.like(out, a)
+
+    def _check_memory(self, lead, core_out, method: str):
+        """Refuse an apply whose output plus the kernels' work buffers (two zero-padded image copies
+        for the forward) exceed the available memory."""
+        item = self.dtype.itemsize
+        out = float(np.prod(lead, dtype=np.float64)) * float(np.prod(core_out, dtype=np.float64)) * item
+        work = 2.0 * np.prod([n + 3.0 for n in self.ishape]) * item if method == "forward" else 0.0
+        check_allocation(f"Projector.{method}", out + work, f"a batch of {int(np.prod(lead))} x {tuple(core_out)}")
 
     def _forward(self, x):
         return self._run(x, self.ishape, self.oshape, "forward")

@@ -36,11 +36,11 @@ def _cuda():
 
 
 def projector_arguments(op) -> dict:
-    """Arguments of recon._cuda.JosephProjectorF32/F64 (and the host emulation) for a Projector."""
-    g = op.geometry
-    return dict(kind=int(g.kind), vectors=np.ascontiguousarray(g.vectors(), dtype=np.float64),
-                image_shape=[int(n) for n in g.image_shape], voxel_size=[float(v) for v in g.voxel_size],
-                det_shape=[int(n) for n in g.det_shape], subsample=int(op.subsample))
+    """Arguments of recon._cuda.JosephProjectorF32/F64 (and the host emulation) for a Projector:
+    the vector form of its geometry, built by the CPU projector's own builder."""
+    from .projector import kernel_arguments
+
+    return kernel_arguments(op.geometry, op.subsample)
 
 
 def _suffix(op):
