@@ -17,6 +17,7 @@ Documentation with the models each solver minimises: ``docs/solvers.md``.
 from ._util import History  # noqa: F401
 from .iterative import admm, cg, cg_x_update, fista, pdhg, pogm, power_iteration  # noqa: F401
 from .prox import (conjugate_prox, group_soft_threshold, project_box, project_l2_ball,  # noqa: F401
+                   separable,
                    project_l2inf_ball, project_nonneg, prox_l1, prox_l2_squared, prox_l21,
                    soft_threshold)
 from .regularizers import (FiniteDifference, L1Wavelet, PriorImageTV, SmoothTV,  # noqa: F401

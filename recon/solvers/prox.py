@@ -16,6 +16,7 @@ from .. import _array
 __all__ = [
     "soft_threshold", "prox_l1", "group_soft_threshold", "prox_l21", "project_box",
     "project_nonneg", "project_l2_ball", "project_l2inf_ball", "prox_l2_squared", "conjugate_prox",
+    "separable",
 ]
 
 
@@ -191,3 +192,28 @@ def conjugate_prox(prox_f):
         return v - prox_f(v * (1.0 / s), 1.0 / s) * s
 
     return prox_f_conj
+
+
+# ---- block-separable functions --------------------------------------------------------------------
+
+def separable(proxes, blocks):
+    """The prox of a block-separable ``f(y) = sum_i f_i(y_i)`` on the stacked output of a
+    :class:`recon.ops.Stack` or :class:`recon.ops.Diag` ``blocks``: ``prox(v, t) =
+    blocks.join([prox_i(v_i, t) for v_i in blocks.split(v)])``. Each ``prox_i(v_i, t)`` gets its block
+    shaped ``(..., *oshape_i)``. The same function serves conjugates: pass each block's
+    ``prox_conj`` for PDHG's ``prox_f_conj`` (the conjugate of a separable sum is the separable sum of
+    the conjugates)."""
+    proxes = list(proxes)
+    if not hasattr(blocks, "split") or not hasattr(blocks, "join"):
+        raise TypeError(f"separable: blocks must be a recon.ops.Stack or Diag, got {type(blocks).__name__}")
+    n = len(blocks.ops) if hasattr(blocks, "ops") else None
+    if n is not None and len(proxes) != n:
+        raise ValueError(f"separable: {len(proxes)} prox functions for {n} blocks")
+    for i, p in enumerate(proxes):
+        if not callable(p):
+            raise TypeError(f"separable: prox {i} is {type(p).__name__}, expected a callable (v, t) -> array")
+
+    def prox(v, t):
+        return blocks.join([p(u, t) for p, u in zip(proxes, blocks.split(v))])
+
+    return prox

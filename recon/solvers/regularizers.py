@@ -18,13 +18,14 @@ are the trailing ones named by ``axes``).
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Sequence
 
 import numpy as np
 
 from .. import _array
-from ..ops.base import Operator
+from ..ops.finite_difference import Differences as _Grad
+from ..ops.finite_difference import FiniteDifference
+from ..ops.wavelet import Wavelet
 from . import prox as _prox
 from ._util import norm
 
@@ -169,142 +170,6 @@ def _norm_axes(axes, ndim_hint=None) -> tuple[int, ...]:
     if len(set(axes)) != len(axes):
         raise ValueError(f"axes must be distinct, got {axes}")
     return axes
-
-
-# ---- finite differences -------------------------------------------------------------------------
-
-class _Grad:
-    """Forward differences along negative ``axes`` of the trailing ``ncore`` axes; directions are
-    stacked at axis ``-(ncore + 1)``. Shape-agnostic (works for any leading batch axes).
-
-    ``forward(x, out)`` and ``adjoint_acc(p, out, scale, tmp)`` write into caller-owned buffers so
-    that inner loops (the TV prox) allocate nothing per iteration."""
-
-    def __init__(self, axes, weights, boundary):
-        self.axes = axes
-        self.ncore = max(-a for a in axes)
-        self.weights = tuple(float(w) for w in weights)
-        self.boundary = boundary
-        self.dir_axis = -(self.ncore + 1)
-
-    @property
-    def norm_sq_bound(self) -> float:
-        """Upper bound on ||D||^2 (4 * sum of squared weights)."""
-        return 4.0 * sum(w * w for w in self.weights)
-
-    def out_shape(self, shape):
-        shape = tuple(shape)
-        lead, core = shape[: len(shape) - self.ncore], shape[len(shape) - self.ncore:]
-        return lead + (len(self.axes),) + core
-
-    def check_image(self, x):
-        if x.ndim < self.ncore:
-            raise ValueError(f"finite differences over axes {self.axes} need an array with at least "
-                             f"{self.ncore} axes, got shape {tuple(x.shape)}")
-
-    def direction(self, p, i):
-        return p[_idx(p.ndim, self.dir_axis, i)]
-
-    def forward(self, x, out=None):
-        self.check_image(x)
-        if out is None:
-            out = _empty(x, self.out_shape(x.shape))
-        n = x.ndim
-        for i, (a, w) in enumerate(zip(self.axes, self.weights)):
-            oi = self.direction(out, i)
-            hi, lo = _idx(n, a, slice(1, None)), _idx(n, a, slice(None, -1))
-            _sub_out(x[hi], x[lo], oi[lo])
-            last = _idx(n, a, slice(-1, None))
-            if self.boundary == "periodic":
-                _sub_out(x[_idx(n, a, slice(0, 1))], x[last], oi[last])
-            else:
-                oi[last] = 0
-            if w != 1.0:
-                oi *= w
-        return out
-
-    def adjoint_acc(self, p, out, scale=1.0, tmp=None):
-        """``out += scale * D^H p`` (in place); ``tmp``: a scratch array shaped like ``out``."""
-        n = out.ndim
-        for i, (a, w) in enumerate(zip(self.axes, self.weights)):
-            s = scale * w
-            if s == 0.0:
-                continue
-            q = self.direction(p, i)
-            if s != 1.0:
-                if tmp is None:
-                    tmp = _empty(out, tuple(out.shape))
-                _mul_out(q, s, tmp)
-                q = tmp
-            hi, lo = _idx(n, a, slice(1, None)), _idx(n, a, slice(None, -1))
-            if self.boundary == "periodic":
-                out[hi] += q[lo]
-                out[_idx(n, a, slice(0, 1))] += q[_idx(n, a, slice(-1, None))]
-                out -= q
-            else:
-                out[lo] -= q[lo]
-                out[hi] += q[lo]
-        return out
-
-    def adjoint(self, p):
-        if p.ndim < self.ncore + 1 or p.shape[self.dir_axis] != len(self.axes):
-            raise ValueError(f"finite-difference adjoint: expected shape (..., {len(self.axes)}, <{self.ncore} "
-                             f"image axes>), got {tuple(p.shape)}")
-        q0 = self.direction(p, 0)
-        return self.adjoint_acc(p, _zeros(q0, tuple(q0.shape)))
-
-
-class FiniteDifference(Operator):
-    """Forward-difference gradient ``D: C^shape -> C^(ndir, *shape)`` over ``axes`` of ``shape``.
-
-    ``(D x)[i, ..., n_a, ...] = w_i * (x[..., n_a + 1, ...] - x[..., n_a, ...])`` along axis ``a =
-    axes[i]``. Boundary:
-
-    - ``'neumann'`` (default): the difference at the last sample along each axis is 0 (mirror /
-      zero-flux boundary, Chambolle 2004); the adjoint is the negative divergence
-      ``(D^H q)[n] = w (q[n-1] - q[n])`` with ``q[-1] = 0`` and ``q[N-1]`` ignored.
-    - ``'periodic'``: wraps around (``x[N] = x[0]``); adjoint ``w (q[n-1] - q[n])`` cyclically.
-
-    ``||D||^2 <= 4 * sum(w_i^2)`` (``norm_sq_bound``). ``weights`` (default 1 per axis) scale each
-    direction: e.g. ``axes=(0, 1, 2), weights=(mu_t, 1, 1)`` for spatio-temporal TV on ``(t, y, x)``.
-    Batched inputs ``(..., *shape)`` give ``(..., ndir, *shape)``.
-    """
-
-    def __init__(self, shape: Sequence[int], axes: Sequence[int] | None = None, *,
-                 weights: Sequence[float] | None = None, boundary: str = "neumann", dtype="complex64"):
-        shape = tuple(int(s) for s in shape)
-        if len(shape) == 0 or any(s < 1 for s in shape):
-            raise ValueError(f"FiniteDifference: shape must be non-empty with positive sizes, got {shape}")
-        if axes is None:
-            axes = tuple(range(len(shape)))
-        for a in axes:
-            if not -len(shape) <= int(a) < len(shape):
-                raise ValueError(f"FiniteDifference: axis {a} out of range for shape {shape}")
-        axes = _norm_axes(axes, len(shape))
-        if weights is None:
-            weights = (1.0,) * len(axes)
-        if len(weights) != len(axes):
-            raise ValueError(f"FiniteDifference: {len(weights)} weights for {len(axes)} axes")
-        if any(not math.isfinite(float(w)) or float(w) < 0 for w in weights):
-            raise ValueError(f"FiniteDifference: weights must be finite and >= 0, got {tuple(weights)}")
-        if boundary not in ("neumann", "periodic"):
-            raise ValueError(f"FiniteDifference: boundary must be 'neumann' or 'periodic', got {boundary!r}")
-        super().__init__(shape, (len(axes),) + shape, dtype)
-        # full core = shape, so differences stack at -(len(shape) + 1)
-        self._g = _Grad(axes, weights, boundary)
-        self._g.ncore = len(shape)
-        self._g.dir_axis = -(len(shape) + 1)
-        self.axes, self.weights, self.boundary = axes, self._g.weights, boundary
-
-    @property
-    def norm_sq_bound(self) -> float:
-        return self._g.norm_sq_bound
-
-    def _forward(self, x):
-        return self._g.forward(x)
-
-    def _adjoint(self, y):
-        return self._g.adjoint(y)
 
 
 # ---- total variation ----------------------------------------------------------------------------
@@ -708,108 +573,6 @@ class SmoothTV:
 
 
 # ---- wavelets -----------------------------------------------------------------------------------
-
-class Wavelet(Operator):
-    """Orthonormal discrete wavelet transform (PyWavelets, ``mode='periodization'``).
-
-    ``W: C^shape -> C^padded_shape``. The transformed ``axes`` (default: all of ``shape``) are
-    zero-padded at their end to a multiple of ``2**level`` (``padded_shape``); the coefficients of
-    all levels are packed into one array of that shape by ``pywt.coeffs_to_array``. For an
-    orthogonal wavelet (Daubechies ``db*``, symlets ``sym*``, coiflets ``coif*``, ``haar``) with
-    periodization the transform of the padded array is unitary, so
-
-    - ``||W x|| = ||x||`` and ``W^H W x = x`` always (``W^H`` = inverse transform, then crop);
-    - ``W W^H = I`` only when no padding occurs (every transformed size divisible by
-      ``2**level``); otherwise ``W W^H`` is the projection onto the range of ``W``.
-
-    ``level`` defaults to ``max(1, pywt.dwt_max_level(min size, filter length))``. Batched inputs
-    ``(..., *shape)`` are transformed slice by slice. numpy or CPU torch (transformed through numpy),
-    real or complex.
-    """
-
-    def __init__(self, shape: Sequence[int], wave: str = "db4", level: int | None = None,
-                 axes: Sequence[int] | None = None, dtype="complex64"):
-        import pywt
-
-        shape = tuple(int(s) for s in shape)
-        if len(shape) == 0 or any(s < 1 for s in shape):
-            raise ValueError(f"Wavelet: shape must be non-empty with positive sizes, got {shape}")
-        try:
-            wav = pywt.Wavelet(wave)
-        except ValueError as e:
-            raise ValueError(f"Wavelet: unknown wavelet {wave!r} ({e})") from None
-        if not wav.orthogonal:
-            raise ValueError(f"Wavelet: {wave!r} is not orthogonal; use db*, sym*, coif* or haar")
-        if axes is None:
-            axes = tuple(range(len(shape)))
-        for a in axes:
-            if not -len(shape) <= int(a) < len(shape):
-                raise ValueError(f"Wavelet: axis {a} out of range for shape {shape}")
-        axes = _norm_axes(axes, len(shape))
-        if level is None:
-            level = max(1, pywt.dwt_max_level(min(shape[a] for a in axes), wav.dec_len))
-        level = int(level)
-        if level < 1:
-            raise ValueError(f"Wavelet: level must be >= 1, got {level}")
-        m = 2 ** level
-        padded = list(shape)
-        for a in axes:
-            padded[a] = -(-shape[a] // m) * m
-        super().__init__(shape, tuple(padded), dtype)
-        self.wave, self.level, self.axes = wave, level, axes
-        self.padded_shape = tuple(padded)
-        self.needs_padding = self.padded_shape != shape
-        self._slices = {}
-
-    def _pywt_axes(self, ndim):
-        return tuple(ndim + a for a in self.axes)
-
-    def _coeff_slices(self, ndim):
-        import pywt
-
-        if ndim not in self._slices:
-            dummy = np.zeros((1,) * (ndim - len(self.ishape)) + self.padded_shape, dtype=np.float32)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)
-                c = pywt.wavedecn(dummy, self.wave, mode="periodization", level=self.level,
-                                  axes=self._pywt_axes(ndim))
-            sl = pywt.coeffs_to_array(c, axes=self._pywt_axes(ndim))[1]
-            keep = set(self._pywt_axes(ndim))
-
-            def fix(t):  # untransformed (batch, or non-wavelet core) axes take everything
-                return tuple(s if i in keep else slice(None) for i, s in enumerate(t))
-
-            self._slices[ndim] = [fix(sl[0])] + [{k: fix(v) for k, v in d.items()} for d in sl[1:]]
-        return self._slices[ndim]
-
-    def _forward(self, x):
-        import pywt
-
-        xn = _array.to_numpy(x)
-        if self.needs_padding:
-            pad = [(0, 0)] * (xn.ndim - len(self.ishape)) + [(0, p - s) for p, s in zip(self.padded_shape, self.ishape)]
-            xn = np.pad(xn, pad)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            c = pywt.wavedecn(xn, self.wave, mode="periodization", level=self.level,
-                              axes=self._pywt_axes(xn.ndim))
-        arr = pywt.coeffs_to_array(c, axes=self._pywt_axes(xn.ndim))[0]
-        arr = arr.astype(xn.dtype, copy=False)
-        return _array.like(np.ascontiguousarray(arr), x)
-
-    def _adjoint(self, y):
-        import pywt
-
-        yn = _array.to_numpy(y)
-        c = pywt.array_to_coeffs(yn, self._coeff_slices(yn.ndim), output_format="wavedecn")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            x = pywt.waverecn(c, self.wave, mode="periodization", axes=self._pywt_axes(yn.ndim))
-        if self.needs_padding:
-            x = x[(Ellipsis,) + tuple(slice(0, s) for s in self.ishape)]
-        x = np.ascontiguousarray(x.astype(yn.dtype, copy=False))
-        return _array.like(x, y)
-
 
 class L1Wavelet:
     """``R(x) = lam * ||W x||_1`` with ``W`` the orthonormal :class:`Wavelet` (complex-safe).
