@@ -14,8 +14,10 @@ finite differences, orthonormal wavelets, L1-wavelet): :mod:`recon.solvers.regul
 Documentation with the models each solver minimises: ``docs/solvers.md``.
 """
 
-from ._util import History  # noqa: F401
-from .iterative import admm, cg, cg_x_update, fista, pdhg, pogm, power_iteration  # noqa: F401
+from .cg import CG, PowerIteration, cg, cg_x_update, power_iteration  # noqa: F401
+from .loop import Alg, History, run  # noqa: F401
+from .primal_dual import ADMM, PDHG, admm, pdhg  # noqa: F401
+from .proximal_gradient import FISTA, POGM, fista, pogm  # noqa: F401
 from .prox import (conjugate_prox, group_soft_threshold, project_box, project_l2_ball,  # noqa: F401
                    separable,
                    project_l2inf_ball, project_nonneg, prox_l1, prox_l2_squared, prox_l21,
