@@ -15,6 +15,7 @@ Documentation with the models each solver minimises: ``docs/solvers.md``.
 """
 
 from .cg import CG, PowerIteration, cg, cg_x_update, power_iteration  # noqa: F401
+from .diff_cg import cg_solve  # noqa: F401
 from .loop import Alg, History, run  # noqa: F401
 from .primal_dual import ADMM, PDHG, admm, pdhg  # noqa: F401
 from .proximal_gradient import FISTA, POGM, fista, pogm  # noqa: F401

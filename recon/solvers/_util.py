@@ -160,6 +160,12 @@ def shape_of(a):
 
 # ---- checks ---------------------------------------------------------------------------------------
 
+def scan_for_nan(x) -> bool:
+    """Whether :func:`check_array` scans ``x`` for NaN/Inf: numpy arrays and CPU tensors (free), not
+    tensors on a GPU (the scan would wait for the device)."""
+    return not _array.is_torch(x) or x.device.type == "cpu"
+
+
 def check_array(x, name: str):
     """Raise TypeError unless ``x`` is a numpy array / torch tensor (or a tuple/list of them),
     ValueError if it holds NaN or Inf (not scanned on a GPU: that would wait for the device)."""
@@ -169,7 +175,7 @@ def check_array(x, name: str):
         return
     if not _array.is_array(x):
         raise TypeError(f"{name}: expected a numpy array or torch tensor, got {type(x).__name__}")
-    if _array.is_torch(x) and x.device.type != "cpu":
+    if not scan_for_nan(x):
         return
     if not all_finite(x.detach() if _array.is_torch(x) else x):
         raise ValueError(f"{name}: contains NaN or Inf")

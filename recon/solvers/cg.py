@@ -256,8 +256,14 @@ def cg_x_update(normal_f, rhs_f, KHK=None, KH=None, *, cg_iter: int = 5, cg_tol:
     KH = KH or (lambda v: v)
 
     def update(v, rho, x_prev):
-        x, _ = cg(lambda w: axpy(rho, KHK(w), normal_f(w)), axpy(rho, KH(v), rhs_f), x_prev,
-                  max_iter=cg_iter, tol=cg_tol, progress=False)
+        normal = lambda w: axpy(rho, KHK(w), normal_f(w))  # noqa: E731
+        rhs = axpy(rho, KH(v), rhs_f)
+        if cg_tol == 0:  # a fixed number of steps: nothing waits for the device
+            alg = CG(normal, rhs, x_prev)
+            for _ in range(cg_iter):
+                alg.step()
+            return alg.x
+        x, _ = cg(normal, rhs, x_prev, max_iter=cg_iter, tol=cg_tol, progress=False)
         return x
 
     return update

@@ -177,7 +177,7 @@ def project_l2inf_ball(p, radius, axis=0):
 def prox_l2_squared(v, t, lam=1.0, y=None):
     """prox of ``t * lam/2 * ||x - y||^2``: ``(v + t lam y) / (1 + t lam)`` (``y = 0`` if None)."""
     _check(v, "prox_l2_squared")
-    c = float(t) * float(lam)
+    c = _thresh(t, "prox_l2_squared") * _thresh(lam, "prox_l2_squared")
     if y is None:
         return v * (1.0 / (1.0 + c))
     return (v + y * c) * (1.0 / (1.0 + c))
@@ -188,7 +188,6 @@ def conjugate_prox(prox_f):
     (the prox of ``s f*``), e.g. for :func:`recon.solvers.pdhg`."""
 
     def prox_f_conj(v, s):
-        s = float(s)
         return v - prox_f(v * (1.0 / s), 1.0 / s) * s
 
     return prox_f_conj
