@@ -159,6 +159,56 @@ def multiply_into(a, s, out):
         np.multiply(a, s, out=out)
 
 
+# in-place variants, for inner loops that work in preallocated buffers (no autograd)
+
+def abs2_accumulate(p, acc, scratch):
+    """``acc += |p|^2`` in place (``acc``, ``scratch``: real buffers shaped like ``p``)."""
+    if is_torch(p):
+        if p.is_complex():
+            acc.addcmul_(p.real, p.real)
+            acc.addcmul_(p.imag, p.imag)
+        else:
+            acc.addcmul_(p, p)
+        return acc
+    if np.iscomplexobj(p):
+        np.multiply(p.real, p.real, out=scratch)
+        acc += scratch
+        np.multiply(p.imag, p.imag, out=scratch)
+    else:
+        np.multiply(p, p, out=scratch)
+    acc += scratch
+    return acc
+
+
+def abs_into(p, out):
+    """``out[...] = |p|``."""
+    if is_torch(p):
+        import torch
+
+        torch.abs(p, out=out)
+    else:
+        np.abs(p, out=out)
+    return out
+
+
+def sqrt_(m):
+    """``m <- sqrt(m)`` in place."""
+    if is_torch(m):
+        m.sqrt_()
+    else:
+        np.sqrt(m, out=m)
+    return m
+
+
+def clamp_(x, lower=None, upper=None):
+    """``x <- clip(x, lower, upper)`` in place (real data; either bound may be None)."""
+    if is_torch(x):
+        x.clamp_(min=lower, max=upper)
+    else:
+        np.clip(x, lower, upper, out=x)
+    return x
+
+
 def abs2(x):
     """``|x|^2`` element-wise (real)."""
     return x.real * x.real + x.imag * x.imag if is_complex(x) else x * x
@@ -184,6 +234,15 @@ def clamp_max(x, v):
     if is_torch(x):
         return x.clamp(max=v) if not is_torch(v) else x.minimum(v)
     return np.minimum(x, v)
+
+
+def where(cond, a, b):
+    """Element-wise ``a if cond else b`` (arrays of one library; numbers broadcast)."""
+    if is_torch(cond):
+        import torch
+
+        return torch.where(cond, a, b)
+    return np.where(cond, a, b)
 
 
 def moveaxis(x, src: int, dst: int):
