@@ -29,6 +29,12 @@ def _abs2_sum(x, axis, keepdims=True):
     return _array.sum_axes(_array.abs2(x), axis, keepdims)
 
 
+def _group_norm(x, axis):
+    """``sqrt(max(sum |x|^2, tiny))`` over ``axis`` (kept): the 2-norm wherever it exceeds ~1e-19,
+    with a finite derivative at 0 (autograd through a projection of a zero vector gives 0, not NaN)."""
+    return _array.clamp_min(_abs2_sum(x, axis), _TINY) ** 0.5
+
+
 def _check(x, name):
     if not _array.is_array(x):
         raise TypeError(f"{name}: expected a numpy array or torch tensor, got {type(x).__name__}")
@@ -73,7 +79,7 @@ def group_soft_threshold(x, thresh, axis=0):
     where ``x[n]`` is the vector along ``axis`` (e.g. the gradient directions of TV)."""
     _check(x, "group_soft_threshold")
     t = _thresh(thresh, "group_soft_threshold")
-    mag = _abs2_sum(x, axis) ** 0.5
+    mag = _group_norm(x, axis)
     return x * _array.as_real_dtype_of(_shrink_factor(mag, t), x)
 
 
@@ -121,7 +127,7 @@ def project_l2_ball(x, radius, center=None, axes=None):
     d = x if center is None else x - center
     if axes is None:
         axes = tuple(range(d.ndim))
-    nrm = _abs2_sum(d, tuple(axes)) ** 0.5
+    nrm = _group_norm(d, tuple(axes))
     fac = _array.as_real_dtype_of(_array.clamp_max(r / _array.clamp_min(nrm, _TINY), 1.0), d)
     out = d * fac
     return out if center is None else out + center
@@ -142,7 +148,7 @@ def project_l2inf_ball(p, radius, axis=0):
     r = _thresh(radius, "project_l2inf_ball")
     if not _array.is_array(r) and r == 0:
         return p * 0
-    return p * _array.as_real_dtype_of(_ball_factor(_abs2_sum(p, axis) ** 0.5, r), p)
+    return p * _array.as_real_dtype_of(_ball_factor(_group_norm(p, axis), r), p)
 
 
 def project_linf_ball(p, radius):
