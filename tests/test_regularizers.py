@@ -114,3 +114,22 @@ def test_split_drives_pdhg_like_the_k_split(kind):
     x4, _ = pdhg(lambda v: (M(v), R.K(v)), lambda p: M.H(p[0]) + R.KH(p[1]),
                  lambda p, s: (data_conj(p[0], s), R.prox_conj(p[1], s)), None, noisy * 0, **args)
     assert np.abs(x3 - x4).max() <= 1e-12 * np.abs(x4).max()
+
+
+def test_dual_projection_gradient_finite_on_flat_images():
+    """The dual projections take the norm as sqrt(max(|p|^2, tiny)): autograd through a flat region
+    (zero differences) gives finite gradients (a plain sqrt gives 0 * inf = NaN), values unchanged."""
+    from recon.solvers import project_l2_ball, project_l2inf_ball
+
+    tv = TotalVariation(0.1)
+    x = torch.ones(6, 7, dtype=torch.float64, requires_grad=True)
+    (tv.prox_conj(tv.K(x * 2.0)) ** 2).sum().backward()
+    assert torch.isfinite(x.grad).all()
+    z = torch.zeros(3, 4, dtype=torch.complex128, requires_grad=True)
+    (project_l2inf_ball(z + 0, 1.0, axis=0).abs() ** 2).sum().backward()
+    assert torch.isfinite(z.grad).all()
+    w = torch.zeros(5, dtype=torch.float64, requires_grad=True)
+    project_l2_ball(w + 0, 1.0).sum().backward()
+    assert torch.isfinite(w.grad).all()
+    p = torch.tensor([[3.0, 0.0], [4.0, 0.0]], dtype=torch.float64)
+    assert torch.allclose(project_l2inf_ball(p, 1.0, axis=0), torch.tensor([[0.6, 0.0], [0.8, 0.0]], dtype=torch.float64))
