@@ -40,13 +40,17 @@ def _check(x, name):
         raise TypeError(f"{name}: expected a numpy array or torch tensor, got {type(x).__name__}")
 
 
-def _thresh(t, name):
+def nonneg(t, name: str):
+    """A finite number >= 0 (a threshold, step or weight) as a float; arrays and device scalars
+    pass through unchecked (checking them would wait for the device)."""
     if _array.is_array(t):
         return t
     t = float(t)
     if not np.isfinite(t) or t < 0:
-        raise ValueError(f"{name}: threshold must be a finite number >= 0, got {t}")
+        raise ValueError(f"{name}: expected a finite number >= 0, got {t}")
     return t
+
+
 
 
 def _shrink_factor(mag, t):
@@ -64,7 +68,7 @@ def soft_threshold(x, thresh):
     and keeps the phase. ``thresh`` is a non-negative float or an array broadcastable against ``x``.
     """
     _check(x, "soft_threshold")
-    t = _thresh(thresh, "soft_threshold")
+    t = nonneg(thresh, "soft_threshold")
     mag = abs(x)
     return x * _array.as_real_dtype_of(_shrink_factor(mag, t), x)
 
@@ -78,7 +82,7 @@ def group_soft_threshold(x, thresh, axis=0):
     """Group (isotropic) soft thresholding over ``axis``: the prox of ``t * sum_n ||x[n]||_2``,
     where ``x[n]`` is the vector along ``axis`` (e.g. the gradient directions of TV)."""
     _check(x, "group_soft_threshold")
-    t = _thresh(thresh, "group_soft_threshold")
+    t = nonneg(thresh, "group_soft_threshold")
     mag = _group_norm(x, axis)
     return x * _array.as_real_dtype_of(_shrink_factor(mag, t), x)
 
@@ -145,7 +149,7 @@ def project_l2inf_ball(p, radius, axis=0):
     ``axis``: the projection onto the dual ball of ``radius * ||.||_{2,1}``, i.e. the prox of the
     convex conjugate of ``radius * ||.||_{2,1}`` (the dual step of isotropic TV in PDHG / Chambolle)."""
     _check(p, "project_l2inf_ball")
-    r = _thresh(radius, "project_l2inf_ball")
+    r = nonneg(radius, "project_l2inf_ball")
     if not _array.is_array(r) and r == 0:
         return p * 0
     return p * _array.as_real_dtype_of(_ball_factor(_group_norm(p, axis), r), p)
@@ -155,7 +159,7 @@ def project_linf_ball(p, radius):
     """Element-wise projection ``p -> p / max(1, |p| / radius)`` (moduli clipped at ``radius``, phase
     kept): the prox of the convex conjugate of ``radius * ||.||_1`` (anisotropic TV, L1-wavelet)."""
     _check(p, "project_linf_ball")
-    r = _thresh(radius, "project_linf_ball")
+    r = nonneg(radius, "project_linf_ball")
     if not _array.is_array(r) and r == 0:
         return p * 0
     return p * _array.as_real_dtype_of(_ball_factor(abs(p), r), p)
@@ -166,7 +170,7 @@ def project_linf_ball(p, radius):
 def prox_l2_squared(v, t, lam=1.0, y=None):
     """prox of ``t * lam/2 * ||x - y||^2``: ``(v + t lam y) / (1 + t lam)`` (``y = 0`` if None)."""
     _check(v, "prox_l2_squared")
-    c = _thresh(t, "prox_l2_squared") * _thresh(lam, "prox_l2_squared")
+    c = nonneg(t, "prox_l2_squared") * nonneg(lam, "prox_l2_squared")
     if y is None:
         return v * (1.0 / (1.0 + c))
     return (v + y * c) * (1.0 / (1.0 + c))

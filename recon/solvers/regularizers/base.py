@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from ... import _array
+from ..prox import nonneg
 
 __all__ = ["Regularizer", "check_step", "negative_axes", "total"]
 
 
-def check_step(t, name: str):
-    """A non-negative finite number (a prox step or a weight); device scalars pass unchecked so as
-    not to wait for the device."""
-    if _array.is_torch(t):
-        return t
-    t = float(t)
-    if not math.isfinite(t) or t < 0:
-        raise ValueError(f"{name}: expected a finite number >= 0, got {t}")
-    return t
+check_step = nonneg   # a prox step or a weight: a number >= 0, or a device scalar (unchecked)
 
 
 def negative_axes(axes, what: str) -> tuple[int, ...]:

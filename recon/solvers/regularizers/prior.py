@@ -7,8 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ... import _array
-from .. import prox as _prox
-from .base import check_step, total
+from .base import total
 from .tv import TotalVariation, group_magnitude, project_dual
 
 __all__ = ["PriorImageTV"]
@@ -69,14 +68,9 @@ class PriorImageTV(TotalVariation):
             v = v + (1 - self.alpha) * total(group_magnitude(self.D(x), da, iso))
         return self.lam * v
 
-    def prox(self, v, t=1.0):
-        t = float(check_step(t, "PriorImageTV.prox"))
-        if not _array.is_array(v):
-            raise TypeError(f"PriorImageTV.prox: expected an array, got {type(v).__name__}")
-        if self.lam * t == 0:
-            return _prox.project_box(v, *self.bounds) if self.bounds is not None else v
+    def _prox_terms(self, v, weight):
         _, Dxp = self._Dp(v)
-        return self._solve(v, [(self.lam * t * self.alpha, Dxp), (self.lam * t * (1 - self.alpha), None)])
+        return [(weight * self.alpha, Dxp), (weight * (1 - self.alpha), None)]
 
     # PDHG split: K x = (D x, D x), f(z1, z2) = lam alpha ||z1 - D x_prior|| + lam (1-alpha) ||z2||
     def K(self, x):

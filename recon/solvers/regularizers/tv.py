@@ -213,13 +213,18 @@ class TotalVariation(Regularizer):
         return [self.operator(shape, dtype)], [self.prox_conj]
 
     def prox(self, v, t=1.0):
-        """``argmin_x lam * TV(x) + ||x - v||^2 / (2 t)`` by FGP (see the class docstring)."""
-        t = float(check_step(t, "TotalVariation.prox"))
+        """``argmin_x R(x) + ||x - v||^2 / (2 t)`` by FGP (see the class docstring)."""
+        name = type(self).__name__
+        t = float(check_step(t, f"{name}.prox"))
         if not _array.is_array(v):
-            raise TypeError(f"TotalVariation.prox: expected an array, got {type(v).__name__}")
+            raise TypeError(f"{name}.prox: expected an array, got {type(v).__name__}")
         if self.lam * t == 0:
             return _prox.project_box(v, *self.bounds) if self.bounds is not None else v
-        return self._solve(v, [(self.lam * t, None)])
+        return self._solve(v, self._prox_terms(v, self.lam * t))
+
+    def _prox_terms(self, v, weight):
+        """FGP's terms ``[(lam_i, c_i)]`` of ``sum_i lam_i ||D x - c_i||`` for the prox at ``v``."""
+        return [(weight, None)]
 
     def _solve(self, v, terms):
         if needs_autograd(v):
