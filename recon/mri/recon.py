@@ -286,7 +286,8 @@ def cs_tv(kspace=None, maps=None, *, coord=None, mask=None, dcf=None, lam: float
     """Total-variation compressed sensing ``min 1/2 ||A x - y||^2 + lam TV(x)`` (isotropic, over all
     image axes; ``lam`` default :data:`DEFAULT_LAMBDA` ``['tv']``) by PDHG with the split
     ``K x = (A x, D x)``, ``f(u, v) = 1/2 ||u - y||^2 + lam ||v||_{2,1}``, ``g = 0``."""
-    from ..solvers import TotalVariation, pdhg
+    from ..ops import Stack
+    from ..solvers import TotalVariation, pdhg, separable
 
     P = _prepare(kspace, maps, coord, mask, dcf, density_weights, nufft_tol, problem)
     lam = DEFAULT_LAMBDA["tv"] if lam is None else float(lam)
@@ -296,23 +297,18 @@ def cs_tv(kspace=None, maps=None, *, coord=None, mask=None, dcf=None, lam: float
     A, y = P.A, P.y
     d = len(P.im_shape)
     tv = TotalVariation(lam, axes=tuple(range(-d, 0)))
+    tv_ops, tv_conj = tv.split(P.im_shape, A.dtype)
+    K = Stack([A] + tv_ops)                     # K x = (A x, D x), one stacked dual array
 
-    def K(x):
-        return (A(x), tv.K(x))
-
-    def KH(p):
-        return A.H(p[0]) + tv.KH(p[1])
-
-    def prox_f_conj(p, s):
-        u, v = p
-        return ((u - s * y) / (1.0 + s), tv.prox_conj(v, s))
+    def data_conj(u, s):                        # f1(u) = ||u - y||^2 / 2: prox of s f1*
+        return (u - s * y) / (1.0 + s)
 
     # ||K||^2 <= ||A||^2 + ||D||^2 = 1 + norm_sq_bound: known bound, no power iteration needed
     knorm = float(np.sqrt(1.0 + tv.norm_sq_bound))
     step = 0.99 / knorm
     x0 = A.H(y)
-    x, hist = pdhg(K, KH, prox_f_conj, None, x0, sigma=step, tau=step, max_iter=max_iter, tol=tol,
-                   callback=callback, progress=progress)
+    x, hist = pdhg(K, None, separable([data_conj] + tv_conj, K), None, x0, sigma=step, tau=step,
+                   max_iter=max_iter, tol=tol, callback=callback, progress=progress)
     info = dict(P.info, lam=lam, max_iter=max_iter, solver="pdhg", regularizer="tv")
     return Recon((x * np.float32(P.scale)).astype(np.complex64), "cs", hist, maps, info)
 

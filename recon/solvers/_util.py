@@ -1,96 +1,20 @@
-"""Backend-agnostic helpers shared by the solvers: inner products, norms, checks, progress, history.
+"""Vector-space helpers of the solvers: inner products, norms, linear combinations, checks.
 
-Every helper works on numpy arrays and torch tensors (and on tuples/lists of them, for the dual
-variables of PDHG/ADMM). Scalars that leave the helpers are Python floats.
+Every helper works on numpy arrays and torch tensors, and on tuples/lists of them (the dual variables
+of PDHG/ADMM given as tuples). Inner products and norms return *device scalars*
+(:func:`recon._array.scalar`: a Python float for numpy, a 0-d float64 tensor on the data's device for
+torch), so nothing here waits for the device; ``batch_ndim=k`` reduces over all but the first ``k``
+axes instead (one value per batch item: an array/tensor of shape ``x.shape[:k]``).
 """
 
 from __future__ import annotations
 
 import math
-import sys
-import time
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from .. import _array
 
-
-# ---- history ------------------------------------------------------------------------------------
-
-@dataclass
-class History:
-    """What a solver did, one entry per completed iteration.
-
-    Attributes
-    ----------
-    residual : list of float
-        The solver's convergence measure per iteration (see each solver's docstring: relative
-        residual norm for CG, relative change of the iterate for FISTA/POGM/PDHG, primal residual
-        for ADMM).
-    objective : list of float
-        ``objective(x_k)`` per iteration when the caller supplied ``objective``; else empty.
-    time : list of float
-        Wall-clock seconds since the solver started, at the end of each iteration.
-    extra : dict of str -> list
-        Solver-specific per-iteration records (e.g. ``'restart'`` for FISTA/POGM, ``'dual_residual'``
-        for PDHG/ADMM).
-    converged : bool
-        True when the tolerance test stopped the solver (False: it ran to ``max_iter``).
-    stop_reason : str
-        ``'tol'``, ``'max_iter'``, ``'zero_rhs'`` ... in words.
-    """
-
-    residual: list = field(default_factory=list)
-    objective: list = field(default_factory=list)
-    time: list = field(default_factory=list)
-    extra: dict = field(default_factory=dict)
-    converged: bool = False
-    stop_reason: str = ""
-
-    @property
-    def n_iter(self) -> int:
-        """Number of completed iterations."""
-        return len(self.time)
-
-    def __len__(self) -> int:
-        return self.n_iter
-
-    def record(self, t0: float, residual: float | None = None, objective: float | None = None, **extra):
-        if residual is not None:
-            self.residual.append(float(residual))
-        if objective is not None:
-            self.objective.append(float(objective))
-        for k, v in extra.items():
-            self.extra.setdefault(k, []).append(v)
-        self.time.append(time.perf_counter() - t0)
-
-
-# ---- progress -----------------------------------------------------------------------------------
-
-class _NoBar:
-    def update(self, n=1):
-        pass
-
-    def set_postfix(self, *a, **k):
-        pass
-
-    def close(self):
-        pass
-
-
-def progress_bar(progress, total: int, desc: str):
-    """A tqdm bar when ``progress`` is True, or when it is None and stderr is a terminal."""
-    if progress is None:
-        progress = bool(getattr(sys.stderr, "isatty", lambda: False)())
-    if not progress:
-        return _NoBar()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, leave=False)
-
-
-# ---- arrays (and tuples of arrays) --------------------------------------------------------------
 
 def _is_seq(a) -> bool:
     return isinstance(a, (tuple, list))
@@ -103,30 +27,125 @@ def tmap(f, *args):
     return f(*args)
 
 
-def rdot(a, b) -> float:
-    """Re<a, b> = Re(sum(conj(a) * b)) as a Python float (tuples: summed over parts)."""
+def first_leaf(a):
+    while _is_seq(a):
+        a = a[0]
+    return a
+
+
+# ---- reductions (device scalars) ------------------------------------------------------------------
+
+def rdot(a, b, batch_ndim: int = 0):
+    """``Re<a, b> = Re sum(conj(a) * b)`` as a device scalar (tuples: summed over parts); with
+    ``batch_ndim = k`` one value per item of the first ``k`` axes."""
     if _is_seq(a):
-        return float(sum(rdot(x, y) for x, y in zip(a, b)))
+        out = None
+        for x, y in zip(a, b):
+            v = rdot(x, y, batch_ndim)
+            out = v if out is None else out + v
+        return out
     if _array.is_torch(a):
-        if a.is_complex():
-            return float((a.real * b.real + a.imag * b.imag).sum().item())
-        return float((a * b).sum().item())
+        import torch
+
+        prod = a.real * b.real + a.imag * b.imag if a.is_complex() else a * b
+        if batch_ndim:
+            return prod.sum(dim=tuple(range(batch_ndim, prod.ndim))).to(torch.float64)
+        return prod.sum().to(torch.float64)
+    if batch_ndim:
+        prod = (np.conj(a) * b).real if (np.iscomplexobj(a) or np.iscomplexobj(b)) else a * b
+        return prod.sum(axis=tuple(range(batch_ndim, prod.ndim))).astype(np.float64)
     if np.iscomplexobj(a) or np.iscomplexobj(b):
         return float(np.vdot(np.ravel(a), np.ravel(b)).real)
     return float(np.dot(np.ravel(a), np.ravel(b)))
 
 
-def norm(a) -> float:
-    """Euclidean norm over all elements (tuples: over all parts)."""
-    return math.sqrt(max(rdot(a, a), 0.0))
+def norm(a, batch_ndim: int = 0):
+    """Euclidean norm over all elements (tuples: over all parts) as a device scalar."""
+    return sqrt(rdot(a, a, batch_ndim))
+
+
+def sqrt(s):
+    """``sqrt(max(s, 0))`` of a device scalar (or per-item vector)."""
+    if isinstance(s, np.ndarray):
+        return np.sqrt(np.maximum(s, 0.0))
+    return _array.scalar_sqrt(s)
+
+
+def where(cond, a, b):
+    """``a if cond else b`` for device scalars / per-item vectors."""
+    if isinstance(cond, np.ndarray) or isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return np.where(cond, a, b)
+    return _array.scalar_where(cond, a, b)
+
+
+def maximum(a, b):
+    if _array.is_torch(a) or _array.is_torch(b):
+        import torch
+
+        ref = a if _array.is_torch(a) else b
+        return torch.maximum(_array.scalar(ref, a), _array.scalar(ref, b))
+    return np.maximum(a, b) if isinstance(a, np.ndarray) or isinstance(b, np.ndarray) else max(a, b)
+
+
+def safe_div(num, den):
+    """``num / den`` where ``den > 0``, ``num`` elsewhere (relative measures of a zero reference)."""
+    pos = den > 0
+    return where(pos, num / where(pos, den, 1.0), num)
+
+
+def all_true(c):
+    """One host bool from a device bool (scalar or per-item): a synchronisation point."""
+    if _array.is_torch(c):
+        return bool(c.all())
+    return bool(np.all(c))
+
+
+def is_finite_scalar(s) -> bool:
+    """Host check that a device scalar (or per-item vector) is finite: a synchronisation point."""
+    if _array.is_torch(s):
+        return bool(s.isfinite().all())
+    return bool(np.all(np.isfinite(s)))
+
+
+# ---- linear combinations (leaf-wise) ----------------------------------------------------------------
+
+def bscale(x, c):
+    """``x * c`` with ``c`` a device scalar, or a per-item vector over ``x``'s leading axes (cast to
+    ``x``'s real precision so float32/complex64 data keep their dtype)."""
+    if isinstance(c, np.ndarray) or (_array.is_torch(c) and c.ndim > 0):
+        c = _array.as_real_dtype_of(c, x)
+        return x * c.reshape(tuple(c.shape) + (1,) * (x.ndim - c.ndim))
+    return x * c
+
+
+def axpy(a, x, y):
+    """``a * x + y`` (leaf-wise)."""
+    return tmap(lambda u, v: bscale(u, a) + v, x, y)
+
+
+def lincomb(a, x, b, y):
+    """``a * x + b * y`` (leaf-wise)."""
+    return tmap(lambda u, v: bscale(u, a) + bscale(v, b), x, y)
+
+
+def sub(x, y):
+    return tmap(lambda u, v: u - v, x, y)
+
+
+def add(x, y):
+    return tmap(lambda u, v: u + v, x, y)
+
+
+def scale(a, x):
+    return tmap(lambda u: bscale(u, a), x)
 
 
 def copy(a):
-    return tmap(lambda x: x.clone() if _array.is_torch(x) else x.copy(), a)
+    return tmap(_array.copy, a)
 
 
 def zeros_like(a):
-    return tmap(lambda x: x.new_zeros(x.shape) if _array.is_torch(x) else np.zeros_like(x), a)
+    return tmap(lambda x: _array.zeros(x, tuple(x.shape)), a)
 
 
 def all_finite(a) -> bool:
@@ -139,40 +158,26 @@ def shape_of(a):
     return tmap(lambda x: tuple(x.shape), a) if _is_seq(a) else tuple(a.shape)
 
 
-def axpy(a, x, y):
-    """``a * x + y`` (leaf-wise)."""
-    return tmap(lambda u, v: u * a + v, x, y)
+# ---- checks ---------------------------------------------------------------------------------------
 
+def scan_for_nan(x) -> bool:
+    """Whether :func:`check_array` scans ``x`` for NaN/Inf: numpy arrays and CPU tensors (free), not
+    tensors on a GPU (the scan would wait for the device)."""
+    return not _array.is_torch(x) or x.device.type == "cpu"
 
-def lincomb(a, x, b, y):
-    """``a * x + b * y`` (leaf-wise)."""
-    return tmap(lambda u, v: u * a + v * b, x, y)
-
-
-def sub(x, y):
-    return tmap(lambda u, v: u - v, x, y)
-
-
-def add(x, y):
-    return tmap(lambda u, v: u + v, x, y)
-
-
-def scale(a, x):
-    return tmap(lambda u: u * a, x)
-
-
-# ---- checks -------------------------------------------------------------------------------------
 
 def check_array(x, name: str):
     """Raise TypeError unless ``x`` is a numpy array / torch tensor (or a tuple/list of them),
-    ValueError if it holds NaN or Inf."""
+    ValueError if it holds NaN or Inf (not scanned on a GPU: that would wait for the device)."""
     if _is_seq(x):
         for i, part in enumerate(x):
             check_array(part, f"{name}[{i}]")
         return
     if not _array.is_array(x):
         raise TypeError(f"{name}: expected a numpy array or torch tensor, got {type(x).__name__}")
-    if not all_finite(x):
+    if not scan_for_nan(x):
+        return
+    if not all_finite(x.detach() if _array.is_torch(x) else x):
         raise ValueError(f"{name}: contains NaN or Inf")
 
 
@@ -182,7 +187,11 @@ def check_same_shape(got, expected_shape, what: str):
         raise ValueError(f"{what}: expected shape {expected_shape}, got {s}")
 
 
-def check_positive(value, name: str, allow_zero: bool = False) -> float:
+def check_positive(value, name: str, allow_zero: bool = False):
+    """A positive (or non-negative) finite number; a torch tensor (e.g. a learnable step) passes
+    through unchecked so as not to wait for the device."""
+    if _array.is_torch(value):
+        return value
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -199,3 +208,12 @@ def check_iters(n, name: str = "max_iter") -> int:
     if n < 0:
         raise ValueError(f"{name}: expected >= 0, got {n}")
     return int(n)
+
+
+def apply_checked(f, x, shape, what):
+    """``f(x)``, checked to be an array (or tuple) of ``shape``."""
+    out = f(x)
+    if not _array.is_array(out) and not isinstance(out, (tuple, list)):
+        raise TypeError(f"{what} returned {type(out).__name__}, expected an array")
+    check_same_shape(out, shape, f"{what} output")
+    return out
