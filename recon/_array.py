@@ -40,13 +40,6 @@ def dtype_name(x) -> str:
     return np.dtype(x.dtype).name
 
 
-def is_complex(x) -> bool:
-    """True for a complex numpy/torch/cupy array."""
-    if is_torch(x):
-        return x.is_complex()
-    return np.dtype(x.dtype).kind == "c"
-
-
 def xp_of(x):
     """The array namespace of ``x`` (numpy, cupy or torch)."""
     if is_torch(x):

@@ -92,6 +92,8 @@ class Stack(Operator):
         prox_f_conj = separable([data_conj, tv.prox_conj], K)
     """
 
+    torch_native = True  # applies its blocks through their own routes (recon.ops.base)
+
     def __init__(self, ops: Sequence[Operator]):
         ops = _check_ops(ops, "Stack")
         shapes = {op.ishape for op in ops}
@@ -110,13 +112,13 @@ class Stack(Operator):
         return self.blocks.join(parts, "Stack.join")
 
     def _forward(self, x):
-        return self.blocks.join([op._forward(x) for op in self.ops])
+        return self.blocks.join([op._dispatch(x, "forward") for op in self.ops])
 
     def _adjoint(self, y):
-        return _sum([op._adjoint(_contiguous(p)) for op, p in zip(self.ops, self.blocks.split(y))])
+        return _sum([op._dispatch(_contiguous(p), "adjoint") for op, p in zip(self.ops, self.blocks.split(y))])
 
     def _normal(self, x):
-        return _sum([op._normal(x) for op in self.ops])
+        return _sum([op._dispatch(x, "normal") for op in self.ops])
 
     def __repr__(self):
         return f"Stack([{', '.join(map(repr, self.ops))}])"
@@ -129,6 +131,8 @@ class Diag(Operator):
     ``ishape = (sum_i prod(A_i.ishape),)``, ``oshape = (sum_i prod(A_i.oshape),)``; one dtype for
     all blocks. ``split``/``join`` act on outputs, ``split_input``/``join_input`` on inputs.
     """
+
+    torch_native = True
 
     def __init__(self, ops: Sequence[Operator]):
         ops = _check_ops(ops, "Diag")
@@ -150,15 +154,15 @@ class Diag(Operator):
         return self.input_blocks.join(parts, "Diag.join_input")
 
     def _forward(self, x):
-        return self.blocks.join([op._forward(_contiguous(p))
+        return self.blocks.join([op._dispatch(_contiguous(p), "forward")
                                  for op, p in zip(self.ops, self.input_blocks.split(x))])
 
     def _adjoint(self, y):
-        return self.input_blocks.join([op._adjoint(_contiguous(p))
+        return self.input_blocks.join([op._dispatch(_contiguous(p), "adjoint")
                                        for op, p in zip(self.ops, self.blocks.split(y))])
 
     def _normal(self, x):
-        return self.input_blocks.join([op._normal(_contiguous(p))
+        return self.input_blocks.join([op._dispatch(_contiguous(p), "normal")
                                        for op, p in zip(self.ops, self.input_blocks.split(x))])
 
     def __repr__(self):
