@@ -14,6 +14,11 @@ from ..geometry import (  # noqa: F401
     ParallelVec2D,
     from_dict,
 )
+from .counts import (  # noqa: F401
+    counts_to_line_integrals,
+    weights_from_counts,
+    weights_from_line_integrals,
+)
 
 # ---- CT analytic/iterative reconstruction, low dose, bundled data ----
 from .data import load_htc2022, load_pet_transmission, load_pet_transmission_counts  # noqa: F401
@@ -37,3 +42,6 @@ from .phantom import (  # noqa: F401
     shepp_logan_3d,
     shepp_logan_ellipses,
 )
+from .prior import PriorImage, ct_grid_placement, hu_to_mu, mu_to_hu, read_prior  # noqa: F401
+from .rebin import RebinnedSlices, rebin_ssrb, scan_line_integrals  # noqa: F401
+from .registration import Registration, register_prior, resample_prior  # noqa: F401
