@@ -46,8 +46,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fastmri_data.io import _corrupt_guard
-from fastmri_data.header import HeaderError, IsmrmrdHeader, build_ismrmrd_header, parse_ismrmrd_header
+from .hdf5 import corrupt_guard, member, open_h5, write_hdf5
+from .ismrmrd_header import HeaderError, IsmrmrdHeader, build_ismrmrd_header, parse_ismrmrd_header
+from .limits import check_read_size, nbytes_of
 
 # ---- ISMRMRD v1 binary layout -------------------------------------------------------------------
 ENCODING_COUNTERS_DTYPE = np.dtype([
@@ -216,19 +217,6 @@ class IsmrmrdData:
 
 # ---- reading -------------------------------------------------------------------------------------
 
-def _open(path, mode="r"):
-    import h5py
-
-    path = os.fspath(path)
-    if mode == "r" and not os.path.isfile(path):
-        raise FileNotFoundError(f"no such file: {path}")
-    try:
-        return h5py.File(path, mode)
-    except OSError as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise IsmrmrdFormatError(f"{path}: not a readable HDF5 file (truncated or corrupt?): {msg}") from None
-
-
 def _complex_rows(raw_data, nch, ns, path):
     out = []
     for i, (d, c, n) in enumerate(zip(raw_data, nch, ns)):
@@ -252,21 +240,23 @@ def read_ismrmrd(path, *, dataset: str = "dataset", encoding: int = 0,
     if trajectory_units not in ("auto", "normalized", "cycles_per_fov"):
         raise ValueError(f"trajectory_units must be 'auto', 'normalized' or 'cycles_per_fov', got {trajectory_units!r}")
     path = os.fspath(path)
-    with _corrupt_guard(path, IsmrmrdFormatError, "reading"), _open(path) as hf:
-        if dataset not in hf:
+    with corrupt_guard(path, IsmrmrdFormatError, "reading"), open_h5(path, IsmrmrdFormatError) as hf:
+        grp = member(hf, dataset, IsmrmrdFormatError, path)
+        if grp is None:
             raise IsmrmrdFormatError(f"{path}: no '/{dataset}' group (not an ISMRMRD file); has {sorted(hf.keys())}")
-        grp = hf[dataset]
+        parts = {}
         for name in ("xml", "data"):
-            if name not in grp:
+            parts[name] = member(grp, name, IsmrmrdFormatError, path) if hasattr(grp, "keys") else None
+            if parts[name] is None or not hasattr(parts[name], "dtype"):
                 raise IsmrmrdFormatError(f"{path}: no '/{dataset}/{name}' dataset (not an ISMRMRD file)")
         try:
-            xml = grp["xml"][0] if grp["xml"].shape else grp["xml"][()]
+            xml = parts["xml"][0] if parts["xml"].shape else parts["xml"][()]
             header = parse_ismrmrd_header(xml, encoding=encoding)
         except HeaderError as exc:
             raise IsmrmrdFormatError(f"{path}: {exc}") from None
         except (OSError, RuntimeError, IndexError, ValueError) as exc:
             raise IsmrmrdFormatError(f"{path}: cannot read '/{dataset}/xml': {str(exc).splitlines()[0]}") from None
-        ds = grp["data"]
+        ds = parts["data"]
         names = ds.dtype.names or ()
         if not {"head", "data", "traj"} <= set(names) or ds.ndim != 1:
             raise IsmrmrdFormatError(
@@ -595,11 +585,13 @@ def write_ismrmrd(path, kspace=None, *, samples=None, trajectory=None, noise=Non
     table["data"] = obj_d
     table["traj"] = obj_t
     path = os.fspath(path)
-    if os.path.exists(path) and not overwrite:
-        raise FileExistsError(path)
-    with h5py.File(path, "w") as hf:
+    if os.path.lexists(path) and not overwrite:
+        raise FileExistsError(f"{path} exists (pass overwrite=True to replace it)")
+
+    def fill(hf):
         g = hf.create_group("dataset")
         x = g.create_dataset("xml", shape=(1,), dtype=h5py.special_dtype(vlen=bytes))
         x[0] = xml.encode("utf-8")
         g.create_dataset("data", data=table, maxshape=(None,), chunks=True)
-    return path
+
+    return write_hdf5(path, fill, overwrite=overwrite)

@@ -6,17 +6,19 @@ import os
 
 import numpy as np
 
+from .atomic import atomic_file
+from .files import check_input_file
 from .geometry import check_voxel_size, from_nifti_affine, nifti_affine
 
 
 def write_nifti(path, volume, voxel_size_mm, *, direction=None, origin_mm=None, keep_complex: bool = False,
-                dtype=np.float32, time_step_s: float | None = None) -> str:
+                dtype=np.float32, time_step_s: float | None = None, overwrite: bool = True) -> str:
     """Write ``volume`` ``(z, y, x)``, ``(y, x)`` or ``(t, z, y, x)`` to NIfTI-1 (``.nii`` / ``.nii.gz``).
 
     ``voxel_size_mm``: (dz, dy, dx) (or (dy, dx) for one slice). Complex input is stored as its
     magnitude unless ``keep_complex`` (then complex64). The affine follows
     ``recon.io.geometry.nifti_affine``; qform and sform are both set (code 1, scanner), units mm
-    (and s for ``time_step_s``). Returns ``path``.
+    (and s for ``time_step_s``). Written atomically (``recon.io.atomic``). Returns ``path``.
     """
     import nibabel as nib
 
@@ -44,7 +46,8 @@ def write_nifti(path, volume, voxel_size_mm, *, direction=None, origin_mm=None, 
     img.set_qform(aff, code=1)
     img.set_sform(aff, code=1)
     path = os.fspath(path)
-    nib.save(img, path)
+    with atomic_file(path, overwrite=overwrite) as tmp:
+        nib.save(img, tmp)  # the temporary keeps the name's extension: .nii or .nii.gz
     return path
 
 
@@ -52,9 +55,7 @@ def read_nifti(path):
     """``(volume (..., z, y, x), voxel_size_mm (dz, dy, dx), direction, origin_mm)`` of a NIfTI file."""
     import nibabel as nib
 
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no such file: {path}")
+    path = check_input_file(path)
     try:
         img = nib.load(path)
         data = np.asarray(img.dataobj)

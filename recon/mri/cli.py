@@ -64,6 +64,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--center-fraction", type=float, default=None,
                    help="fully sampled centre fraction (default 0.08 for 4x, 0.04 for 8x: 0.32/accel)")
     p.add_argument("--seed", type=int, default=0, help="seed of the retrospective mask (default 0)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files (never the input)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
     p.set_defaults(func=run)
     return p
@@ -97,30 +98,26 @@ class RawData:
 
 def detect_format(path: str) -> str:
     """'fastmri' or 'ismrmrd' from the file's content; ValueError otherwise (one line)."""
-    import h5py
+    from ..io.files import check_input_file
+    from ..io.hdf5 import member, open_h5
 
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"no such file: {path}")
-    if os.path.isdir(path):
-        raise ValueError(f"{path}: is a folder, expected a raw data file")
+    path = check_input_file(path)
     with open(path, "rb") as f:
         head = f.read(8)
     if head != b"\x89HDF\r\n\x1a\n":
         raise ValueError(f"{path}: not an HDF5 file (expected fastMRI or ISMRMRD HDF5 raw data)")
-    try:
-        with h5py.File(path, "r") as hf:
+    with open_h5(path, ValueError) as hf:
+        try:
             keys = set(hf.keys())
             if "kspace" in keys:
                 return "fastmri"
-            if "dataset" in keys and isinstance(hf["dataset"], h5py.Group) and "data" in hf["dataset"]:
-                return "ismrmrd"
-            for k in keys:  # ISMRMRD files may name their group differently
-                g = hf[k]
-                if isinstance(g, h5py.Group) and "data" in g and "xml" in g:
+            for k in ["dataset"] + sorted(keys - {"dataset"}):  # ISMRMRD files may name their group differently
+                g = member(hf, k, ValueError, path) if k in keys else None
+                if hasattr(g, "keys") and "data" in g and ("xml" in g or k == "dataset"):
                     return "ismrmrd"
-    except OSError as exc:
-        raise ValueError(f"{path}: not a readable HDF5 file (truncated or corrupt?): "
-                         f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        except (OSError, RuntimeError, KeyError) as exc:
+            raise ValueError(f"{path}: not a readable HDF5 file (truncated or corrupt?): "
+                             f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     raise ValueError(f"{path}: HDF5 file is neither fastMRI (no 'kspace') nor ISMRMRD (no '/dataset/data'); "
                      f"has {sorted(keys)}")
 
@@ -249,7 +246,9 @@ def _resolve_output(args, stem):
     ext_fmt = ("h5" if low.endswith((".h5", ".hdf5")) else "nifti" if low.endswith((".nii", ".nii.gz"))
                else "png" if low.endswith(".png") else None)
     folder = out.endswith(("/", os.sep)) or os.path.isdir(out) or (ext_fmt is None and not os.path.splitext(out)[1])
-    if folder and not (fmt == "dicom" and not os.path.isdir(out) and not out.endswith(("/", os.sep))):
+    series = (fmt == "dicom" and not out.endswith(("/", os.sep))
+              and (not os.path.isdir(out) or _is_dicom_series(out)))  # a new folder, or a series written before
+    if folder and not series:
         fmt = fmt or "h5"
         os.makedirs(out, exist_ok=True)
         base = os.path.join(out, f"{stem}_{args.method}")
@@ -271,6 +270,29 @@ def _resolve_output(args, stem):
     return out, fmt, base + ".png"
 
 
+def _DICOM_FILE(name: str) -> bool:
+    return name.endswith(".dcm")
+
+
+def _is_dicom_series(folder: str) -> bool:
+    names = os.listdir(folder)
+    return bool(names) and all(_DICOM_FILE(n) for n in names)
+
+
+def _reference_png(preview: str) -> str:
+    return preview[: -len(".png")] + "_reference.png"
+
+
+def _planned_outputs(out_path, fmt, preview, has_reference) -> dict:
+    """Every file and folder a run will write: {'files': [...], 'folders': [...]}."""
+    if out_path is None:
+        return {"files": [], "folders": []}
+    files = [preview] + ([_reference_png(preview)] if has_reference else [])
+    if fmt == "dicom":
+        return {"files": files, "folders": [out_path]}
+    return {"files": list(dict.fromkeys([out_path] + files)), "folders": []}
+
+
 def _write(path, fmt, volume, raw: RawData, args, info):
     from .. import io as rio
 
@@ -281,7 +303,6 @@ def _write(path, fmt, volume, raw: RawData, args, info):
     elif fmt == "nifti":
         rio.write_nifti(path, volume, raw.voxel_mm)
     elif fmt == "dicom":
-        os.makedirs(path, exist_ok=True)
         rio.write_dicom_series(path, volume, raw.voxel_mm, series_description=f"recon mri {args.method}",
                                acquisition_type="2D" if volume.ndim == 3 and len(raw.slices[0].im_shape) == 2 else "3D")
     elif fmt == "png":
@@ -356,6 +377,11 @@ def run(args) -> int:
         if stem.lower().endswith(suf):
             stem = stem[: -len(suf)]
     out_path, fmt, preview = _resolve_output(args, stem)
+    outputs = _planned_outputs(out_path, fmt, preview, args.retrospective_mask is not None)
+    from ..io.files import check_outputs
+
+    check_outputs(outputs["files"], outputs["folders"], inputs=[src], overwrite=args.overwrite,
+                  hint="pass --overwrite to replace it")
 
     # retrospective undersampling
     masks = [None] * len(raw.slices)
@@ -388,14 +414,15 @@ def run(args) -> int:
               f"PSNR {metrics['PSNR']:.2f} dB  SSIM {metrics['SSIM']:.4f}")
         info.update({k.lower(): float(v) for k, v in metrics.items()})
     if out_path is not None:
-        from ..io import write_png
+        from ..io import OutputSet, write_png
 
-        _write(out_path, fmt, volume, raw, args, info)
-        if preview != out_path:
-            write_png(preview, volume)
-        if reference is not None:
-            base = preview[: -len(".png")]
-            write_png(base + "_reference.png", reference)
+        with OutputSet(overwrite=args.overwrite) as outs:
+            tmp = outs.folder(out_path, _DICOM_FILE) if fmt == "dicom" else outs.file(out_path)
+            _write(tmp, fmt, volume, raw, args, info)
+            if preview != out_path:
+                write_png(outs.file(preview), volume)
+            if reference is not None:
+                write_png(outs.file(_reference_png(preview)), reference)
         if not args.quiet:
             shape = "x".join(map(str, volume.shape[1:]))
             print(f"wrote {out_path} ({volume.shape[0]} slice{'s' * (volume.shape[0] != 1)} of {shape}, "
