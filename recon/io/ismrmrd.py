@@ -331,7 +331,7 @@ def write_ismrmrd(path, kspace=None, *, samples=None, trajectory=None, noise=Non
     return write_ismrmrd_raw(path, xml, acq, overwrite=overwrite)
 
 
-def write_ismrmrd_raw(path, header, acquisitions: Acquisitions, waveforms: Waveforms | None = None, *,
+def write_ismrmrd_raw(path, header, acquisitions: Acquisitions | None = None, waveforms: Waveforms | None = None, *,
                       overwrite: bool = True) -> str:
     """Write an acquisition table (and waveforms) as an ISMRMRD v1 file, atomically: ``header`` is
     the XML (str) or a ``RawData`` (whose header XML, acquisitions and waveforms are written when

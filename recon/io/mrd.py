@@ -93,15 +93,17 @@ NON_IMAGING_BITS = (ACQ_IS_NAVIGATION_DATA, ACQ_IS_PHASECORR_DATA, ACQ_IS_HPFEED
 
 def as_header_array(heads, dtype: np.dtype = ACQ_HEAD_DTYPE) -> np.ndarray:
     """Structured array of ``dtype`` from headers of any compatible layout (e.g. h5py's, field
-    order or alignment may differ), matched by field name; bytes are read as the packed layout."""
+    order or alignment may differ), matched by field name, padding bytes zero; bytes are read as
+    ``dtype``'s layout."""
     if isinstance(heads, (bytes, bytearray, memoryview)):
         b = bytes(heads)
         if len(b) % dtype.itemsize:
             raise ValueError(f"header bytes: {len(b)} is not a multiple of {dtype.itemsize}")
         return np.frombuffer(b, dtype=dtype).copy()
     h = np.asarray(heads)
-    if h.dtype == dtype:
-        return np.atleast_1d(h).copy()
+    packed = dtype.itemsize == sum(f[0].itemsize for f in dtype.fields.values())
+    if packed and h.dtype.fields == dtype.fields and h.dtype.itemsize == dtype.itemsize:  # the same bytes
+        return np.atleast_1d(h).copy().view(dtype)
     if h.dtype.names is None:
         raise TypeError(f"headers must be structured arrays or bytes, got {h.dtype}")
     out = np.zeros(h.shape, dtype=dtype)

@@ -106,9 +106,16 @@ class Acquisitions:
         return self[np.argsort(self.head["acquisition_time_stamp"], kind="stable")]
 
     def __eq__(self, other) -> bool:
-        return (isinstance(other, Acquisitions) and self.head.tobytes() == other.head.tobytes()
+        return (isinstance(other, Acquisitions) and len(self) == len(other) and _same_fields(self.head, other.head)
                 and all(np.array_equal(a, b) for a, b in zip(self.data, other.data))
                 and all(np.array_equal(a, b) for a, b in zip(self.traj, other.traj)))
+
+
+def _same_fields(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equal structured arrays, field by field (padding bytes ignored)."""
+    if a.dtype.names != b.dtype.names:
+        return False
+    return all(_same_fields(a[n], b[n]) if a.dtype[n].names else np.array_equal(a[n], b[n]) for n in a.dtype.names)
 
 
 class Waveforms:
@@ -130,7 +137,7 @@ class Waveforms:
         return Waveforms(self.head[idx], [self.data[i] for i in idx])
 
     def __eq__(self, other) -> bool:
-        return (isinstance(other, Waveforms) and self.head.tobytes() == other.head.tobytes()
+        return (isinstance(other, Waveforms) and len(self) == len(other) and _same_fields(self.head, other.head)
                 and all(np.array_equal(a, b) for a, b in zip(self.data, other.data)))
 
 
