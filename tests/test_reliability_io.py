@@ -295,3 +295,123 @@ def test_data_outside_the_file_is_refused(scan, tmp_path):
 
     with pytest.raises(ValueError, match="external storage"):
         read_fastmri_reconstruction(rec)
+
+
+# ---- 9: reads are bounded; only the slices asked for are read ----------------------------------------
+
+def _huge_sparse_fastmri(path, scan, shape):
+    """A tiny file declaring a huge ``kspace`` (chunked, no chunk written: HDF5 fills with zeros)."""
+    hdr = h5py.File(scan, "r")["ismrmrd_header"][()]
+    with h5py.File(path, "w") as f:
+        f.create_dataset("kspace", shape, np.complex64, chunks=(1, 1) + tuple(min(s, 64) for s in shape[2:]))
+        f["ismrmrd_header"] = hdr
+    return path
+
+
+def test_declared_sizes_are_checked_before_reading(scan, tmp_path):
+    from recon.io import FastMRIFile, FastMRIFormatError, read_fastmri, read_raw
+
+    big = _huge_sparse_fastmri(tmp_path / "big.h5", scan, (4, 16, 2**15, 2**15))  # 1 TiB declared
+    assert os.path.getsize(big) < 100_000
+    f = FastMRIFile(big)
+    with pytest.raises(FastMRIFormatError, match="read limit") as ei:
+        f.kspace_slice(0)  # 128 GiB for one slice: refused before allocating, by the default limit
+    assert "\n" not in str(ei.value)
+    with pytest.raises(FastMRIFormatError, match="read limit"):
+        read_fastmri(big)
+    r = _run(["mri", big, "-o", tmp_path / "o.h5", "--method", "zf", "-q"], tmp_path)
+    assert "read limit" in _one_error_line(r)
+    # a small explicit limit: one slice of `scan` (4 x 24 x 20 complex64, 15 KiB as read) fits, two do not
+    one = 4 * 24 * 20 * 16
+    with pytest.raises(FastMRIFormatError, match="read limit"):
+        read_fastmri(scan, max_bytes=int(1.5 * one))
+    raw = read_raw(scan, max_bytes=int(1.5 * one))
+    assert [raw.slices[i].kspace.shape for i in range(2)] == [(4, 24, 20)] * 2  # slice by slice
+    r = _run(["mri", scan, "-o", tmp_path / "s.h5", "--method", "zf", "-q", "--slices", "1"], tmp_path,
+             RECON_MAX_READ_BYTES=str(int(1.5 * one)))
+    assert r.returncode == 0, r.stderr
+
+
+def test_ismrmrd_counters_implying_huge_kspace_are_refused(tmp_path):
+    from recon.io import IsmrmrdFormatError, read_ismrmrd, write_ismrmrd
+
+    k = np.ones((1, 2, 8, 8), np.complex64)
+    p = write_ismrmrd(tmp_path / "c.h5", k)
+    assert read_ismrmrd(p).kspace.shape[-4:] == (2, 1, 8, 8)
+    with pytest.raises(IsmrmrdFormatError, match="read limit"):
+        read_ismrmrd(p, max_bytes=1024)
+    with h5py.File(p, "r+") as f:  # one acquisition claims repetition and contrast 65535: 2**32 x larger
+        d = f["dataset/data"][()]
+        d["head"]["idx"]["repetition"][3] = d["head"]["idx"]["contrast"][3] = 65535
+        f["dataset/data"][...] = d
+    with pytest.raises(IsmrmrdFormatError, match="corrupt counters"):
+        read_ismrmrd(p)
+
+
+# ---- 10, 16: extreme but finite magnitudes; 12: --accel against the matrix --------------------------
+
+@pytest.fixture(scope="module")
+def undersampled():
+    from fastmri_data import fft2c, simulate_coil_maps
+
+    from recon.mri.simulate import textured_phantom
+
+    k = fft2c(simulate_coil_maps((32, 28), 4) * textured_phantom(1, 32, 28, seed=4)[0]).astype(np.complex64)
+    mask = np.zeros(28, bool)
+    mask[::2] = True
+    mask[10:18] = True
+    return k * mask
+
+
+def test_rss_neither_underflows_nor_overflows():
+    torch = pytest.importorskip("torch")
+    from recon.mri.coils import rss
+
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((5, 6, 7)) + 1j * rng.standard_normal((5, 6, 7))).astype(np.complex64)
+    ref = np.sqrt(np.sum(np.abs(x.astype(np.complex128)) ** 2, axis=0))
+    for s in (1e-30, 1.0, 1e30):
+        xs = x * np.float32(s)
+        for got in (rss(xs), rss(torch.from_numpy(xs)).numpy()):
+            np.testing.assert_allclose(got / s, ref, rtol=1e-6)
+    assert np.all(rss(np.zeros((3, 2), np.complex64)) == 0)
+
+
+@pytest.mark.parametrize("method", ["zf", "sense", "cs"])
+def test_extreme_magnitudes_reconstruct_like_the_scaled_data(undersampled, method):
+    from recon.mri import ReconConfig, reconstruct
+
+    cfg = ReconConfig(method=method, iters=10, quiet=True)
+    ref = reconstruct(undersampled, cfg).images[0]
+    for s in (1e-30, 1e30):
+        got = reconstruct((undersampled * np.float32(s)).astype(np.complex64), cfg).images[0]
+        assert np.isfinite(got).all()
+        np.testing.assert_allclose(got / np.float32(s), ref, rtol=0, atol=2e-5 * np.abs(ref).max())
+    # float32 extremes: denormal data (1e-40) and data next to the largest float (3e38)
+    for s in (1e-40 / np.abs(undersampled).max(), 3e38 / np.abs(undersampled).max()):
+        got = reconstruct((undersampled * s).astype(np.complex64), cfg).images[0]
+        assert np.isfinite(got).all() and np.abs(got).max() > 0
+        np.testing.assert_allclose(got.astype(np.complex128) / s, ref, rtol=0, atol=2e-3 * np.abs(ref).max())
+
+
+def test_sense_api_on_extreme_magnitudes(undersampled):
+    from recon.mri import coils
+    from recon.mri import recon as R
+
+    maps = coils.estimate_maps(undersampled, "espirit", 16)
+    ref = R.cg_sense(undersampled, maps, max_iter=10).image
+    for s in (1e-40, 1e-30, 1e30, 3e38 / np.abs(undersampled).max()):
+        got = R.cg_sense((undersampled * s).astype(np.complex64), maps, max_iter=10).image
+        np.testing.assert_allclose(got.astype(np.complex128) / s, ref, rtol=0, atol=2e-3 * np.abs(ref).max())
+    with pytest.raises(ValueError, match="no signal"):
+        R.cg_sense(np.zeros_like(undersampled), maps)
+
+
+def test_accel_is_checked_against_the_matrix(scan, tmp_path):
+    for extra in (["random", "--accel", "1e308"], ["equispaced", "--accel", "1000"], ["random", "--accel", "inf"],
+                  ["random", "--accel", "nan"], ["equispaced", "--accel", "19"]):
+        r = _run(["mri", scan, "--method", "zf", "-q", "-o", tmp_path / "o.h5", "--retrospective-mask"] + extra,
+                 tmp_path)
+        line = _one_error_line(r)
+        assert "--accel" in line and "center-fraction" not in line, (extra, line)
+    assert os.listdir(tmp_path) == []

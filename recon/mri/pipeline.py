@@ -204,23 +204,44 @@ def _like_input(x, ref):
     return x
 
 
+def _times_power_of_two(x, e: int):
+    """``x * 2**e`` in ``x``'s own precision (numpy or torch), in two exact steps so that neither
+    factor leaves the float32 range (``2**133`` does)."""
+    a = e // 2
+    return (x * float(2.0 ** a)) * float(2.0 ** (e - a))
+
+
 def reconstruct_unit(sl, config: ReconConfig, *, noise=None, noise_scale: float = 1.0, mask=None, maps=None):
     """One unit (a ``recon.io.RawSlice``): prewhiten, compress, estimate maps, reconstruct.
     Returns a :class:`recon.mri.recon.Recon` (numpy image)."""
     from . import coils, noise as noise_mod
-    from .recon import reconstruct as run_method
+    from .recon import data_scale, reconstruct as run_method
 
     k = sl.kspace
     if noise is not None and config.prewhiten:
         k, _ = noise_mod.prewhiten(k, noise, scale=noise_scale)
     if config.virtual_coils is not None and config.virtual_coils < k.shape[0]:
         k, _, _ = coils.coil_compress(k, config.virtual_coils)
+    # extreme but finite magnitudes (1e-30, 1e30) would under/overflow in squares and sums (maps,
+    # norms): the data are brought near 1 by a power of two (exact) and the image scaled back
+    scale = data_scale(k)
+    if scale != 1.0:
+        k = _times_power_of_two(k, -math.frexp(scale)[1] + 1)
     cw = config.calib_width or default_calib_width(tuple(k.shape), sl.coord is None, sl.im_shape)
     extra = {"wave": config.wavelet} if config.method == "cs" and config.regularizer == "wavelet" else {}
-    return run_method(k, config.method, coord=sl.coord, im_shape=sl.im_shape, mask=mask, maps=maps,
-                      map_method=config.maps, calib_width=cw, crop=config.crop, regularizer=config.regularizer,
-                      lam=config.lam, max_iter=config.iters, density_weights=config.density_weights,
-                      nufft_tol=config.nufft_tol, progress=False if config.quiet else config.progress, **extra)
+    r = run_method(k, config.method, coord=sl.coord, im_shape=sl.im_shape, mask=mask, maps=maps,
+                   map_method=config.maps, calib_width=cw, crop=config.crop, regularizer=config.regularizer,
+                   lam=config.lam, max_iter=config.iters, density_weights=config.density_weights,
+                   nufft_tol=config.nufft_tol, progress=False if config.quiet else config.progress, **extra)
+    if scale != 1.0:
+        with np.errstate(over="ignore"):
+            r.image = _times_power_of_two(r.image, math.frexp(scale)[1] - 1)
+        if not _array.all_finite(r.image):
+            raise ValueError(f"the reconstructed image exceeds the float32 range (k-space magnitudes up to "
+                             f"~{scale:.3g}): scale the data down")
+        if "scale" in r.info:
+            r.info["scale"] = r.info["scale"] * scale
+    return r
 
 
 def reconstruct(data, config: ReconConfig | None = None, *, coord=None, mask=None, maps=None, im_shape=None,
