@@ -188,10 +188,15 @@ def read_dicom_series(directory_or_files, *, max_bytes: int | None = None):
         for ds in dss:
             if (int(ds.Rows), int(ds.Columns)) != shape or int(getattr(ds, "NumberOfFrames", 1) or 1) != 1:
                 raise ValueError(f"every file must hold one {shape[0]} x {shape[1]} frame")
-            slices.append(ds.pixel_array * float(getattr(ds, "RescaleSlope", 1)) + float(getattr(ds, "RescaleIntercept", 0)))
+            slope, intercept = float(getattr(ds, "RescaleSlope", 1)), float(getattr(ds, "RescaleIntercept", 0))
+            if not (np.isfinite(slope) and np.isfinite(intercept)):
+                raise ValueError(f"RescaleSlope/RescaleIntercept must be finite, got {slope}, {intercept}")
+            slices.append(ds.pixel_array * slope + intercept)
         vol = np.stack(slices)
         dy, dx = (float(s) for s in dss[0].PixelSpacing)
         dz = float(np.median(np.diff(pos @ normal))) if len(dss) > 1 else float(dss[0].SliceThickness)
+        if not np.all(np.isfinite(vol)) or not all(np.isfinite(v) for v in (dz, dy, dx)):
+            raise ValueError("pixel values or spacings are not finite")
     except Exception as exc:  # missing attributes, malformed values, undecodable pixel data
         if isinstance(exc, ValueError) and str(exc).startswith(files[0]):
             raise

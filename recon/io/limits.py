@@ -4,7 +4,8 @@ A file declares its sizes (a dataset's shape, counters that span a k-space, samp
 hostile or corrupt file can declare terabytes in a few bytes (compressed or sparse datasets). Each
 reader computes what it would allocate *before* allocating and refuses more than
 ``max_read_bytes()``: ``RECON_MAX_READ_BYTES`` (bytes) when set, else half of the memory available
-now (``MemAvailable`` of /proc/meminfo; the physical memory where that is unknown). Readers take
+now (``MemAvailable`` of /proc/meminfo; the physical memory where that is unknown), and at most half
+of the address space a ``ulimit -v`` (RLIMIT_AS) leaves the process. Readers take
 ``max_bytes=`` to set it per call (the tests use a small limit instead of allocating gigabytes).
 """
 
@@ -29,6 +30,24 @@ def _available_bytes() -> int:
         return 8 << 30
 
 
+def _address_space_left() -> int | None:
+    """Bytes of address space RLIMIT_AS leaves this process (None when unlimited or unknown)."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft == resource.RLIM_INFINITY or soft < 0:
+            return None
+        used = 0
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmSize:"):
+                    used = int(line.split()[1]) * 1024
+        return max(int(soft) - used, 0)
+    except (ImportError, OSError, ValueError, IndexError):
+        return None
+
+
 def max_read_bytes() -> int:
     """The default limit (bytes) on what one read may allocate (see the module docstring)."""
     v = os.environ.get(ENV)
@@ -40,7 +59,9 @@ def max_read_bytes() -> int:
         if n <= 0:
             raise ValueError(f"{ENV} must be > 0, got {v!r}")
         return n
-    return _available_bytes() // 2
+    left = _address_space_left()
+    avail = _available_bytes()
+    return (avail if left is None else min(avail, left)) // 2
 
 
 def _fmt(n: float) -> str:
