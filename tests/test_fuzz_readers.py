@@ -428,3 +428,26 @@ def test_zero_size_heap_free_space_is_refused_not_hung(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True,
                        text=True, timeout=60)
     assert "corrupt HDF5 global heap" in r.stdout, r.stderr
+
+
+def test_damaged_table_datatype_is_refused(tmp_path):
+    """Found by this fuzzer: a flipped bit made the file's ``sample_time_us`` 8 bytes wide inside a
+    340-byte header; libhdf5's conversion then wrote out of place and h5py handed back garbage
+    pointers (a segfault). The table's datatype is now checked field by field before reading."""
+    from recon.io import IsmrmrdFormatError, read_ismrmrd
+    from recon.io.ismrmrd import _acq_dtype
+
+    good = _acq_dtype()
+    head = [(n, "<f8" if n == "sample_time_us" else good["head"].fields[n][0]) for n in good["head"].names]
+    bad = np.dtype([("head", np.dtype(head)), ("traj", good["traj"]), ("data", good["data"])])
+    p = write_ismrmrd(tmp_path / "c.h5", np.ones((1, 2, 4, 8), np.complex64))
+    with h5py.File(p, "r+") as f:
+        t = f["dataset/data"][()]
+        del f["dataset/data"]
+        u = np.zeros(len(t), bad)
+        for n in good["head"].names:
+            u["head"][n] = t["head"][n]
+        u["traj"], u["data"] = t["traj"], t["data"]
+        f["dataset"].create_dataset("data", data=u)
+    with pytest.raises(IsmrmrdFormatError, match="damaged datatype: sample_time_us is float64"):
+        read_ismrmrd(p)

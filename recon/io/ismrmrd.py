@@ -102,6 +102,8 @@ def _wav_dtype():
 
 def _table(grp, name, fields, head_dtype, label):
     """A 1-D compound dataset of ``grp`` with ``fields`` whose ``head`` has ``head_dtype``'s fields."""
+    import h5py
+
     ds = member(grp, name, IsmrmrdFormatError, label)
     names = getattr(ds, "dtype", np.dtype(float)).names or ()
     if not set(fields) <= set(names) or ds.ndim != 1:
@@ -110,7 +112,41 @@ def _table(grp, name, fields, head_dtype, label):
     missing = set(head_dtype.names) - set(ds.dtype["head"].names or ())
     if missing:
         raise IsmrmrdFormatError(f"{label}: '{grp.name}/{name}' headers lack fields {sorted(missing)}")
+    # a damaged datatype (a field of the wrong size, overlapping fields) makes libhdf5's conversion
+    # write out of place: h5py then hands back garbage object pointers (a segfault on first use)
+    bad = _layout_problem(ds.dtype["head"], head_dtype)
+    for f in fields:
+        if f != "head" and bad is None:
+            base = h5py.check_vlen_dtype(ds.dtype[f])
+            if base is None or base != (np.uint32 if f == "data" and "waveform_id" in head_dtype.names else np.float32):
+                bad = f"field {f!r} is {ds.dtype[f]} ({base})"
+    if bad is not None:
+        raise IsmrmrdFormatError(f"{label}: '{grp.name}/{name}' has a damaged datatype: {bad}")
     return ds
+
+
+def _layout_problem(got: np.dtype, want: np.dtype, prefix: str = "") -> str | None:
+    """Why the file's structured ``got`` does not carry ``want``'s fields (types, shapes, no
+    overlaps), or None."""
+    spans = []
+    for n in want.names:
+        g, w = got.fields[n][0], want.fields[n][0]
+        if w.names is not None:
+            if g.names is None:
+                return f"{prefix}{n} is not a compound"
+            inner = _layout_problem(g, w, f"{prefix}{n}.")
+            if inner:
+                return inner
+        elif (g.base.kind, g.base.itemsize, g.shape) != (w.base.kind, w.base.itemsize, w.shape):  # any byte order
+            return f"{prefix}{n} is {g}, expected {w}"
+        spans.append((got.fields[n][1], got.fields[n][1] + g.itemsize))
+    spans.sort()
+    for (a0, a1), (b0, _) in zip(spans, spans[1:]):
+        if b0 < a1:
+            return f"{prefix}fields overlap at byte {b0}"
+    if spans and spans[-1][1] > got.itemsize:
+        return f"{prefix}fields run past the record ({spans[-1][1]} > {got.itemsize} bytes)"
+    return None
 
 
 def _read_blocks(ds, what, label, max_bytes, feed):
@@ -207,8 +243,6 @@ def write_ismrmrd(path, kspace=None, *, samples=None, trajectory=None, noise=Non
     ``ACQ_IS_NOISE_MEASUREMENT`` acquisitions. ``fov_mm`` in recon (z, y, x) order (z: slice
     thickness for 2D); default 1 mm voxels. ``header_kwargs`` go to ``build_ismrmrd_header``.
     """
-    import h5py
-
     if (kspace is None) == (samples is None):
         raise ValueError("write_ismrmrd: pass exactly one of kspace (Cartesian) or samples (non-Cartesian)")
     if trajectory_units not in ("normalized", "cycles_per_fov"):
