@@ -415,3 +415,19 @@ def test_accel_is_checked_against_the_matrix(scan, tmp_path):
         line = _one_error_line(r)
         assert "--accel" in line and "center-fraction" not in line, (extra, line)
     assert os.listdir(tmp_path) == []
+
+
+def test_nifti_declaring_a_huge_image_is_refused(tmp_path):
+    nib = pytest.importorskip("nibabel")
+    from recon.io import read_nifti, write_nifti
+
+    img = nib.Nifti1Image(np.zeros((2, 2, 2), np.float32), np.eye(4))
+    img.header.set_data_shape((30000, 30000, 30000))
+    p = tmp_path / "huge.nii"
+    p.write_bytes(img.header.binaryblock + bytes(4) + bytes(32))  # 352 bytes declaring 100 TiB
+    with pytest.raises(ValueError, match="read limit"):
+        read_nifti(p)
+    ok = write_nifti(tmp_path / "ok.nii", np.ones((2, 3, 4)), (1, 1, 1))
+    with pytest.raises(ValueError, match="read limit"):
+        read_nifti(ok, max_bytes=100)
+    assert read_nifti(ok)[0].shape == (2, 3, 4)
