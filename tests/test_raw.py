@@ -287,3 +287,18 @@ def test_config_validation_names_field_and_option(cart):
         reconstruct([1, 2, 3])
     with pytest.raises(ValueError, match="needs im_shape"):
         reconstruct(k, coord=np.zeros((4, 2), np.float32))
+
+
+def test_pipeline_arrays_with_maps_and_mask(cart):
+    from recon.mri import coils
+    from recon.mri import recon as R
+
+    _, k = cart
+    maps = coils.estimate_maps(k, "walsh", 16)
+    mask = np.broadcast_to((np.abs(k).sum(axis=(0, 2)) > 0)[:, None], k.shape[1:])
+    res = reconstruct(k, ReconConfig(method="sense", iters=6, quiet=True), maps=maps, mask=mask)
+    ref = R.cg_sense(k, maps, mask=mask, max_iter=6)
+    np.testing.assert_array_equal(res.images[0], ref.image)
+    assert res.recons[0].maps is maps
+    with pytest.raises(ValueError, match="array input"):
+        reconstruct(read_raw(cart[0]), maps=maps)
