@@ -207,6 +207,8 @@ def test_fastmri_lands_in_rawdata(tmp_path):
     assert s1.kspace.shape == (4, 64, 24) and s1.index == {"slice": 1} and raw.crop == (32, 24)
     assert raw.reference(1).shape == (32, 24)
     assert raw.slices[-2] is s1  # read once
+    [raw.slices[i] for i in range(3)]
+    assert len(raw.slices._cache) == 2  # a few slices in memory, never the volume
 
 
 def test_layering_recon_io_does_not_import_fastmri_data():

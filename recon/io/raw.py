@@ -171,7 +171,10 @@ def check_kspace_values(k, label) -> None:
 
 
 class _FastMRISlices(Sequence):
-    """The slices of a fastMRI file, each read (and checked) when first asked for."""
+    """The slices of a fastMRI file, each read (and checked) when asked for; the last ``KEEP`` are
+    kept, so that memory holds a few slices, never the volume."""
+
+    KEEP = 2
 
     def __init__(self, fastmri_file):
         self._f = fastmri_file
@@ -189,6 +192,8 @@ class _FastMRISlices(Sequence):
             if k.ndim == 2:  # singlecoil
                 k = k[None]
             check_kspace_values(k, self._f.path)
+            while len(self._cache) >= self.KEEP:
+                self._cache.pop(next(iter(self._cache)))
             self._cache[i] = RawSlice(np.ascontiguousarray(k), None, tuple(k.shape[1:]), {"slice": i})
         return self._cache[i]
 
@@ -459,11 +464,9 @@ def _noncartesian(v, raw, trajs, rows, tdim, pre, ns, post):
         v["trajectory_type"] = "other"
 
 
-def _groups(counters, sel=None):
+def _groups(counters):
     """Distinct (GROUP_DIMS) counter combinations in lexicographic order, and each row's group."""
     keys = np.stack([counters[n] for n in GROUP_DIMS], axis=1)
-    if sel is not None:
-        keys = keys[sel]
     return np.unique(keys, axis=0, return_inverse=True)
 
 
