@@ -167,7 +167,7 @@ def mri_part(out: str, quick: bool, log) -> None:
     from .cli import main as cli_main
 
     dest = os.path.join(out, "mri")
-    args = ["mri", "--sample", "cardiac-radial", "-o", dest, "--method", "cs", "--format", "png"]
+    args = ["mri", "--sample", "cardiac-radial", "-o", dest, "--method", "cs", "--format", "png", "--overwrite"]
     log(f"[mri] recon {' '.join(args)}")
     t0 = time.perf_counter()
     rc = cli_main(args)

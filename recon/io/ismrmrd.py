@@ -1,4 +1,4 @@
-"""ISMRMRD v1 HDF5 raw data: reading into k-space arrays / sample lists, and writing.
+"""ISMRMRD v1 HDF5 raw data files: reading into ``recon.io.RawData`` and writing.
 
 File layout (ISMRMRD v1, as written by the C library and the ``ismrmrd`` Python package):
 ``/dataset/xml`` is a (1,) variable-length string dataset with the XML header, ``/dataset/data`` a
@@ -7,11 +7,17 @@ AcquisitionHeader, ``ACQ_HEAD_DTYPE`` below), ``traj`` (vlen float32: ``number_o
 trajectory_dimensions``, sample-major) and ``data`` (vlen float32: interleaved real/imag of
 ``active_channels x number_of_samples`` complex samples, channel-major).
 
-We read and write that compound dataset with h5py directly, vectorised (one HDF5 read for all
-acquisitions) rather than through ``ismrmrd.Dataset.read_acquisition`` one Python object at a time;
-the tests check both directions against the ``ismrmrd`` package.
+``/dataset/waveforms`` (optional) holds physiological waveforms: ``head`` (WaveformHeader) and
+``data`` (vlen uint32, ``channels x number_of_samples``).
 
-Conventions of the arrays returned (recon's, see ``recon.conventions``):
+We read and write these compound datasets with h5py directly, vectorised (a few HDF5 reads of
+16384 acquisitions each) rather than through ``ismrmrd.Dataset.read_acquisition`` one Python
+object at a time, and feed them to ``recon.io.raw.AcquisitionDecoder``, the decoder a socket stream
+feeds too; the tests check both directions against the ``ismrmrd`` package. Nothing is dropped:
+the returned ``RawData`` keeps every acquisition (noise, navigators and calibration included) with
+its full header, and every waveform (see ``recon.io.raw``).
+
+Conventions of the views (recon's, see ``recon.conventions``):
 
 - Cartesian ``kspace``: complex64 with axes ``KSPACE_DIMS = (repetition, contrast, phase, set,
   average, slice, coil, kz, ky, kx)``: kx the readout (``encodedSpace/matrixSize/x`` samples),
@@ -41,31 +47,42 @@ Conventions of the arrays returned (recon's, see ``recon.conventions``):
 from __future__ import annotations
 
 import os
-import warnings
-from dataclasses import dataclass, field
 
 import numpy as np
 
-from fastmri_data.io import _corrupt_guard
-from fastmri_data.header import HeaderError, IsmrmrdHeader, build_ismrmrd_header, parse_ismrmrd_header
+from .hdf5 import corrupt_guard, member, open_h5, write_hdf5
+from .ismrmrd_header import build_ismrmrd_header
+from .limits import check_read_size, nbytes_of
+from .mrd import (  # noqa: F401  (flags and layouts: importable from here as before)
+    ACQ_FIRST_IN_SLICE,
+    ACQ_HEAD_DTYPE,
+    ACQ_IS_DUMMYSCAN_DATA,
+    ACQ_IS_HPFEEDBACK_DATA,
+    ACQ_IS_NAVIGATION_DATA,
+    ACQ_IS_NOISE_MEASUREMENT,
+    ACQ_IS_PARALLEL_CALIBRATION,
+    ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING,
+    ACQ_IS_PHASE_STABILIZATION,
+    ACQ_IS_PHASE_STABILIZATION_REFERENCE,
+    ACQ_IS_PHASECORR_DATA,
+    ACQ_IS_REVERSE,
+    ACQ_IS_RTFEEDBACK_DATA,
+    ACQ_IS_SURFACECOILCORRECTIONSCAN_DATA,
+    ACQ_LAST_IN_MEASUREMENT,
+    ACQ_LAST_IN_SLICE,
+    ENCODING_COUNTERS_DTYPE,
+    ISMRMRD_VERSION,
+    WAVEFORM_HEAD_DTYPE,
+    IsmrmrdFormatError,
+    flag,
+)
+from .raw import COUNTER_DIMS, KSPACE_DIMS, AcquisitionDecoder, Acquisitions, RawData, Waveforms  # noqa: F401
 
-# ---- ISMRMRD v1 binary layout -------------------------------------------------------------------
-ENCODING_COUNTERS_DTYPE = np.dtype([
-    ("kspace_encode_step_1", "<u2"), ("kspace_encode_step_2", "<u2"), ("average", "<u2"), ("slice", "<u2"),
-    ("contrast", "<u2"), ("phase", "<u2"), ("repetition", "<u2"), ("set", "<u2"), ("segment", "<u2"),
-    ("user", "<u2", (8,)),
-])
-ACQ_HEAD_DTYPE = np.dtype([
-    ("version", "<u2"), ("flags", "<u8"), ("measurement_uid", "<u4"), ("scan_counter", "<u4"),
-    ("acquisition_time_stamp", "<u4"), ("physiology_time_stamp", "<u4", (3,)), ("number_of_samples", "<u2"),
-    ("available_channels", "<u2"), ("active_channels", "<u2"), ("channel_mask", "<u8", (16,)),
-    ("discard_pre", "<u2"), ("discard_post", "<u2"), ("center_sample", "<u2"), ("encoding_space_ref", "<u2"),
-    ("trajectory_dimensions", "<u2"), ("sample_time_us", "<f4"), ("position", "<f4", (3,)),
-    ("read_dir", "<f4", (3,)), ("phase_dir", "<f4", (3,)), ("slice_dir", "<f4", (3,)),
-    ("patient_table_position", "<f4", (3,)), ("idx", ENCODING_COUNTERS_DTYPE), ("user_int", "<i4", (8,)),
-    ("user_float", "<f4", (8,)),
-])
-ISMRMRD_VERSION = 1
+#: ``read_ismrmrd``'s result: the raw-data type of every format
+IsmrmrdData = RawData
+
+#: acquisitions per HDF5 read
+BLOCK = 1 << 14
 
 
 def _acq_dtype():
@@ -75,352 +92,112 @@ def _acq_dtype():
     return np.dtype([("head", ACQ_HEAD_DTYPE), ("traj", vlen), ("data", vlen)])
 
 
-def flag(bit: int) -> int:
-    """Bit mask of ISMRMRD acquisition flag number ``bit`` (1-based, as in the standard)."""
-    return 1 << (bit - 1)
+def _wav_dtype():
+    import h5py
 
-
-ACQ_FIRST_IN_SLICE = 7
-ACQ_LAST_IN_SLICE = 8
-ACQ_IS_NOISE_MEASUREMENT = 19
-ACQ_IS_PARALLEL_CALIBRATION = 20
-ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING = 21
-ACQ_IS_REVERSE = 22
-ACQ_IS_NAVIGATION_DATA = 23
-ACQ_IS_PHASECORR_DATA = 24
-ACQ_LAST_IN_MEASUREMENT = 25
-ACQ_IS_HPFEEDBACK_DATA = 26
-ACQ_IS_DUMMYSCAN_DATA = 27
-ACQ_IS_RTFEEDBACK_DATA = 28
-ACQ_IS_SURFACECOILCORRECTIONSCAN_DATA = 29
-ACQ_IS_PHASE_STABILIZATION_REFERENCE = 30
-ACQ_IS_PHASE_STABILIZATION = 31
-_SKIP_BITS = (ACQ_IS_NAVIGATION_DATA, ACQ_IS_PHASECORR_DATA, ACQ_IS_HPFEEDBACK_DATA, ACQ_IS_DUMMYSCAN_DATA,
-              ACQ_IS_RTFEEDBACK_DATA, ACQ_IS_SURFACECOILCORRECTIONSCAN_DATA,
-              ACQ_IS_PHASE_STABILIZATION_REFERENCE, ACQ_IS_PHASE_STABILIZATION)
-
-COUNTER_DIMS = ("repetition", "contrast", "phase", "set", "average", "slice")
-KSPACE_DIMS = COUNTER_DIMS + ("coil", "kz", "ky", "kx")
-_LIMIT_OF = {"repetition": "repetition", "contrast": "contrast", "phase": "phase", "set": "set",
-             "average": "average", "slice": "slice"}
-
-
-class IsmrmrdFormatError(ValueError):
-    """An ISMRMRD file is truncated, corrupt, or lacks/mislabels the ISMRMRD datasets (one-line message)."""
-
-
-@dataclass
-class IsmrmrdData:
-    """Raw data of one ISMRMRD file (one encoding). See the module docstring for axes and units.
-
-    Cartesian files fill ``kspace``/``mask`` (and ``calibration`` when present); non-Cartesian files
-    fill ``samples``/``trajectory``/``counters``. Header fields use ISMRMRD's (x, y, z) order;
-    ``image_shape`` and ``voxel_size_mm`` are in recon's (z, y, x) order.
-    """
-
-    path: str
-    header: IsmrmrdHeader
-    trajectory_type: str
-    kspace: np.ndarray | None = None
-    mask: np.ndarray | None = None
-    calibration: np.ndarray | None = None
-    samples: np.ndarray | None = None
-    trajectory: np.ndarray | None = None
-    counters: dict = field(default_factory=dict)
-    noise: np.ndarray | None = None
-    noise_dwell_time_us: float | None = None
-    dwell_time_us: float | None = None
-    slice_geometry: dict = field(default_factory=dict)
-    trajectory_units: str | None = None
-
-    dims = KSPACE_DIMS
-
-    @property
-    def is_cartesian(self) -> bool:
-        return self.kspace is not None
-
-    @property
-    def matrix_size(self) -> tuple[int, int, int]:
-        """Encoded matrix (x, y, z)."""
-        return self.header.encoded_matrix
-
-    @property
-    def recon_matrix(self) -> tuple[int, int, int]:
-        return self.header.recon_matrix
-
-    @property
-    def fov_mm(self) -> tuple[float, float, float]:
-        """Encoded field of view (x, y, z) in mm."""
-        return self.header.encoded_fov_mm
-
-    @property
-    def limits(self):
-        return self.header.limits
-
-    @property
-    def num_slices(self) -> int:
-        if self.kspace is not None:
-            return int(self.kspace.shape[KSPACE_DIMS.index("slice")])
-        return int(self.counters["slice"].max()) + 1 if self.counters else 0
-
-    @property
-    def image_shape(self) -> tuple[int, ...]:
-        """Encoded image shape in recon order: (y, x) when z == 1, else (z, y, x)."""
-        x, y, z = self.header.encoded_matrix
-        return (y, x) if z == 1 else (z, y, x)
-
-    @property
-    def voxel_size_mm(self) -> tuple[float, ...]:
-        """Encoded voxel size in recon order; for 2D, z is the slice thickness (FOV z)."""
-        (x, y, z), (fx, fy, fz) = self.header.encoded_matrix, self.header.encoded_fov_mm
-        return (fz / z, fy / y, fx / x)
-
-    def slice_kspace(self, slice_index: int = 0, *, repetition=0, contrast=0, phase=0, set=0,
-                     average=None) -> np.ndarray:
-        """Cartesian k-space of one slice: ``(coil, kz, ky, kx)``.
-
-        ``average=None`` averages over the average counter, each line over the averages in which it
-        was acquired (unacquired lines stay zero); an int picks one average.
-        """
-        if self.kspace is None:
-            raise ValueError("slice_kspace: this file is non-Cartesian; use slice_samples")
-        sel = (repetition, contrast, phase, set)
-        k = self.kspace[sel]  # (average, slice, coil, kz, ky, kx)
-        m = self.mask[sel]  # (average, slice, kz, ky)
-        if average is not None:
-            return k[average, slice_index]
-        k, m = k[:, slice_index], m[:, slice_index]
-        cnt = m.sum(axis=0)
-        return (k.sum(axis=0) / np.maximum(cnt, 1)[None, ..., None]).astype(np.complex64)
-
-    def kspace_by_slice(self, *, repetition=0, contrast=0, phase=0, set=0, average=None) -> np.ndarray:
-        """All slices of ``slice_kspace`` stacked: ``(slice, coil, kz, ky, kx)``."""
-        return np.stack([self.slice_kspace(s, repetition=repetition, contrast=contrast, phase=phase, set=set,
-                                           average=average) for s in range(self.num_slices)])
-
-    def slice_samples(self, slice_index: int = 0, **counters) -> tuple[np.ndarray, np.ndarray]:
-        """Non-Cartesian data of one slice: samples ``(coil, acq, readout)``, trajectory ``(acq, readout, d)``.
-
-        Further keyword filters select other counters (e.g. ``repetition=1``); acquisitions keep
-        file order.
-        """
-        if self.samples is None:
-            raise ValueError("slice_samples: this file is Cartesian; use slice_kspace or kspace")
-        sel = self.counters["slice"] == slice_index
-        for name, v in counters.items():
-            if name not in self.counters:
-                raise ValueError(f"unknown counter {name!r}; have {sorted(self.counters)}")
-            sel &= self.counters[name] == v
-        return np.ascontiguousarray(self.samples[sel].transpose(1, 0, 2)), self.trajectory[sel]
+    return np.dtype([("head", WAVEFORM_HEAD_DTYPE), ("data", h5py.vlen_dtype(np.dtype("uint32")))])
 
 
 # ---- reading -------------------------------------------------------------------------------------
 
-def _open(path, mode="r"):
+def _table(grp, name, fields, head_dtype, label):
+    """A 1-D compound dataset of ``grp`` with ``fields`` whose ``head`` has ``head_dtype``'s fields."""
     import h5py
 
-    path = os.fspath(path)
-    if mode == "r" and not os.path.isfile(path):
-        raise FileNotFoundError(f"no such file: {path}")
-    try:
-        return h5py.File(path, mode)
-    except OSError as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise IsmrmrdFormatError(f"{path}: not a readable HDF5 file (truncated or corrupt?): {msg}") from None
+    ds = member(grp, name, IsmrmrdFormatError, label)
+    names = getattr(ds, "dtype", np.dtype(float)).names or ()
+    if not set(fields) <= set(names) or ds.ndim != 1:
+        raise IsmrmrdFormatError(f"{label}: '{grp.name}/{name}' is not an ISMRMRD table (fields {names}, "
+                                 f"shape {getattr(ds, 'shape', None)})")
+    missing = set(head_dtype.names) - set(ds.dtype["head"].names or ())
+    if missing:
+        raise IsmrmrdFormatError(f"{label}: '{grp.name}/{name}' headers lack fields {sorted(missing)}")
+    # a damaged datatype (a field of the wrong size, overlapping fields) makes libhdf5's conversion
+    # write out of place: h5py then hands back garbage object pointers (a segfault on first use)
+    bad = _layout_problem(ds.dtype["head"], head_dtype)
+    for f in fields:
+        if f != "head" and bad is None:
+            base = h5py.check_vlen_dtype(ds.dtype[f])
+            if base is None or base != (np.uint32 if f == "data" and "waveform_id" in head_dtype.names else np.float32):
+                bad = f"field {f!r} is {ds.dtype[f]} ({base})"
+    if bad is not None:
+        raise IsmrmrdFormatError(f"{label}: '{grp.name}/{name}' has a damaged datatype: {bad}")
+    return ds
 
 
-def _complex_rows(raw_data, nch, ns, path):
-    out = []
-    for i, (d, c, n) in enumerate(zip(raw_data, nch, ns)):
-        d = np.asarray(d, dtype=np.float32)
-        if d.size != 2 * int(c) * int(n):
-            raise IsmrmrdFormatError(
-                f"{path}: acquisition {i} holds {d.size} floats, header says {c} channels x {n} samples x 2"
-            )
-        out.append(d.view(np.complex64).reshape(int(c), int(n)))
-    return out
+def _layout_problem(got: np.dtype, want: np.dtype, prefix: str = "") -> str | None:
+    """Why the file's structured ``got`` does not carry ``want``'s fields (types, shapes, no
+    overlaps), or None."""
+    spans = []
+    for n in want.names:
+        g, w = got.fields[n][0], want.fields[n][0]
+        if w.names is not None:
+            if g.names is None:
+                return f"{prefix}{n} is not a compound"
+            inner = _layout_problem(g, w, f"{prefix}{n}.")
+            if inner:
+                return inner
+        elif (g.base.kind, g.base.itemsize, g.shape) != (w.base.kind, w.base.itemsize, w.shape):  # any byte order
+            return f"{prefix}{n} is {g}, expected {w}"
+        spans.append((got.fields[n][1], got.fields[n][1] + g.itemsize))
+    spans.sort()
+    for (a0, a1), (b0, _) in zip(spans, spans[1:]):
+        if b0 < a1:
+            return f"{prefix}fields overlap at byte {b0}"
+    if spans and spans[-1][1] > got.itemsize:
+        return f"{prefix}fields run past the record ({spans[-1][1]} > {got.itemsize} bytes)"
+    return None
 
 
-def read_ismrmrd(path, *, dataset: str = "dataset", encoding: int = 0,
-                 trajectory_units: str = "auto") -> IsmrmrdData:
-    """Read an ISMRMRD v1 HDF5 file into an ``IsmrmrdData`` (see the module docstring).
+def _read_blocks(ds, what, label, max_bytes, feed):
+    """Read ``ds`` in blocks of ``BLOCK`` rows (refusing a declared row count above the limit)."""
+    check_read_size(nbytes_of(ds.shape, ds.dtype.itemsize), f"{label}: {ds.shape[0]} {what}", max_bytes=max_bytes,
+                    error=IsmrmrdFormatError)
+    for start in range(0, ds.shape[0], BLOCK):
+        try:
+            block = ds[start:start + BLOCK]
+        except (OSError, RuntimeError) as exc:
+            raise IsmrmrdFormatError(f"{label}: cannot read {what} (truncated or corrupt?): "
+                                     f"{str(exc).splitlines()[0]}") from None
+        feed(block)
+
+
+def read_ismrmrd(path, *, dataset: str = "dataset", encoding: int = 0, trajectory_units: str = "auto",
+                 max_bytes: int | None = None) -> RawData:
+    """Read an ISMRMRD v1 HDF5 file into a ``RawData`` (see the module docstring and ``recon.io.raw``).
 
     ``trajectory_units``: ``"auto"`` (header's declaration, else the +-0.5 rule), ``"normalized"``
-    or ``"cycles_per_fov"``. Raises ``FileNotFoundError``, or ``IsmrmrdFormatError`` (ValueError)
-    for truncated, corrupt or non-ISMRMRD files.
+    or ``"cycles_per_fov"``. ``max_bytes``: the read limit (``recon.io.limits``). Raises
+    ``FileNotFoundError``, or ``IsmrmrdFormatError`` (ValueError) for truncated, corrupt or
+    non-ISMRMRD files, data kept outside the file, or sizes above the read limit.
     """
     if trajectory_units not in ("auto", "normalized", "cycles_per_fov"):
         raise ValueError(f"trajectory_units must be 'auto', 'normalized' or 'cycles_per_fov', got {trajectory_units!r}")
     path = os.fspath(path)
-    with _corrupt_guard(path, IsmrmrdFormatError, "reading"), _open(path) as hf:
-        if dataset not in hf:
+    with corrupt_guard(path, IsmrmrdFormatError, "reading"), open_h5(path, IsmrmrdFormatError) as hf:
+        grp = member(hf, dataset, IsmrmrdFormatError, path)
+        if grp is None:
             raise IsmrmrdFormatError(f"{path}: no '/{dataset}' group (not an ISMRMRD file); has {sorted(hf.keys())}")
-        grp = hf[dataset]
-        for name in ("xml", "data"):
-            if name not in grp:
-                raise IsmrmrdFormatError(f"{path}: no '/{dataset}/{name}' dataset (not an ISMRMRD file)")
+        if not hasattr(grp, "keys"):
+            raise IsmrmrdFormatError(f"{path}: '/{dataset}' is not a group (not an ISMRMRD file)")
+        xml_ds = member(grp, "xml", IsmrmrdFormatError, path)
+        if xml_ds is None or "data" not in grp or not hasattr(xml_ds, "dtype"):
+            raise IsmrmrdFormatError(f"{path}: no '/{dataset}/xml' or '/{dataset}/data' dataset (not an ISMRMRD file)")
+        if xml_ds.shape not in ((), (1,)) or xml_ds.dtype.kind not in "SOU":
+            raise IsmrmrdFormatError(f"{path}: '/{dataset}/xml' must be one string, got {xml_ds.dtype} of shape "
+                                     f"{xml_ds.shape}")
         try:
-            xml = grp["xml"][0] if grp["xml"].shape else grp["xml"][()]
-            header = parse_ismrmrd_header(xml, encoding=encoding)
-        except HeaderError as exc:
-            raise IsmrmrdFormatError(f"{path}: {exc}") from None
+            xml = xml_ds[0] if xml_ds.shape else xml_ds[()]
         except (OSError, RuntimeError, IndexError, ValueError) as exc:
             raise IsmrmrdFormatError(f"{path}: cannot read '/{dataset}/xml': {str(exc).splitlines()[0]}") from None
-        ds = grp["data"]
-        names = ds.dtype.names or ()
-        if not {"head", "data", "traj"} <= set(names) or ds.ndim != 1:
-            raise IsmrmrdFormatError(
-                f"{path}: '/{dataset}/data' is not an ISMRMRD acquisition table (fields {names}, shape {ds.shape})"
-            )
-        missing = set(ACQ_HEAD_DTYPE.names) - set(ds.dtype["head"].names or ())
-        if missing:
-            raise IsmrmrdFormatError(f"{path}: acquisition header lacks fields {sorted(missing)}")
-        try:
-            raw = ds[()]
-        except (OSError, RuntimeError) as exc:
-            raise IsmrmrdFormatError(
-                f"{path}: cannot read acquisitions (truncated or corrupt?): {str(exc).splitlines()[0]}"
-            ) from None
-    if raw.size == 0:
-        raise IsmrmrdFormatError(f"{path}: no acquisitions")
-    head = raw["head"]
-    flags = head["flags"].astype(np.uint64)
-
-    def has(bit):
-        return (flags & np.uint64(flag(bit))) != 0
-
-    is_noise = has(ACQ_IS_NOISE_MEASUREMENT)
-    skip = np.zeros(raw.size, dtype=bool)
-    for b in _SKIP_BITS:
-        skip |= has(b)
-    other_enc = head["encoding_space_ref"] != encoding
-    is_calib = has(ACQ_IS_PARALLEL_CALIBRATION) & ~has(ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING)
-    use = ~is_noise & ~skip & ~other_enc
-
-    out = IsmrmrdData(path=path, header=header, trajectory_type=header.trajectory)
-    # noise
-    if is_noise.any():
-        nh = head[is_noise]
-        rows = _complex_rows(raw["data"][is_noise], nh["active_channels"], nh["number_of_samples"], path)
-        if len({r.shape[0] for r in rows}) != 1:
-            raise IsmrmrdFormatError(f"{path}: noise acquisitions have differing channel counts")
-        out.noise = np.concatenate(rows, axis=1)
-        out.noise_dwell_time_us = float(nh["sample_time_us"][0])
-    if not use.any():
-        raise IsmrmrdFormatError(f"{path}: no imaging acquisitions for encoding {encoding}")
-    h = head[use]
-    rows = _complex_rows(raw["data"][use], h["active_channels"], h["number_of_samples"], path)
-    pre, post = h["discard_pre"].astype(int), h["discard_post"].astype(int)
-    ns = h["number_of_samples"].astype(int)
-    if np.any(pre + post >= np.maximum(ns, 1)):
-        raise IsmrmrdFormatError(f"{path}: discard_pre + discard_post >= number_of_samples")
-    rows = [r[:, a:n - b] for r, a, n, b in zip(rows, pre, ns, post)]
-    out.dwell_time_us = float(h["sample_time_us"][0])
-    idx = h["idx"]
-    counters = {name: idx[name].astype(np.int64) for name in ENCODING_COUNTERS_DTYPE.names if name != "user"}
-    for s in np.unique(counters["slice"]):
-        first = np.flatnonzero(counters["slice"] == s)[0]
-        out.slice_geometry[int(s)] = {k: h[k][first].astype(float) for k in ("position", "read_dir", "phase_dir", "slice_dir")}
-    tdim = h["trajectory_dimensions"].astype(int)
-    if np.any(tdim > 0):
-        _fill_noncartesian(out, raw["traj"][use], rows, h, tdim, pre, ns, post, counters, trajectory_units)
-    else:
-        _fill_cartesian(out, rows, h, counters, is_calib[use], has(ACQ_IS_REVERSE)[use])
-    return out
-
-
-def _fill_noncartesian(out, trajs, rows, h, tdim, pre, ns, post, counters, units):
-    path, header = out.path, out.header
-    if len(set(tdim.tolist())) != 1 or tdim[0] not in (2, 3):
-        raise IsmrmrdFormatError(f"{path}: trajectory_dimensions must be 2 or 3 and equal for all acquisitions, got {sorted(set(tdim.tolist()))}")
-    shapes = {r.shape for r in rows}
-    if len(shapes) != 1:
-        raise IsmrmrdFormatError(f"{path}: non-Cartesian acquisitions of differing (channels, samples) {sorted(shapes)} are not supported")
-    d = int(tdim[0])
-    tr = []
-    for i, (t, a, n, b) in enumerate(zip(trajs, pre, ns, post)):
-        t = np.asarray(t, dtype=np.float32)
-        if t.size != n * d:
-            raise IsmrmrdFormatError(f"{path}: acquisition {i} trajectory holds {t.size} floats, expected {n} x {d}")
-        tr.append(t.reshape(n, d)[a:n - b])
-    traj = np.stack(tr)  # (A, N, d) in ISMRMRD (kx, ky, kz) order
-    if units == "auto":
-        declared = header.trajectory_params.get("trajectory_units")
-        if declared in ("normalized", "cycles_per_fov"):
-            units = declared
-        else:
-            units = "normalized" if np.abs(traj).max() <= 0.5 + 1e-4 else "cycles_per_fov"
-    if units == "normalized":
-        traj = traj * np.asarray(header.encoded_matrix[:d], dtype=np.float32)
-    out.trajectory_units = units
-    out.trajectory = np.ascontiguousarray(traj[..., ::-1])
-    out.samples = np.stack(rows)
-    out.counters = counters
-    if out.trajectory_type == "cartesian":
-        out.trajectory_type = "other"
-
-
-def _placement(n_enc, steps, lim, what, path):
-    """Shift of encode counters onto the matrix (fastMRI's padding rule) and the axis size."""
-    steps = np.asarray(steps)
-    size = max(int(n_enc), 1)
-    if lim is not None:
-        shift = size // 2 - lim.center
-        if steps.min() + shift >= 0 and steps.max() + shift < size:
-            return shift, size
-        warnings.warn(f"{path}: {what} counters do not fit encodingLimits centre {lim.center} in {size}; placing them unshifted",
-                      stacklevel=3)
-    return 0, max(size, int(steps.max()) + 1)
-
-
-def _fill_cartesian(out, rows, h, counters, is_calib, is_reverse):
-    path, header = out.path, out.header
-    nch = {r.shape[0] for r in rows}
-    if len(nch) != 1:
-        raise IsmrmrdFormatError(f"{path}: Cartesian acquisitions have differing channel counts {sorted(nch)}")
-    nc = nch.pop()
-    enc_x, enc_y, enc_z = header.encoded_matrix
-    lims = header.limits
-    sy, ny = _placement(enc_y, counters["kspace_encode_step_1"], lims.get("kspace_encoding_step_1"), "kspace_encode_step_1", path)
-    sz, nz = _placement(enc_z, counters["kspace_encode_step_2"], lims.get("kspace_encoding_step_2"), "kspace_encode_step_2", path)
-    n_read = np.array([r.shape[1] for r in rows])
-    center = h["center_sample"].astype(int) - h["discard_pre"].astype(int)
-    start = np.where(center > 0, enc_x // 2 - center, 0)
-    nx = max(enc_x, 1)
-    if np.any(start < 0) or np.any(start + n_read > nx):
-        warnings.warn(f"{path}: readouts do not fit encodedSpace x = {enc_x} at their centre_sample; placing them at 0",
-                      stacklevel=2)
-        start = np.zeros_like(start)
-        nx = max(nx, int(n_read.max()))
-    sizes = []
-    for name in COUNTER_DIMS:
-        lim = lims.get(_LIMIT_OF[name])
-        sizes.append(max(int(counters[name].max()) + 1, (lim.maximum + 1) if lim is not None else 1))
-    lead = tuple(sizes)
-    total = int(np.prod(lead, dtype=np.int64)) * nz * ny * nc * nx
-    acquired = sum(r.size for r in rows)
-    if total > 2**31 or (total > 2**26 and acquired * 256 < total):
-        raise IsmrmrdFormatError(
-            f"{path}: counters/encoding limits imply a k-space of {lead + (nc, nz, ny, nx)} for {len(rows)} acquisitions "
-            "(corrupt counters?)"
-        )
-    ky = counters["kspace_encode_step_1"] + sy
-    kz = counters["kspace_encode_step_2"] + sz
-    for target_sel, attr in ((~is_calib, "kspace"), (is_calib, "calibration")):
-        if not target_sel.any():
-            continue
-        k = np.zeros(lead + (nz, ny, nc, nx), dtype=np.complex64)  # coil moved into place at the end
-        m = np.zeros(lead + (nz, ny), dtype=bool)
-        for i in np.flatnonzero(target_sel):
-            r = rows[i][:, ::-1] if is_reverse[i] else rows[i]
-            key = tuple(int(counters[name][i]) for name in COUNTER_DIMS) + (int(kz[i]), int(ky[i]))
-            k[key + (slice(None), slice(int(start[i]), int(start[i]) + r.shape[1]))] = r
-            m[key] = True
-        setattr(out, attr, np.ascontiguousarray(np.moveaxis(k, -2, len(lead))))
-        if attr == "kspace":
-            out.mask = m
-    if out.kspace is None:
-        raise IsmrmrdFormatError(f"{path}: only calibration acquisitions, no imaging data")
+        dec = AcquisitionDecoder(xml, encoding=encoding, trajectory_units=trajectory_units, path=path,
+                                 max_bytes=max_bytes)
+        data = _table(grp, "data", ("head", "traj", "data"), ACQ_HEAD_DTYPE, path)
+        _read_blocks(data, "acquisitions", path, max_bytes, lambda b: dec.add_many(b["head"], b["traj"], b["data"]))
+        if "waveforms" in grp:
+            wav = _table(grp, "waveforms", ("head", "data"), WAVEFORM_HEAD_DTYPE, path)
+            _read_blocks(wav, "waveforms", path, max_bytes, lambda b: dec.add_waveforms_many(b["head"], b["data"]))
+    return dec.finish()
 
 
 # ---- writing -------------------------------------------------------------------------------------
@@ -466,8 +243,6 @@ def write_ismrmrd(path, kspace=None, *, samples=None, trajectory=None, noise=Non
     ``ACQ_IS_NOISE_MEASUREMENT`` acquisitions. ``fov_mm`` in recon (z, y, x) order (z: slice
     thickness for 2D); default 1 mm voxels. ``header_kwargs`` go to ``build_ismrmrd_header``.
     """
-    import h5py
-
     if (kspace is None) == (samples is None):
         raise ValueError("write_ismrmrd: pass exactly one of kspace (Cartesian) or samples (non-Cartesian)")
     if trajectory_units not in ("normalized", "cycles_per_fov"):
@@ -585,21 +360,50 @@ def write_ismrmrd(path, kspace=None, *, samples=None, trajectory=None, noise=Non
         (nx, ny, nz), (fx, fy, fz), rs[::-1], rf[::-1], limits=limits, trajectory=traj_type,
         trajectory_params=traj_params, receiver_channels=nc, **header_kwargs,
     )
-    table = np.empty(allhead.size, dtype=_acq_dtype())
-    table["head"] = allhead
-    obj_d = np.empty(allhead.size, dtype=object)
-    obj_t = np.empty(allhead.size, dtype=object)
-    for i in range(allhead.size):
-        obj_d[i] = np.asarray(datas[i], dtype=np.float32)
-        obj_t[i] = np.asarray(trajs[i], dtype=np.float32)
-    table["data"] = obj_d
-    table["traj"] = obj_t
+    acq = Acquisitions(allhead, [np.asarray(d, np.float32).view(np.complex64) for d in datas],
+                       [np.asarray(t, np.float32) for t in trajs])
+    return write_ismrmrd_raw(path, xml, acq, overwrite=overwrite)
+
+
+def write_ismrmrd_raw(path, header, acquisitions: Acquisitions | None = None, waveforms: Waveforms | None = None, *,
+                      overwrite: bool = True) -> str:
+    """Write an acquisition table (and waveforms) as an ISMRMRD v1 file, atomically: ``header`` is
+    the XML (str) or a ``RawData`` (whose header XML, acquisitions and waveforms are written when
+    the others are None). ``write_ismrmrd_raw(p, read_ismrmrd(q))`` copies a file's content."""
+    import h5py
+
+    if isinstance(header, RawData):
+        raw = header
+        header = raw.header.xml
+        acquisitions = raw.acquisitions if acquisitions is None else acquisitions
+        waveforms = raw.waveforms if waveforms is None else waveforms
     path = os.fspath(path)
-    if os.path.exists(path) and not overwrite:
-        raise FileExistsError(path)
-    with h5py.File(path, "w") as hf:
+    if os.path.lexists(path) and not overwrite:
+        raise FileExistsError(f"{path} exists (pass overwrite=True to replace it)")
+    n = len(acquisitions)
+    table = np.empty(n, dtype=_acq_dtype())
+    table["head"] = acquisitions.head
+    obj_d, obj_t = np.empty(n, dtype=object), np.empty(n, dtype=object)
+    for i in range(n):
+        obj_d[i] = np.ascontiguousarray(acquisitions.data[i], dtype=np.complex64).reshape(-1).view(np.float32)
+        obj_t[i] = np.ascontiguousarray(acquisitions.traj[i], dtype=np.float32).reshape(-1)
+    table["data"], table["traj"] = obj_d, obj_t
+    if waveforms is not None and len(waveforms):
+        wtable = np.empty(len(waveforms), dtype=_wav_dtype())
+        wtable["head"] = waveforms.head
+        obj_w = np.empty(len(waveforms), dtype=object)
+        for i, d in enumerate(waveforms.data):
+            obj_w[i] = np.ascontiguousarray(d, dtype=np.uint32).reshape(-1)
+        wtable["data"] = obj_w
+    else:
+        wtable = None
+
+    def fill(hf):
         g = hf.create_group("dataset")
         x = g.create_dataset("xml", shape=(1,), dtype=h5py.special_dtype(vlen=bytes))
-        x[0] = xml.encode("utf-8")
+        x[0] = (header if isinstance(header, str) else bytes(header).decode("utf-8")).encode("utf-8")
         g.create_dataset("data", data=table, maxshape=(None,), chunks=True)
-    return path
+        if wtable is not None:
+            g.create_dataset("waveforms", data=wtable, maxshape=(None,), chunks=True)
+
+    return write_hdf5(path, fill, overwrite=overwrite)

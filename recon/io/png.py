@@ -7,6 +7,8 @@ import os
 
 import numpy as np
 
+from .atomic import atomic_file
+
 
 def window(image, percentiles=(0.5, 99.5), vmin=None, vmax=None) -> np.ndarray:
     """Magnitude of ``image`` mapped to uint8: ``vmin``/``vmax`` default to the given percentiles."""
@@ -42,8 +44,10 @@ def montage(volume, ncols: int | None = None, pad: int = 1, fill=0.0) -> np.ndar
     return out
 
 
-def write_png(path, image, *, percentiles=(0.5, 99.5), vmin=None, vmax=None, ncols: int | None = None) -> str:
-    """Write a grayscale PNG of ``image`` (2D, or a volume (n, H, W) as a montage). Returns ``path``.
+def write_png(path, image, *, percentiles=(0.5, 99.5), vmin=None, vmax=None, ncols: int | None = None,
+              overwrite: bool = True) -> str:
+    """Write a grayscale PNG of ``image`` (2D, or a volume (n, H, W) as a montage), atomically
+    (``recon.io.atomic``). Returns ``path``.
 
     Windowing uses the magnitude; the window is computed over the whole image/volume.
     """
@@ -58,7 +62,9 @@ def write_png(path, image, *, percentiles=(0.5, 99.5), vmin=None, vmax=None, nco
         vmin, vmax = lo, hi
     if a.ndim != 2:
         raise ValueError(f"write_png: image must be 2D or (n, H, W), got shape {np.shape(image)}")
-    Image.fromarray(window(a, percentiles, vmin, vmax), mode="L").save(os.fspath(path), format="PNG")
+    im = Image.fromarray(window(a, percentiles, vmin, vmax), mode="L")
+    with atomic_file(path, overwrite=overwrite) as tmp:
+        im.save(tmp, format="PNG")
     return os.fspath(path)
 
 

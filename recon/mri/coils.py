@@ -42,12 +42,23 @@ def _as_kspace(kspace, name="kspace", min_ndim=3) -> np.ndarray:
 
 
 def rss(x, axis: int = 0):
-    """Root sum of squares over ``axis`` (the coil axis): ``sqrt(sum |x|^2)``."""
+    """Root sum of squares over ``axis`` (the coil axis): ``sqrt(sum |x|^2)``, hypot-style: the
+    magnitudes are divided by their largest value along ``axis`` before squaring and the result is
+    multiplied back, so it neither underflows (``|x|`` ~ 1e-30 in float32) nor overflows (~1e30)
+    wherever the result itself is representable."""
     from .. import _array
 
     if _array.is_torch(x):
-        return x.abs().pow(2).sum(dim=axis).sqrt()
-    return np.sqrt(np.sum(np.abs(x) ** 2, axis=axis))
+        a = x.abs()
+        m = a.amax(dim=axis, keepdim=True)
+        m = m.where(m > 0, m.new_ones(()))  # an all-zero line stays zero
+        return (a / m).pow(2).sum(dim=axis).sqrt() * m.squeeze(axis)
+    a = np.abs(x)
+    if a.size == 0:
+        return np.sum(a, axis=axis)
+    m = np.max(a, axis=axis, keepdims=True)
+    m = np.where(m > 0, m, np.ones((), a.dtype))
+    return np.sqrt(np.sum((a / m) ** 2, axis=axis)) * np.squeeze(m, axis=axis)
 
 
 def sampling_mask(kspace, coil_axis: int = 0) -> np.ndarray:

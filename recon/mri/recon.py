@@ -29,6 +29,7 @@ fewer iterations; see docs/mri.md for the trade-off).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -119,6 +120,12 @@ def sense_problem(kspace, maps, *, coord=None, mask=None, dcf=None, density_weig
     from ..solvers import power_iteration
 
     kspace = _check_kspace(kspace)
+    # data of extreme but finite magnitude (|k| ~ 1e-40 or 3e38 in float32) are brought near 1 by a
+    # power of two before anything is squared or summed, and the scale goes back in at the end;
+    # scaling by a power of two is exact, so ordinary data give bit-identical results
+    k_scale = data_scale(kspace)
+    if k_scale != 1.0:
+        kspace = (kspace * np.float64(1.0 / k_scale)).astype(np.complex64)
     maps = np.asarray(maps).astype(np.complex64, copy=False)
     if maps.ndim < 3 or maps.shape[0] != kspace.shape[0]:
         raise ValueError(f"maps have {maps.shape[0]} coils, kspace {kspace.shape[0]}")
@@ -164,8 +171,22 @@ def sense_problem(kspace, maps, *, coord=None, mask=None, dcf=None, density_weig
         raise ValueError("the SENSE operator is zero (empty mask or zero maps)")
     An = float(1.0 / np.sqrt(L)) * A
     yn = (y * np.float32(1.0 / (np.sqrt(L) * s))).astype(np.complex64)
+    s *= k_scale
+    if not np.isfinite(np.float32(s)):
+        raise ValueError(f"the image scale {s:.3g} exceeds the float32 range: scale the k-space down")
     info.update(lipschitz=float(L), scale=s)
+    if k_scale != 1.0:
+        x_zf = (x_zf * np.float64(k_scale)).astype(np.complex64)
     return Problem(An, yn, s, float(L), x_zf, im_shape, info)
+
+
+def data_scale(kspace) -> float:
+    """The power of two nearest above ``max(|Re k|, |Im k|)`` (1 for all-zero or non-finite data):
+    dividing by it brings data of any finite magnitude into [0.5, 1) exactly (numpy or torch)."""
+    m = max(float(abs(kspace.real).max()), float(abs(kspace.imag).max())) if 0 not in tuple(kspace.shape) else 0.0
+    if not (m > 0 and math.isfinite(m)):
+        return 1.0
+    return math.ldexp(1.0, math.frexp(m)[1])
 
 
 # ---- methods ------------------------------------------------------------------------------------
