@@ -17,6 +17,7 @@ def test_unrolled_sense_example_trains(tmp_path):
         import unrolled_sense
     finally:
         sys.path.remove(str(EXAMPLES))
-    losses = unrolled_sense.train(steps=6, lr=3e-3, quiet=True, shape=(32, 32), cg_iters=5, out=str(tmp_path))
-    assert losses[-1] < 0.6 * losses[0], losses
+    losses = unrolled_sense.train(steps=8, lr=1e-2, quiet=True, shape=(32, 32), cg_iters=5, out=str(tmp_path))
+    assert all(b < a for a, b in zip(losses[:-1], losses[1:])), losses   # steady descent (seeded)
+    assert losses[-1] < 0.85 * losses[0], losses
     assert (tmp_path / "loss.png").stat().st_size > 0 and (tmp_path / "images.png").stat().st_size > 0
