@@ -18,10 +18,14 @@ def pipe_menon_dcf(coord, im_shape, iterations: int = 30, *, tol: float = 1e-3, 
 
     Parameters: ``coord`` as for :class:`recon.ops.Nufft` (cycles/FOV), ``im_shape``, number of
     iterations, the kernel tolerance, frame axes. Returns float32 weights of shape
-    ``coord.shape[:-1]``.
+    ``coord.shape[:-1]``, numpy or torch like ``coord`` (on its device): a trajectory is a plan-time
+    parameter, so the weights are computed on the host and a tensor's copied back once.
     """
+    from ..ops.backend import param_like
     from ..ops.nufft import Nufft
+    from .coils import host
 
+    ref, coord = coord, host(coord)
     if iterations < 1:
         raise ValueError("iterations must be >= 1")
     op = Nufft(coord, im_shape, tol=tol, dtype="complex128", upsampfac=2.0, frame_ndim=frame_ndim, nthreads=nthreads)
@@ -40,4 +44,5 @@ def pipe_menon_dcf(coord, im_shape, iterations: int = 30, *, tol: float = 1e-3, 
         # (cycles/FOV)^d is 1 / (rho * sigma^d) = w * ((int psi)^2 / sigma)^d.
         sigma = np.asarray(plan.grid_shape, dtype=np.float64) / np.asarray(op.im_shape, dtype=np.float64)
         out[f] = w.real * float(np.prod(plan.kernel_integral**2 / sigma))
-    return out.reshape(np.asarray(coord).shape[:-1]).astype(np.float32)
+    w = out.reshape(coord.shape[:-1]).astype(np.float32)
+    return param_like(w, ref) if _array.is_torch(ref) else w
