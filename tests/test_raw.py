@@ -269,8 +269,10 @@ def test_pipeline_torch_in_torch_out(cart):
         got = reconstruct(torch.from_numpy(k), cfg)
         assert isinstance(got.images[0], torch.Tensor) and got.images[0].device.type == "cpu"
         assert isinstance(got.volume, torch.Tensor) and got.volume.dtype == torch.float32
-        np.testing.assert_array_equal(got.images[0].numpy(), ref.images[0])
-        np.testing.assert_allclose(got.volume.numpy(), ref.volume, rtol=1e-6)  # torch.abs vs np.abs: 1 ulp
+        # computed in torch: equal to float32 rounding (tests/test_mri_torch.py pins the methods)
+        tol = 1e-5 * np.abs(ref.images[0]).max()
+        np.testing.assert_allclose(got.images[0].numpy(), ref.images[0], rtol=0, atol=tol)
+        np.testing.assert_allclose(got.volume.numpy(), ref.volume, rtol=0, atol=tol)
         assert isinstance(ref.images[0], np.ndarray)
 
 

@@ -20,9 +20,9 @@ non-Cartesian data) and the method of ``recon.mri.recon`` (zero-filled, CG-SENSE
 sensing). ``ReconConfig.retrospective`` undersamples fully sampled Cartesian data with fastMRI's
 masks and scores the result (NMSE, PSNR, SSIM) against the fully sampled zero-filled image.
 
-Arrays: numpy in gives numpy out; a torch tensor in gives torch tensors out on its device. The
-methods of ``recon.mri.recon`` compute in numpy today: ``_like_input`` hands their images back in
-the input's kind (the one conversion here, a no-op once they are torch-native).
+Arrays: numpy in gives numpy out; a torch tensor in gives torch tensors out on its device, computed
+there (prewhitening, compression, maps and the methods are torch-native; only plan-time facts such as
+trajectories, the calibration box and scalars are read on the host).
 """
 
 from __future__ import annotations
@@ -35,6 +35,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .. import _array
+from ..ops.backend import param_like
+from ..ops.linear import cast_param
+from .coils import host
 from .recon import METHODS, REGULARIZERS
 
 MAP_METHODS = ("espirit", "lowres", "walsh")
@@ -136,7 +139,7 @@ class ReconResult:
     recon matrix; ``recons``: the ``recon.mri.recon.Recon`` of each unit (maps, history, info);
     ``indices``/``index``: which units (positions in ``raw.slices``, and their counters);
     ``info``: the parameters used (first unit) and its iteration count; ``reference``/``metrics``:
-    with a retrospective mask, the fully sampled reference volume and NMSE/PSNR/SSIM.
+    with a retrospective mask, the fully sampled reference volume (like ``volume``) and NMSE/PSNR/SSIM.
     """
 
     images: list
@@ -145,7 +148,7 @@ class ReconResult:
     indices: list
     index: list
     info: dict
-    reference: np.ndarray | None = None
+    reference: object = None
     metrics: dict | None = None
     elapsed_s: float = 0.0
 
@@ -197,13 +200,6 @@ def default_calib_width(kspace_shape, cartesian: bool, im_shape) -> int:
     return int(min(max(w, 8), 32, min(im_shape)))
 
 
-def _like_input(x, ref):
-    """``x`` (a method's numpy result) as the same kind of array as the input ``ref`` (see module doc)."""
-    if _array.is_torch(ref) and not _array.is_torch(x):
-        return _array.like(np.ascontiguousarray(x), ref).to(ref.device)
-    return x
-
-
 def _times_power_of_two(x, e: int):
     """``x * 2**e`` in ``x``'s own precision (numpy or torch), in two exact steps so that neither
     factor leaves the float32 range (``2**133`` does)."""
@@ -213,7 +209,7 @@ def _times_power_of_two(x, e: int):
 
 def reconstruct_unit(sl, config: ReconConfig, *, noise=None, noise_scale: float = 1.0, mask=None, maps=None):
     """One unit (a ``recon.io.RawSlice``): prewhiten, compress, estimate maps, reconstruct.
-    Returns a :class:`recon.mri.recon.Recon` (numpy image)."""
+    Returns a :class:`recon.mri.recon.Recon` (image like ``sl.kspace``: numpy, or torch on its device)."""
     from . import coils, noise as noise_mod
     from .recon import data_scale, reconstruct as run_method
 
@@ -291,10 +287,11 @@ def reconstruct(data, config: ReconConfig | None = None, *, coord=None, mask=Non
         sl = units[i]
         m = masks.get(i, mask)
         if i in masks:
-            sl = RawSlice((sl.kspace * m).astype(np.complex64), None, sl.im_shape, sl.index)
+            m = param_like(m, sl.kspace)
+            sl = RawSlice(cast_param(sl.kspace * m, np.complex64), None, sl.im_shape, sl.index)
         r = reconstruct_unit(sl, config, noise=noise, noise_scale=noise_scale, mask=m, maps=maps)
         recons.append(r)
-        images.append(_like_input(r.image, sl.kspace))
+        images.append(r.image)
     xp = _array.xp_of(images[0])
     mags = [centre_crop(abs(im), crop) for im in images]
     volume = xp.concatenate([m if m.ndim == 3 else m[None] for m in mags], axis=0)
@@ -305,16 +302,19 @@ def reconstruct(data, config: ReconConfig | None = None, *, coord=None, mask=Non
     if reference is not None:
         from fastmri_data.metrics import nmse, psnr, ssim
 
-        metrics = {"NMSE": nmse(reference, volume), "PSNR": psnr(reference, volume), "SSIM": ssim(reference, volume)}
+        ref_h, vol_h = host(reference), host(volume)  # scoring is host-side (fastmri_data.metrics)
+        metrics = {"NMSE": nmse(ref_h, vol_h), "PSNR": psnr(ref_h, vol_h), "SSIM": ssim(ref_h, vol_h)}
         info.update({k.lower(): float(v) for k, v in metrics.items()})
     return ReconResult(images, volume, recons, idx, [dict(units[i].index) for i in idx], info, reference, metrics,
                        time.perf_counter() - t0)
 
 
 def _retrospective(units, idx, crop, spec: RetrospectiveMask):
-    """(reference volume (n, h, w), {unit: mask}) for a retrospective undersampling."""
+    """(reference volume (n, h, w) like the k-space, {unit: mask (numpy)}) for a retrospective
+    undersampling."""
     from fastmri_data.masks import create_mask_for_mask_type
 
+    from .coils import sampling_mask
     from .recon import zero_filled
 
     refs, masks = [], {}
@@ -322,7 +322,7 @@ def _retrospective(units, idx, crop, spec: RetrospectiveMask):
         sl = units[i]
         if sl.coord is not None:
             raise ValueError("retrospective masks (--retrospective-mask) need Cartesian data (this is non-Cartesian)")
-        k = np.asarray(sl.kspace)
+        k = sl.kspace if _array.is_array(sl.kspace) else np.asarray(sl.kspace)
         if k.ndim != 3:
             raise ValueError("retrospective masks (--retrospective-mask) support 2D slices (coil, ky, kx) only")
         w = k.shape[-1]
@@ -333,15 +333,15 @@ def _retrospective(units, idx, crop, spec: RetrospectiveMask):
             what = "retrospective.center_fraction" if spec.center_fraction is not None else "retrospective.accel"
             _bad(what, f"leaves no fully sampled centre line: {w} phase-encode lines x centre fraction {cf:g} "
                        f"(accel {spec.accel:g}) rounds to 0")
-        sampled = np.mean(np.any(k != 0, axis=0))
+        sampled = float(sampling_mask(k).sum()) / math.prod(k.shape[1:])
         if sampled < 0.8:
             raise ValueError(f"retrospective masks (--retrospective-mask) need fully sampled data; only "
                              f"{100 * sampled:.1f} % of this k-space is non-zero (it is already undersampled)")
         mf = create_mask_for_mask_type(spec.kind, [cf], [spec.accel], seed=spec.seed)
         m, _ = mf(k.shape, seed=spec.seed + i)  # (1, 1, W): phase encode last
         masks[i] = np.broadcast_to(m[0], k.shape[1:]).astype(np.float32)
-        refs.append(centre_crop(np.abs(zero_filled(k).image), crop))
-    return np.stack(refs).astype(np.float32), masks
+        refs.append(centre_crop(zero_filled(k).magnitude, crop))
+    return _array.stack(refs, 0), masks
 
 
 __all__ = ["ReconConfig", "RetrospectiveMask", "ReconResult", "reconstruct", "reconstruct_unit", "parse_slices",

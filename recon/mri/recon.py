@@ -25,6 +25,14 @@ the zero-filled (density-compensated, ``S^H``-combined) image; the result is mul
 threshold relative to the image's bright level. Non-Cartesian data may be density-weighted
 (``density_weights=True``: weighted least squares with Pipe-Menon weights, which converges in far
 fewer iterations; see docs/mri.md for the trade-off).
+
+Backends: k-space as a numpy array or a torch tensor (CPU or CUDA). A tensor is reconstructed in
+torch on its device (``torch.fft``, the solvers' device scalars: no host synchronisation per
+iteration when ``tol=0``) and the image, maps and data come back as tensors there; maps and masks
+given as numpy follow the k-space. Host-side, once per call, are plan-time facts only: trajectories
+and density weights (computed by :func:`recon.mri.dcf.pipe_menon_dcf`), the calibration box, and
+scalars such as the image scale and ``||A||^2``. numpy results are those of the numpy code as it
+was; torch results equal them to float32 rounding.
 """
 
 from __future__ import annotations
@@ -35,8 +43,11 @@ from typing import Sequence
 
 import numpy as np
 
+from .. import _array
+from ..ops.backend import param_like
+from ..ops.linear import cast_param
 from ..ops.sense import CartesianSense, NonCartesianSense
-from .coils import rss, sampling_mask
+from .coils import all_finite, centered_fft, host, rss, sampling_mask
 
 METHODS = ("zf", "sense", "cs")
 REGULARIZERS = ("wavelet", "tv")
@@ -53,37 +64,68 @@ DEFAULT_CROP_NONCARTESIAN = 0.8
 
 @dataclass
 class Recon:
-    """A reconstruction: ``image`` complex64 ``im_shape``; ``history`` the solver's
-    (:class:`recon.solvers.History`, None for zero-filled); ``info`` the parameters used."""
+    """A reconstruction: ``image`` complex64 ``im_shape`` (numpy, or torch on the k-space's device);
+    ``history`` the solver's (:class:`recon.solvers.History`, None for zero-filled); ``maps`` the coil
+    maps used (like the image); ``info`` the parameters used."""
 
-    image: np.ndarray
+    image: object
     method: str
     history: object = None
-    maps: np.ndarray | None = None
+    maps: object = None
     info: dict = field(default_factory=dict)
 
     @property
-    def magnitude(self) -> np.ndarray:
-        return np.abs(self.image).astype(np.float32)
+    def magnitude(self):
+        """``|image|``, float32, like the image."""
+        return cast_param(abs(self.image), np.float32)
 
 
 # ---- the problem --------------------------------------------------------------------------------
 
 
-def _check_kspace(kspace) -> np.ndarray:
-    from .. import _array
-
-    if _array.is_torch(kspace):
-        kspace = _array.to_numpy(kspace)
-    if not isinstance(kspace, np.ndarray):
+def _check_kspace(kspace):
+    """``kspace`` (numpy or torch, complex, (coils, ...), finite) as complex64 in its backend."""
+    if not (isinstance(kspace, np.ndarray) or _array.is_torch(kspace)):
         raise TypeError(f"kspace: expected a numpy array or torch tensor, got {type(kspace).__name__}")
-    if not np.iscomplexobj(kspace):
-        raise TypeError(f"kspace: expected complex data, got {kspace.dtype}")
+    if not _array.is_complex(kspace):
+        raise TypeError(f"kspace: expected complex data, got {_array.dtype_name(kspace)}")
     if kspace.ndim < 2:
-        raise ValueError(f"kspace: expected (coils, ...) data, got shape {kspace.shape}")
-    if not np.isfinite(kspace).all():
+        raise ValueError(f"kspace: expected (coils, ...) data, got shape {tuple(kspace.shape)}")
+    if not all_finite(kspace):
         raise ValueError("kspace: contains NaN or Inf")
-    return kspace.astype(np.complex64, copy=False)
+    return cast_param(kspace, np.complex64)
+
+
+def _follow(a, kspace, dtype=None):
+    """A parameter (maps, mask, weights: numpy or torch) in the backend and on the device of the
+    k-space, in ``dtype`` if given."""
+    a = param_like(a if _array.is_torch(a) else np.asarray(a), kspace)
+    return a if dtype is None else cast_param(a, dtype)
+
+
+def _times(x, s: float):
+    """``x * s`` in complex64 (``s`` rounded to float32 first, as the numpy code always did)."""
+    if _array.is_torch(x):
+        return cast_param(x * float(np.float32(s)), np.complex64)
+    return (x * np.float32(s)).astype(np.complex64)
+
+
+def _times_exact(x, s: float):
+    """``x * s`` for a power of two ``s``: exact (computed in double precision for numpy, as before)."""
+    if _array.is_torch(x):
+        return cast_param(x * s, np.complex64)
+    return (x * np.float64(s)).astype(np.complex64)
+
+
+def _percentile99(a) -> float:
+    """``np.percentile(a, 99)`` (linear interpolation) of a real numpy array or tensor."""
+    if not _array.is_torch(a):
+        return float(np.percentile(a, 99))
+    v = a.reshape(-1).sort().values
+    pos = 0.99 * (v.numel() - 1)
+    lo = math.floor(pos)
+    a_lo, a_hi = host(v[[lo, min(lo + 1, v.numel() - 1)]]).astype(np.float64)  # one transfer
+    return float(a_lo + (pos - lo) * (a_hi - a_lo))
 
 
 @dataclass
@@ -91,21 +133,23 @@ class Problem:
     """A SENSE problem ``y = A x`` prepared for the solvers (normalised; see the module docstring)."""
 
     A: object
-    y: np.ndarray
+    y: object  # normalised data, like the k-space
     scale: float
     lipschitz: float
-    x_zf: np.ndarray  # zero-filled S^H-combined image (unnormalised)
+    x_zf: object  # zero-filled S^H-combined image (unnormalised), like the k-space
     im_shape: tuple
     info: dict
+    maps: object = None  # the maps of A (complex64, like the k-space)
 
 
 def _dcf(coord, im_shape, dcf):
+    """Density weights on the host (plan-time): Pipe-Menon for the host trajectory ``coord``, or
+    ``dcf`` (numpy or torch) broadcast to the samples."""
     from .dcf import pipe_menon_dcf
 
     if dcf is None:
         return pipe_menon_dcf(coord, im_shape)
-    w = np.asarray(dcf, dtype=np.float32)
-    return np.broadcast_to(w, np.asarray(coord).shape[:-1])
+    return np.broadcast_to(host(dcf, np.float32), coord.shape[:-1])
 
 
 def sense_problem(kspace, maps, *, coord=None, mask=None, dcf=None, density_weights: bool = True,
@@ -115,7 +159,8 @@ def sense_problem(kspace, maps, *, coord=None, mask=None, dcf=None, density_weig
     Cartesian when ``coord`` is None: ``kspace`` ``(c, *im_shape)``, ``mask`` (default: the non-zero
     pattern of the data) broadcastable to ``im_shape``. Non-Cartesian: ``kspace``
     ``(c, *sample_shape)``, ``coord`` ``(*sample_shape, d)``; ``dcf`` (default Pipe-Menon) is used for
-    the zero-filled scale and, with ``density_weights``, as least-squares weights.
+    the zero-filled scale and, with ``density_weights``, as least-squares weights. A torch
+    ``kspace`` gives a torch problem on its device (maps, mask and weights follow it).
     """
     from ..solvers import power_iteration
 
@@ -125,59 +170,62 @@ def sense_problem(kspace, maps, *, coord=None, mask=None, dcf=None, density_weig
     # scaling by a power of two is exact, so ordinary data give bit-identical results
     k_scale = data_scale(kspace)
     if k_scale != 1.0:
-        kspace = (kspace * np.float64(1.0 / k_scale)).astype(np.complex64)
-    maps = np.asarray(maps).astype(np.complex64, copy=False)
+        kspace = _times_exact(kspace, 1.0 / k_scale)
+    maps = _follow(maps, kspace, np.complex64)
     if maps.ndim < 3 or maps.shape[0] != kspace.shape[0]:
         raise ValueError(f"maps have {maps.shape[0]} coils, kspace {kspace.shape[0]}")
     im_shape = tuple(maps.shape[1:])
     info = {}
     if coord is None:
-        if kspace.shape[1:] != im_shape:
-            raise ValueError(f"Cartesian kspace {kspace.shape} and maps {maps.shape} differ in image shape")
-        if mask is None:
-            mask = sampling_mask(kspace)
-        mask = np.asarray(mask)
+        if tuple(kspace.shape[1:]) != im_shape:
+            raise ValueError(f"Cartesian kspace {tuple(kspace.shape)} and maps {tuple(maps.shape)} differ in image "
+                             "shape")
+        mask = sampling_mask(kspace) if mask is None else _follow(mask, kspace)
         A = CartesianSense(maps, mask, ndim=len(im_shape))
         y = kspace * A.mask
         x_zf = A.H(y)
-        info["sampled_fraction"] = float(np.mean(np.broadcast_to(mask != 0, im_shape)))
+        info["sampled_fraction"] = float((mask != 0).sum()) / math.prod(mask.shape)  # = over im_shape
     else:
-        coord = np.asarray(coord, dtype=np.float32)
-        if kspace.shape[1:] != coord.shape[:-1]:
-            raise ValueError(f"kspace {kspace.shape} and coord {coord.shape} do not match: expected kspace "
+        coord = host(coord, np.float32)
+        if tuple(kspace.shape[1:]) != coord.shape[:-1]:
+            raise ValueError(f"kspace {tuple(kspace.shape)} and coord {coord.shape} do not match: expected kspace "
                              f"(coils, {', '.join(map(str, coord.shape[:-1]))})")
         w = _dcf(coord, im_shape, dcf)
         if density_weights:
             A = NonCartesianSense(maps, coord, tol=tol, weights=w)
-            y = (kspace * A.sqrt_weights).astype(np.complex64)
+            y = cast_param(kspace * param_like(A.sqrt_weights, kspace), np.complex64)
             x_zf = A.H(y)
         else:
             A = NonCartesianSense(maps, coord, tol=tol)
             y = kspace
-            x_zf = A.H((kspace * w).astype(np.complex64))
+            x_zf = A.H(cast_param(kspace * param_like(w, kspace), np.complex64))
+        if _array.is_torch(kspace):
+            # the data were checked above and the solvers test the result once at the end: a NaN scan
+            # per NUFFT call would wait for the device at every iteration
+            A.nufft.check_finite = False
         info["density_weights"] = bool(density_weights)
-    s = float(np.percentile(np.abs(x_zf), 99))
+    s = _percentile99(abs(x_zf))
     if not s > 0:
         raise ValueError("the zero-filled image is zero: no signal in the data (or the maps are all zero)")
     if coord is None:
         # exact bound, tight for binary masks: ||A||^2 <= max_r sum_c |S_c(r)|^2 * max(mask^2)
-        L = float(np.max(np.sum(np.abs(maps) ** 2, axis=0))) * float(np.max(A.mask2) if A.mask2 is not None else 1.0)
+        L = float((abs(maps) ** 2).sum(0).max()) * (float(A.mask2.max()) if A.mask2 is not None else 1.0)
     else:
         # power iteration from a random start approaches ||A||^2 from below (measured on the radial
         # cardiac sample: 96.5 % of it after 15 steps): a 20 % margin keeps the proximal-gradient step
         # 1/L safe (momentum methods diverge for steps above 1/||A||^2)
-        L = power_iteration(A.normal, np.zeros(A.ishape, dtype=np.complex64), power_iters) * 1.2
+        L = power_iteration(A.normal, _array.zeros(kspace, A.ishape), power_iters) * 1.2
     if not L > 0:
         raise ValueError("the SENSE operator is zero (empty mask or zero maps)")
     An = float(1.0 / np.sqrt(L)) * A
-    yn = (y * np.float32(1.0 / (np.sqrt(L) * s))).astype(np.complex64)
+    yn = _times(y, 1.0 / (np.sqrt(L) * s))
     s *= k_scale
     if not np.isfinite(np.float32(s)):
         raise ValueError(f"the image scale {s:.3g} exceeds the float32 range: scale the k-space down")
     info.update(lipschitz=float(L), scale=s)
     if k_scale != 1.0:
-        x_zf = (x_zf * np.float64(k_scale)).astype(np.complex64)
-    return Problem(An, yn, s, float(L), x_zf, im_shape, info)
+        x_zf = _times_exact(x_zf, k_scale)
+    return Problem(An, yn, s, float(L), x_zf, im_shape, info, maps)
 
 
 def data_scale(kspace) -> float:
@@ -201,29 +249,25 @@ def zero_filled(kspace, *, maps=None, coord=None, im_shape: Sequence[int] | None
 
     kspace = _check_kspace(kspace)
     if coord is None:
-        axes = tuple(range(1, kspace.ndim))
-        import scipy.fft
-
-        imgs = np.fft.fftshift(scipy.fft.ifftn(np.fft.ifftshift(kspace, axes=axes), axes=axes, norm="ortho",
-                                               workers=-1), axes=axes).astype(np.complex64)
+        imgs = cast_param(centered_fft(kspace, tuple(range(1, kspace.ndim)), inverse=True), np.complex64)
     else:
-        coord = np.asarray(coord, dtype=np.float32)
+        coord = host(coord, np.float32)
         if im_shape is None:
             im_shape = maps.shape[1:] if maps is not None else None
         if im_shape is None:
             raise ValueError("non-Cartesian zero-filled reconstruction needs im_shape (or maps)")
         im_shape = tuple(int(n) for n in im_shape)
-        if kspace.shape[1:] != coord.shape[:-1]:
-            raise ValueError(f"kspace {kspace.shape} and coord {coord.shape} do not match")
+        if tuple(kspace.shape[1:]) != coord.shape[:-1]:
+            raise ValueError(f"kspace {tuple(kspace.shape)} and coord {coord.shape} do not match")
         w = _dcf(coord, im_shape, dcf)
-        imgs = Nufft(coord, im_shape, tol=tol).adjoint((kspace * w).astype(np.complex64))
+        imgs = Nufft(coord, im_shape, tol=tol).adjoint(cast_param(kspace * param_like(w, kspace), np.complex64))
     if maps is None:
-        image = rss(imgs).astype(np.complex64)
+        image = cast_param(rss(imgs), np.complex64)
     else:
-        maps = np.asarray(maps)
-        if maps.shape != imgs.shape:
-            raise ValueError(f"maps {maps.shape} do not match the coil images {imgs.shape}")
-        image = np.sum(np.conj(maps) * imgs, axis=0).astype(np.complex64)
+        maps = _follow(maps, kspace)
+        if tuple(maps.shape) != tuple(imgs.shape):
+            raise ValueError(f"maps {tuple(maps.shape)} do not match the coil images {tuple(imgs.shape)}")
+        image = cast_param((maps.conj() * imgs).sum(0), np.complex64)
     return Recon(image, "zf", None, maps, {"combine": "rss" if maps is None else "sense"})
 
 
@@ -234,6 +278,12 @@ def _prepare(kspace, maps, coord, mask, dcf, density_weights, tol, problem, powe
         raise ValueError("this method needs coil sensitivity maps (see recon.mri.coils.estimate_maps)")
     return sense_problem(kspace, maps, coord=coord, mask=mask, dcf=dcf, density_weights=density_weights, tol=tol,
                          power_iters=power_iters)
+
+
+def _result(x, P: Problem, method: str, hist, maps, info) -> Recon:
+    """The solver's normalised iterate ``x`` back in image units, as a :class:`Recon`."""
+    image = _times(x, P.scale)
+    return Recon(image, method, hist, P.maps if maps is None else _follow(maps, image), info)
 
 
 def cg_sense(kspace=None, maps=None, *, coord=None, mask=None, dcf=None, lam: float | None = None,
@@ -253,7 +303,7 @@ def cg_sense(kspace=None, maps=None, *, coord=None, mask=None, dcf=None, lam: fl
     x, hist = cg(P.A.normal, rhs, None, max_iter=max_iter, tol=tol, damping=lam, callback=callback,
                  progress=progress)
     info = dict(P.info, lam=lam, max_iter=max_iter)
-    return Recon((x * np.float32(P.scale)).astype(np.complex64), "sense", hist, maps, info)
+    return _result(x, P, "sense", hist, maps, info)
 
 
 def cs_wavelet(kspace=None, maps=None, *, coord=None, mask=None, dcf=None, lam: float | None = None,
@@ -286,19 +336,21 @@ def cs_wavelet(kspace=None, maps=None, *, coord=None, mask=None, dcf=None, lam: 
         axes = tuple(range(-len(P.im_shape), 0))
         block = 2 ** reg.W.level
 
-        def prox(v, t):
+        def roll(v, sh):
+            return v.roll(sh, dims=axes) if _array.is_torch(v) else np.roll(v, sh, axis=axes)
+
+        def prox(v, t):  # the shifts are drawn on the host: nothing waits for the device
             sh = tuple(int(s) for s in rng.integers(0, block, len(axes)))
-            z = reg.prox(np.roll(v, sh, axis=axes), t)
-            return np.roll(z, tuple(-s for s in sh), axis=axes)
+            return roll(reg.prox(roll(v, sh), t), tuple(-s for s in sh))
     else:
         prox = reg.prox
 
-    x0 = AHy.copy()
+    x0 = _array.copy(AHy)
     run = pogm if solver == "pogm" else fista
     x, hist = run(grad, prox if lam > 0 else None, x0, 1.0, max_iter=max_iter, tol=tol, callback=callback,
                   progress=progress)
     info = dict(P.info, lam=lam, max_iter=max_iter, solver=solver, wave=wave, cycle_spin=bool(cycle_spin))
-    return Recon((x * np.float32(P.scale)).astype(np.complex64), "cs", hist, maps, dict(info, regularizer="wavelet"))
+    return _result(x, P, "cs", hist, maps, dict(info, regularizer="wavelet"))
 
 
 def cs_tv(kspace=None, maps=None, *, coord=None, mask=None, dcf=None, lam: float | None = None,
@@ -331,7 +383,7 @@ def cs_tv(kspace=None, maps=None, *, coord=None, mask=None, dcf=None, lam: float
     x, hist = pdhg(K, None, separable([data_conj] + tv_conj, K), None, x0, sigma=step, tau=step,
                    max_iter=max_iter, tol=tol, callback=callback, progress=progress)
     info = dict(P.info, lam=lam, max_iter=max_iter, solver="pdhg", regularizer="tv")
-    return Recon((x * np.float32(P.scale)).astype(np.complex64), "cs", hist, maps, info)
+    return _result(x, P, "cs", hist, maps, info)
 
 
 def reconstruct(kspace, method: str = "sense", *, maps=None, coord=None, im_shape=None, mask=None, dcf=None,
@@ -356,7 +408,7 @@ def reconstruct(kspace, method: str = "sense", *, maps=None, coord=None, im_shap
         else:
             if im_shape is None:
                 raise ValueError("non-Cartesian reconstruction needs im_shape")
-            w = _dcf(np.asarray(coord, dtype=np.float32), tuple(im_shape), dcf)
+            w = _dcf(host(coord, np.float32), tuple(im_shape), dcf)
             calib = coils.calib_from_noncartesian(kspace, coord, im_shape, calib_width, dcf=w)
             maps = coils.maps_from_calib(calib, im_shape, map_method, **mkw)
             dcf = w
