@@ -149,7 +149,7 @@ def _dcf(coord, im_shape, dcf):
 
     if dcf is None:
         return pipe_menon_dcf(coord, im_shape)
-    return np.broadcast_to(host(dcf, np.float32), coord.shape[:-1])
+    return np.array(np.broadcast_to(host(dcf, np.float32), coord.shape[:-1]))  # owned: tensors may share it
 
 
 def sense_problem(kspace, maps, *, coord=None, mask=None, dcf=None, density_weights: bool = True,
