@@ -156,34 +156,37 @@ NufftPlan<T>::NufftPlan(const double* coord, int64_t num_points, int dim, const 
   timer.lap("bin");
 
   // Stable counting sort by bin, threaded: each thread counts its contiguous chunk of samples, and
-  // places them after the samples of the chunks before it in every bin.
+  // places them after the samples of the chunks before it in every bin. One parallel region whose
+  // chunks are cut by the team size OpenMP actually gives (OMP_THREAD_LIMIT or OMP_DYNAMIC may give
+  // fewer threads than asked). Each thread needs total_bins counters, so a thread takes part only
+  // for every 4096 + total_bins samples: a few points on a huge grid are sorted by one thread.
   {
-    const int nt = nthreads_;
-    std::vector<int64_t> counts((size_t)nt * total_bins, 0);
-    auto chunk = [&](int t) { return std::make_pair(M_ * t / nt, M_ * (t + 1) / nt); };
-#pragma omp parallel num_threads(nt)
-    {
-      const int t = omp_get_thread_num();
-      int64_t* c = counts.data() + (size_t)t * total_bins;
-      for (int64_t j = chunk(t).first; j < chunk(t).second; ++j) c[bin_of[j]]++;
-    }
+    const int sort_threads = (int)std::max<int64_t>(1, std::min<int64_t>(nthreads_, M_ / (4096 + total_bins)));
+    uninit_vector<int64_t> counts((size_t)sort_threads * total_bins);  // the team is at most this large
     bin_offset_.assign(total_bins + 1, 0);
-    int64_t run = 0;
-    for (int64_t b = 0; b < total_bins; ++b) {
-      bin_offset_[b] = run;
-      for (int t = 0; t < nt; ++t) {
-        const int64_t c = counts[(size_t)t * total_bins + b];
-        counts[(size_t)t * total_bins + b] = run;  // becomes this thread's fill position
-        run += c;
-      }
-    }
-    bin_offset_[total_bins] = run;
     order_.resize(M_);
-#pragma omp parallel num_threads(nt)
+#pragma omp parallel num_threads(sort_threads)
     {
-      const int t = omp_get_thread_num();
-      int64_t* fill = counts.data() + (size_t)t * total_bins;
-      for (int64_t j = chunk(t).first; j < chunk(t).second; ++j) order_[fill[bin_of[j]]++] = j;
+      const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+      int64_t* c = counts.data() + (size_t)t * total_bins;
+      std::fill(c, c + total_bins, int64_t(0));
+      const int64_t lo = M_ * t / nt, hi = M_ * (t + 1) / nt;
+      for (int64_t j = lo; j < hi; ++j) c[bin_of[j]]++;
+#pragma omp barrier
+#pragma omp single
+      {
+        int64_t run = 0;
+        for (int64_t b = 0; b < total_bins; ++b) {
+          bin_offset_[b] = run;
+          for (int u = 0; u < nt; ++u) {
+            const int64_t cnt = counts[(size_t)u * total_bins + b];
+            counts[(size_t)u * total_bins + b] = run;  // becomes thread u's fill position
+            run += cnt;
+          }
+        }
+        bin_offset_[total_bins] = run;
+      }  // implicit barrier
+      for (int64_t j = lo; j < hi; ++j) order_[c[bin_of[j]]++] = j;
     }
   }
   timer.lap("sort");

@@ -1,0 +1,88 @@
+"""Reliability of the native operators (issue #10): what used to crash, hang, exhaust memory or give
+silent garbage, each pinned by a regression test.
+
+* OpenMP teams smaller than asked (OMP_THREAD_LIMIT, OMP_DYNAMIC): every native operator, run in a
+  subprocess with the variable set, gives the result of the normal run (forward bitwise; sums whose
+  order depends on the team to rounding).
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+# ---- OpenMP teams smaller than asked -----------------------------------------------------------------
+
+def _openmp_worker(out_path: str, nthreads: int):
+    """Runs every native operator with ``nthreads`` threads and saves the results (subprocess body)."""
+    from recon.ct import ConeBeam3D, ParallelBeam2D
+    from recon.mri.dcf import pipe_menon_dcf
+    from recon.ops import Nufft, Projector
+
+    rng = np.random.default_rng(0)
+    res = {}
+    # enough samples that the plan's sort runs threaded (a thread per 4096 + bins samples)
+    for name, N, dt in (("2d", (32, 32), "complex64"), ("3d", (8, 10, 12), "complex128")):
+        coord = (rng.random((20000, len(N))) - 0.5) * np.asarray(N)
+        op = Nufft(coord, N, 1e-6 if dt == "complex64" else 1e-9, dtype=dt, nthreads=nthreads)
+        x = (rng.standard_normal((2,) + N) + 1j * rng.standard_normal((2,) + N)).astype(dt)
+        y = (rng.standard_normal((2, 20000)) + 1j * rng.standard_normal((2, 20000))).astype(dt)
+        res[f"nufft{name}-forward"] = op.forward(x)
+        res[f"nufft{name}-adjoint"] = op.adjoint(y)
+        res[f"nufft{name}-normal"] = op.normal(x)
+        res[f"nufft{name}-toeplitz-w"] = op.toeplitz(np.linspace(0.5, 1.5, 20000)).forward(x)
+        if name == "2d":
+            res["dcf"] = pipe_menon_dcf(coord, N, iterations=3, nthreads=nthreads)
+    geoms = {"parallel": ParallelBeam2D(np.linspace(0, np.pi, 9, endpoint=False), 24, 1.0, (16, 17)),
+             "cone": ConeBeam3D(np.linspace(0, 2 * np.pi, 6, endpoint=False), (12, 16), (1.0, 1.0), 40.0, 20.0,
+                                (8, 9, 10))}
+    for name, g in geoms.items():
+        P = Projector(g, nthreads=nthreads)
+        x = rng.random((2,) + g.image_shape).astype(np.float32)
+        y = rng.random((2,) + g.sino_shape).astype(np.float32)
+        res[f"ct-{name}-forward"] = P.forward(x)
+        res[f"ct-{name}-adjoint"] = P.adjoint(y)
+    np.savez(out_path, **res)
+
+
+def _run_worker(tmp_path, env_extra: dict, nthreads: int, tag: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMP_THREAD_LIMIT", "OMP_DYNAMIC",
+                                                                      "OMP_NUM_THREADS", "RECON_NUM_THREADS"))}
+    env.update(env_extra)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests")] + [p for p in [env.get("PYTHONPATH")] if p])
+    out = tmp_path / f"{tag}.npz"
+    code = f"import test_reliability_native as t; t._openmp_worker({str(out)!r}, {nthreads})"
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, f"{env_extra}: exit code {proc.returncode}\n{proc.stderr[-3000:]}"
+    with np.load(out) as f:
+        return {k: f[k] for k in f.files}
+
+
+def _rel(a, b) -> float:
+    a = a.astype(np.complex128)
+    b = b.astype(np.complex128)
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300))
+
+
+@pytest.mark.parametrize("env,nthreads", [({"OMP_THREAD_LIMIT": "1"}, 2), ({"OMP_THREAD_LIMIT": "3"}, 4),
+                                          ({"OMP_DYNAMIC": "true"}, 4)],
+                         ids=["thread_limit1-n2", "thread_limit3-n4", "dynamic-n4"])
+def test_smaller_openmp_team_than_asked(tmp_path, env, nthreads):
+    """Used to segfault in the plan's threaded sort, which assumed a team of exactly nthreads."""
+    ref = _run_worker(tmp_path, {}, nthreads, "ref")
+    got = _run_worker(tmp_path, env, nthreads, "got")
+    assert sorted(got) == sorted(ref)
+    for k in ref:
+        single = ref[k].dtype in (np.complex64, np.float32)
+        if k.endswith("forward"):  # one output element per thread-independent sum: bitwise
+            assert np.array_equal(got[k], ref[k]), k
+        else:  # summation order follows the team
+            assert _rel(got[k], ref[k]) <= (1e-6 if single else 1e-13), k
