@@ -7,9 +7,11 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <complex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "kernels/es_kernel_setup.h"
@@ -26,6 +28,26 @@ std::string shape_str(const py::array& a) {
   std::string s = "(";
   for (py::ssize_t i = 0; i < a.ndim(); ++i) s += std::to_string(a.shape(i)) + (i + 1 < a.ndim() ? ", " : "");
   return s + (a.ndim() == 1 ? ",)" : ")");
+}
+
+// Most OpenMP threads a kernel may use: kThreadsPerCore per core. More only oversubscribes the cores,
+// and libgomp aborts (about 6e4 threads) or crashes (about 2e5) when asked for far more.
+constexpr int kThreadsPerCore = 4;
+int max_threads() {
+  const int cores = std::max<int>({1, omp_get_num_procs(), (int)std::thread::hardware_concurrency()});
+  return kThreadsPerCore * cores;
+}
+
+// A thread count from Python: 0 means OpenMP's default (capped); negative or above max_threads()
+// raises ValueError (taken as int64 so that 2**31 gets this message, not pybind's TypeError).
+int checked_threads(int64_t nthreads, const char* what) {
+  const int cap = max_threads();
+  if (nthreads == 0) return std::min(omp_get_max_threads(), cap);
+  if (nthreads < 0 || nthreads > cap)
+    throw py::value_error(std::string(what) + ": nthreads must lie in [1, " + std::to_string(cap) + "] (" +
+                          std::to_string(kThreadsPerCore) + " per core) or be 0 for the default, got " +
+                          std::to_string(nthreads));
+  return (int)nthreads;
 }
 
 // True when no element of a contiguous real array (complex arrays as their real view) is NaN/Inf.
@@ -56,7 +78,7 @@ void bind_nufft_plan(py::module_& m, const char* name) {
   using C = std::complex<T>;
   py::class_<Plan>(m, name, "NUFFT plan over one trajectory (see recon.ops.Nufft for the convention).")
       .def(py::init([](const py::array& coord, const std::vector<int64_t>& image_shape, double tol, double upsampfac,
-                       int nthreads, int width_margin) {
+                       int64_t nthreads, int width_margin) {
              const double* c = checked_buffer<double>(coord, "coord", false);
              if (coord.ndim() != 2) throw py::value_error("coord: expected shape (M, d), got " + shape_str(coord));
              const int d = (int)coord.shape(1);
@@ -66,7 +88,7 @@ void bind_nufft_plan(py::module_& m, const char* name) {
              NufftOptions o;
              o.tol = tol;
              o.upsampfac = upsampfac;
-             o.nthreads = nthreads;
+             o.nthreads = checked_threads(nthreads, "NufftPlan");
              o.width_margin = width_margin;
              py::gil_scoped_release release;
              return new Plan(c, coord.shape(0), d, image_shape.data(), o);
@@ -179,10 +201,13 @@ PYBIND11_MODULE(_core, m) {
       "es_kernel_direct",
       [](double t, int width, double beta) { return es_kernel_direct(t, width, beta); },
       py::arg("t"), py::arg("width"), py::arg("beta"), "ES kernel value at offset t (grid units).");
+  m.def("max_threads", &max_threads,
+        "Most kernel threads a call accepts: 4 per core (nthreads above it raise ValueError).");
   m.def("fine_grid_size", &fine_grid_size, py::arg("N"), py::arg("upsampfac"), py::arg("width"));
   m.def(
       "all_finite",
-      [](const py::array& a, int nthreads) {
+      [](const py::array& a, int64_t nthreads_arg) {
+        const int nthreads = checked_threads(nthreads_arg, "all_finite");
         if (!(a.flags() & py::array::c_style)) throw py::value_error("all_finite: expected a C-contiguous array");
         const char kind = a.dtype().kind();
         const auto item = a.dtype().itemsize();
@@ -192,7 +217,6 @@ PYBIND11_MODULE(_core, m) {
         if (!single && !dbl)
           throw py::type_error("all_finite: expected float32/float64/complex64/complex128, got " +
                                std::string(py::str(a.dtype())));
-        if (nthreads <= 0) nthreads = omp_get_max_threads();
         py::gil_scoped_release release;  // nothing below touches Python objects
         return single ? all_finite_span(static_cast<const float*>(a.data()), n, nthreads)
                       : all_finite_span(static_cast<const double*>(a.data()), n, nthreads);
@@ -220,7 +244,8 @@ PYBIND11_MODULE(_core, m) {
            py::arg("subsample") = 1)
       .def(
           "forward",
-          [](const JosephProjector& p, const py::array& x, py::array& out, int nthreads) {
+          [](const JosephProjector& p, const py::array& x, py::array& out, int64_t nthreads_arg) {
+            const int nthreads = checked_threads(nthreads_arg, "JosephProjector.forward");
             const int64_t img = p.image_size(), sino = p.sino_size();
             if (x.size() == 0 || x.size() % img != 0)
               throw py::value_error("x: size " + std::to_string(x.size()) + " is not a positive multiple of the image size " + std::to_string(img));
@@ -241,7 +266,8 @@ PYBIND11_MODULE(_core, m) {
           py::arg("x"), py::arg("out"), py::arg("nthreads") = 0, "Line integrals: out (batch, sino) = A x (batch, image).")
       .def(
           "adjoint",
-          [](const JosephProjector& p, const py::array& y, py::array& out, int nthreads) {
+          [](const JosephProjector& p, const py::array& y, py::array& out, int64_t nthreads_arg) {
+            const int nthreads = checked_threads(nthreads_arg, "JosephProjector.adjoint");
             const int64_t img = p.image_size(), sino = p.sino_size();
             if (y.size() == 0 || y.size() % sino != 0)
               throw py::value_error("y: size " + std::to_string(y.size()) + " is not a positive multiple of the sinogram size " + std::to_string(sino));
@@ -267,7 +293,8 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "ct_backproject_projective",
       [](const py::array& q, const py::array& P, const py::array& weights, const py::array& origin,
-         const py::array& step, py::array& out, int nthreads) {
+         const py::array& step, py::array& out, int64_t nthreads_arg) {
+        const int nthreads = checked_threads(nthreads_arg, "ct_backproject_projective");
         const double* Pp = checked_buffer<double>(P, "P", false);
         const double* wp = checked_buffer<double>(weights, "weights", false);
         const double* op = checked_buffer<double>(origin, "origin", false);
@@ -301,7 +328,9 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "ct_backproject_arc2d",
       [](const py::array& q, const py::array& src, const py::array& frame, double dgamma, double centre,
-         const py::array& weights, const py::array& origin, const py::array& step, py::array& out, int nthreads) {
+         const py::array& weights, const py::array& origin, const py::array& step, py::array& out,
+         int64_t nthreads_arg) {
+        const int nthreads = checked_threads(nthreads_arg, "ct_backproject_arc2d");
         const double* s = checked_buffer<double>(src, "src", false);
         const double* c = checked_buffer<double>(frame, "frame", false);
         const double* wp = checked_buffer<double>(weights, "weights", false);

@@ -86,3 +86,75 @@ def test_smaller_openmp_team_than_asked(tmp_path, env, nthreads):
             assert np.array_equal(got[k], ref[k]), k
         else:  # summation order follows the team
             assert _rel(got[k], ref[k]) <= (1e-6 if single else 1e-13), k
+
+
+# ---- thread counts far above the cores ---------------------------------------------------------------
+
+def _small_nufft_inputs():
+    rng = np.random.default_rng(1)
+    return (rng.random((30, 2)) - 0.5) * 8
+
+
+@pytest.mark.parametrize("nthreads", [10**6, 60000, 2**31, 2**70, 0, -3, 2.0, True])
+def test_thread_count_above_the_cap_is_refused(nthreads):
+    """Used to segfault (1e6) or abort (6e4) inside libgomp, or raise pybind's TypeError (2**31)."""
+    from recon.ct import ParallelBeam2D
+    from recon.ops import Nufft, Projector
+
+    with pytest.raises(ValueError, match="nthreads must be a positive integer"):
+        Nufft(_small_nufft_inputs(), (8, 8), 1e-3, nthreads=nthreads)
+    with pytest.raises(ValueError, match="nthreads must be a positive integer"):
+        Projector(ParallelBeam2D(np.linspace(0, np.pi, 4), 12, 1.0, (8, 8)), nthreads=nthreads)
+
+
+def test_thread_count_numpy_integer_and_the_cap_itself():
+    from recon.ops import Nufft
+    from recon.ops.backend import max_threads
+
+    cap = max_threads()
+    assert cap == 4 * (os.cpu_count() or 1)
+    assert Nufft(_small_nufft_inputs(), (8, 8), 1e-3, nthreads=np.int64(2)).nthreads == 2
+    assert Nufft(_small_nufft_inputs(), (8, 8), 1e-3, nthreads=cap).nthreads == cap
+
+
+def test_core_refuses_absurd_thread_counts_itself():
+    """A direct recon._core call cannot reach libgomp with an absurd team size either."""
+    from recon import _core
+    from recon.ct import ParallelBeam2D
+    from recon.ops import Projector
+
+    coord = np.ascontiguousarray(_small_nufft_inputs())
+    for n in (10**6, 2**31, -1):
+        with pytest.raises(ValueError, match=r"nthreads must lie in \[1, "):
+            _core.NufftPlan64(coord, [8, 8], 1e-3, 2.0, n)
+        with pytest.raises(ValueError, match=r"nthreads must lie in \[1, "):
+            _core.all_finite(np.ones(4, np.float32), n)
+    P = Projector(ParallelBeam2D(np.linspace(0, np.pi, 4), 12, 1.0, (8, 8)), nthreads=1)
+    x, y = np.ones((8, 8), np.float32), np.ones((4, 12), np.float32)
+    with pytest.raises(ValueError, match=r"nthreads must lie in \[1, "):
+        P._plan.forward(x, np.empty((4, 12), np.float32), 10**6)
+    with pytest.raises(ValueError, match=r"nthreads must lie in \[1, "):
+        P._plan.adjoint(y, np.empty((8, 8), np.float32), 2**40)
+    q, out = np.ones((2, 1, 5)), np.zeros((1, 3, 3))
+    with pytest.raises(ValueError, match=r"nthreads must lie in \[1, "):
+        _core.ct_backproject_projective(q, np.ones((2, 3, 4)), np.ones(2), np.zeros(3), np.ones(3), out, 10**6)
+    with pytest.raises(ValueError, match=r"nthreads must lie in \[1, "):
+        _core.ct_backproject_arc2d(np.ones((2, 5)), np.ones((2, 2)), np.ones((2, 4)), 0.1, 2.0, np.ones(2),
+                                   np.zeros(2), np.ones(2), np.zeros((3, 3)), 10**6)
+
+
+def test_environment_thread_count_is_clamped_with_a_warning():
+    """RECON_NUM_THREADS=200000 used to segfault in libgomp: now clamped to the cap, with a warning."""
+    code = ("import warnings, numpy as np; from recon.ops import Nufft; from recon.ops.backend import max_threads\n"
+            "with warnings.catch_warnings(record=True) as w:\n"
+            "    warnings.simplefilter('always')\n"
+            "    op = Nufft((np.random.default_rng(0).random((2000, 2)) - 0.5) * 16, (16, 16), 1e-3)\n"
+            "assert op.nthreads == max_threads(), op.nthreads\n"
+            "assert any('exceeds the cap' in str(m.message) for m in w), [str(m.message) for m in w]\n"
+            "op.adjoint(op.forward(np.ones((16, 16), np.complex64)))\n")
+    for var in ("RECON_NUM_THREADS", "OMP_NUM_THREADS"):
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        env.pop("RECON_NUM_THREADS", None)
+        env[var] = "200000"
+        proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, f"{var}: exit {proc.returncode}\n{proc.stderr[-2000:]}"

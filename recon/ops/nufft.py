@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from .. import _array
-from .backend import check_device, default_threads, on_gpu
+from .backend import check_device, check_threads, default_threads, on_gpu
 from .base import Operator
 
 _PLAN_CLASSES = {"complex64": "NufftPlan64", "complex128": "NufftPlan128"}
@@ -70,7 +70,8 @@ class Nufft(Operator):
     dtype : complex64 or complex128.
     upsampfac : fine-grid oversampling (any in [1.2, 3]); None picks the cheapest of 1.25, 1.5, 1.75
         and 2.0 that meets ``tol`` (see :func:`choose_upsampfac`).
-    nthreads : kernel threads (default: :func:`default_threads`).
+    nthreads : kernel threads, at most :func:`~recon.ops.backend.max_threads` (4 per core); default
+        :func:`~recon.ops.backend.default_threads`.
     check_finite : raise ValueError on NaN/Inf inputs (one cheap pass over the data).
 
     Leading axes of the input beyond ``ishape`` are batch axes (coils, ...) sharing the plan.
@@ -113,16 +114,14 @@ class Nufft(Operator):
                              "Scale a trajectory given in cycles/sample by the matrix size.")
         if not (isinstance(tol, (int, float)) and 0 < tol < 1):
             raise ValueError(f"Nufft: tol must lie in (0, 1), got {tol}")
-        if nthreads is not None and (isinstance(nthreads, bool) or not isinstance(nthreads, (int, np.integer))
-                                     or nthreads < 1):
-            raise ValueError(f"Nufft: nthreads must be a positive integer or None, got {nthreads!r}")
+        nthreads = default_threads() if nthreads is None else check_threads(nthreads, "Nufft")
 
         self.frame_shape = tuple(coord.shape[:frame_ndim])
         self.sample_shape = tuple(coord.shape[frame_ndim:-1])
         self.im_shape = im_shape
         self.tol = float(tol)
         self.num_points = int(np.prod(self.sample_shape))
-        self.nthreads = int(nthreads or default_threads())
+        self.nthreads = nthreads
         self.upsampfac = float(upsampfac) if upsampfac else choose_upsampfac(tol, im_shape, self.num_points, dtype)
         self.check_finite = check_finite
         super().__init__(self.frame_shape + im_shape, self.frame_shape + self.sample_shape, dtype)
