@@ -50,6 +50,12 @@ int checked_threads(int64_t nthreads, const char* what) {
   return (int)nthreads;
 }
 
+// A memory limit in bytes from Python: finite and >= 0 (0: none).
+double checked_max_memory(double v) {
+  if (!(v >= 0) || !std::isfinite(v)) throw py::value_error("max_memory must be a finite number of bytes >= 0 (0: no limit)");
+  return v;
+}
+
 // True when no element of a contiguous real array (complex arrays as their real view) is NaN/Inf.
 // One threaded pass without temporaries (numpy's isfinite on complex is ~6x slower and allocates).
 template <typename T>
@@ -78,7 +84,7 @@ void bind_nufft_plan(py::module_& m, const char* name) {
   using C = std::complex<T>;
   py::class_<Plan>(m, name, "NUFFT plan over one trajectory (see recon.ops.Nufft for the convention).")
       .def(py::init([](const py::array& coord, const std::vector<int64_t>& image_shape, double tol, double upsampfac,
-                       int64_t nthreads, int width_margin) {
+                       int64_t nthreads, int width_margin, double max_memory) {
              const double* c = checked_buffer<double>(coord, "coord", false);
              if (coord.ndim() != 2) throw py::value_error("coord: expected shape (M, d), got " + shape_str(coord));
              const int d = (int)coord.shape(1);
@@ -90,11 +96,14 @@ void bind_nufft_plan(py::module_& m, const char* name) {
              o.upsampfac = upsampfac;
              o.nthreads = checked_threads(nthreads, "NufftPlan");
              o.width_margin = width_margin;
+             o.max_bytes = checked_max_memory(max_memory);
              py::gil_scoped_release release;
              return new Plan(c, coord.shape(0), d, image_shape.data(), o);
            }),
            py::arg("coord"), py::arg("image_shape"), py::arg("tol"), py::arg("upsampfac") = 2.0,
-           py::arg("nthreads") = 0, py::arg("width_margin") = 0)
+           py::arg("nthreads") = 0, py::arg("width_margin") = 0, py::arg("max_memory") = 0.0,
+           "max_memory: refuse (ValueError) a plan whose estimated memory (memory_estimate) exceeds this "
+           "many bytes, before allocating; 0: no limit.")
       .def(
           "forward",
           [](Plan& p, const py::array& x, py::array& y) {
@@ -170,6 +179,26 @@ void bind_nufft_plan(py::module_& m, const char* name) {
         std::copy(d.begin(), d.end(), a.mutable_data());
         return a;
       }, py::arg("axis"), "Deconvolution factors 1/psihat along one image axis (length N).")
+      .def_static(
+          "memory_estimate",
+          [](int64_t num_points, const std::vector<int64_t>& image_shape, double tol, double upsampfac,
+             int64_t nthreads) {
+            NufftOptions o;
+            o.tol = tol;
+            o.upsampfac = upsampfac;
+            o.nthreads = checked_threads(nthreads, "memory_estimate");
+            const NufftMemory m = nufft_memory<T>(num_points, (int)image_shape.size(), image_shape.data(), o);
+            return py::dict(py::arg("plan") = m.plan, py::arg("build") = m.build, py::arg("grid") = m.grid);
+          },
+          py::arg("num_points"), py::arg("image_shape"), py::arg("tol"), py::arg("upsampfac") = 2.0,
+          py::arg("nthreads") = 0,
+          "Bytes a plan would take, without building it: {'plan': kept, 'build': extra while building, "
+          "'grid': one fine grid of an execution}. Validates like the constructor (ValueError).")
+      .def("execution_bytes", [](const Plan& p, int64_t batch) {
+        if (batch < 0) throw py::value_error("batch must be >= 0");
+        return batch == 0 ? 0.0 : p.grid_bytes() * p.batch_chunk(batch);
+      }, py::arg("batch"), "Bytes of the fine grids a forward/adjoint of `batch` transforms allocates (kept by the "
+         "plan afterwards).")
       .def_property_readonly("scale", &Plan::scale, "1/sqrt(prod N)")
       .def_property_readonly("width", [](const Plan& p) { return p.kernel().width; })
       .def_property_readonly("beta", [](const Plan& p) { return p.kernel().beta; })

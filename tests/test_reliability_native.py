@@ -8,6 +8,7 @@ silent garbage, each pinned by a regression test.
 
 from __future__ import annotations
 
+import math
 import os
 import pathlib
 import subprocess
@@ -158,3 +159,62 @@ def test_environment_thread_count_is_clamped_with_a_warning():
         env[var] = "200000"
         proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0, f"{var}: exit {proc.returncode}\n{proc.stderr[-2000:]}"
+
+
+# ---- huge image shapes: refused at once ------------------------------------------------------------
+
+def _smooth_brute_force(N, sigma, w):
+    n = max(math.ceil(sigma * N), 2 * w)
+    n += n & 1
+    while True:
+        m = n
+        for p in (2, 3, 5):
+            while m % p == 0:
+                m //= p
+        if m == 1:
+            return n
+        n += 2
+
+
+def test_fine_grid_size_is_the_smallest_even_smooth_size():
+    from recon import _core
+
+    rng = np.random.default_rng(3)
+    for N in list(range(1, 300)) + rng.integers(300, 10**6, 300).tolist():
+        for sigma, w in ((2.0, 7), (1.25, 5), (1.5, 16), (3.0, 2)):
+            assert _core.fine_grid_size(int(N), sigma, w) == _smooth_brute_force(int(N), sigma, w), (N, sigma, w)
+    assert _core.fine_grid_size(2**29, 2.0, 7) == 2**30      # the largest fine grid
+    assert _core.fine_grid_size(3**18, 1.25, 6) == _smooth_brute_force(3**18, 1.25, 6)
+
+
+@pytest.mark.parametrize("N", [2**62, 2**40, 2**29 + 1])
+def test_fine_grid_size_beyond_the_limit_raises(N):
+    """2**62 used to overflow (returned 16); 2**40 searched linearly for minutes."""
+    from recon import _core
+
+    with pytest.raises(ValueError, match=r"fine grid too large.*2\^30"):
+        _core.fine_grid_size(N, 2.0, 7)
+
+
+def test_huge_image_shape_is_refused_at_once():
+    """Nufft(np.zeros((5, 2)), (2**40, 4)) used to run > 40 s holding the GIL (no Ctrl-C)."""
+    code = ("import numpy as np; from recon.ops import Nufft\n"
+            "for shape in [(2**40, 4), (2**29 + 1, 4), (4, 2**31), (2**62, 2**62)]:\n"
+            "    try:\n"
+            "        Nufft(np.zeros((5, 2), 'f4'), shape)\n"
+            "    except ValueError as e:\n"
+            "        assert 'too large' in str(e), e\n"
+            "    else:\n"
+            "        raise AssertionError(shape)\n")
+    proc = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("shape,error", [((8.5, 8), TypeError), ((8, True), TypeError), (8, TypeError),
+                                         ((8,), ValueError), ((8, 0), ValueError), ((2, 2, 2, 2), ValueError)])
+def test_bad_image_shape(shape, error):
+    from recon.ops import Nufft
+
+    with pytest.raises(error, match="im_shape"):
+        Nufft(np.zeros((5, 2)), shape)

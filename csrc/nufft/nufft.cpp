@@ -20,13 +20,25 @@
 namespace recon {
 
 int64_t fine_grid_size(int64_t N, double sigma, int width) {
-  int64_t target = std::max<int64_t>((int64_t)std::ceil(sigma * (double)N), 2 * width);
-  for (int64_t n = target + (target & 1);; n += 2) {
-    int64_t m = n;
-    for (int p : {2, 3, 5})
-      while (m % p == 0) m /= p;
-    if (m == 1) return n;
-  }
+  if (N < 1) throw std::invalid_argument("image size must be >= 1, got " + std::to_string(N));
+  if (!(sigma >= 1.0) || !(sigma <= 3.0)) throw std::invalid_argument("upsampfac must lie in [1, 3], got " + fmt_g(sigma));
+  if (width < 1 || width > 64) throw std::invalid_argument("kernel width must lie in [1, 64], got " + std::to_string(width));
+  // checked in double before any integer conversion: sigma * N cannot overflow there
+  const double want = std::max(std::ceil(sigma * (double)N), 2.0 * width);
+  if (want > (double)kMaxFineGridAxis)
+    throw std::invalid_argument("fine grid too large: image size " + std::to_string(N) + " at upsampfac " + fmt_g(sigma) +
+                                " needs a fine-grid axis of " + fmt_g(want) + " points, more than the limit " +
+                                std::to_string(kMaxFineGridAxis) + " (2^30)");
+  const int64_t target = (int64_t)want;
+  // the smallest even 2^a 3^b 5^c >= target (a >= 1), by enumeration: at most ~30^3 candidates
+  int64_t best = INT64_MAX;
+  for (int64_t p5 = 1; p5 < best && p5 <= 2 * (int64_t)kMaxFineGridAxis; p5 *= 5)
+    for (int64_t p35 = p5; p35 < best && p35 <= 2 * (int64_t)kMaxFineGridAxis; p35 *= 3) {
+      int64_t n = 2 * p35;
+      while (n < target) n *= 2;
+      best = std::min(best, n);
+    }
+  return best;
 }
 
 namespace {
@@ -75,25 +87,106 @@ std::vector<Block> support_blocks(int64_t N, int64_t n) {
   return b;
 }
 
+// Threads of the plan's counting sort: each needs total_bins counters, so one per 4096 + total_bins
+// samples (a few points on a huge grid are sorted by one thread), at most nthreads.
+int sort_threads(int nthreads, int64_t M, double total_bins) {
+  return (int)std::max(1.0, std::min((double)nthreads, std::floor((double)M / (4096.0 + total_bins))));
+}
+
+// The sizes a plan derives from its options, validated, before it allocates anything.
+template <typename T>
+struct PlanLayout {
+  EsKernel kernel;  // width and beta (Horner coefficients are fitted later)
+  int64_t N[3] = {1, 1, 1}, n[3] = {1, 1, 1}, bin_size[3] = {1, 1, 1}, nbins[3] = {1, 1, 1};
+  double grid_points = 1, total_bins = 1;  // doubles: products of huge axes cannot overflow
+};
+
+template <typename T>
+PlanLayout<T> plan_layout(int dim, const int64_t* image_shape, const NufftOptions& opts) {
+  if (dim != 2 && dim != 3) throw std::invalid_argument("NUFFT dimension must be 2 or 3, got " + std::to_string(dim));
+  if (opts.width_margin < 0 || opts.width_margin > kMaxWidth)
+    throw std::invalid_argument("width_margin must lie in [0, " + std::to_string(kMaxWidth) + "], got " +
+                                std::to_string(opts.width_margin));
+  if (std::is_same<T, float>::value && opts.tol < 1e-7)
+    throw std::invalid_argument("tol below 1e-7 is not reachable in single precision; use complex128");
+  PlanLayout<T> L;
+  L.kernel = es_choose(opts.tol, opts.upsampfac, opts.width_margin);
+  // In float, kernels wider than 9 points lose the requested accuracy to rounding (measured).
+  if (std::is_same<T, float>::value && L.kernel.width > 9)
+    throw std::invalid_argument("single precision cannot reach tol=" + fmt_g(opts.tol) + " at upsampfac " +
+                                fmt_g(opts.upsampfac) + " (kernel width " + std::to_string(L.kernel.width) +
+                                " > 9); use upsampfac=2 or complex128");
+  for (int a = 0; a < dim; ++a) {
+    if (image_shape[a] < 1) throw std::invalid_argument("image shape entries must be >= 1");
+    L.N[a] = image_shape[a];
+    L.n[a] = fine_grid_size(L.N[a], L.kernel.upsampfac, L.kernel.width);
+    L.bin_size[a] = choose_bin_size(dim, a, L.kernel.width, L.n[a], (int64_t)sizeof(std::complex<T>));
+    L.nbins[a] = (L.n[a] + L.bin_size[a] - 1) / L.bin_size[a];
+    L.grid_points *= (double)L.n[a];
+    L.total_bins *= (double)L.nbins[a];
+  }
+  return L;
+}
+
+template <typename T>
+NufftMemory layout_memory(const PlanLayout<T>& L, int dim, int64_t M, int nthreads) {
+  const double m = (double)M, bins = L.total_bins;
+  NufftMemory r;
+  r.plan = m * (sizeof(int64_t) + dim * (sizeof(int32_t) + sizeof(T)))   // order_, start_, z_
+           + (bins + 1 + std::min(m, bins)) * sizeof(int64_t)            // bin_offset_, spread_bins_
+           + (double)L.n[0] * sizeof(std::mutex);                         // row_locks_
+  for (int a = 0; a < dim; ++a) r.plan += (double)L.N[a] * (sizeof(T) + 2 * sizeof(double));  // deconvolution
+  r.build = m * sizeof(int32_t) + sort_threads(nthreads, M, bins) * bins * sizeof(int64_t);  // bin_of, counters
+  r.grid = (L.grid_points + 192.0 / sizeof(std::complex<T>)) * sizeof(std::complex<T>);  // grid_stride()
+  return r;
+}
+
 }  // namespace
+
+std::string fmt_bytes(double bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+  int u = 0;
+  while (bytes >= 1024 && u < 6) {
+    bytes /= 1024;
+    ++u;
+  }
+  char buf[48];
+  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.3g %s", bytes, units[u]);
+  return buf;
+}
+
+template <typename T>
+NufftMemory nufft_memory(int64_t num_points, int dim, const int64_t* image_shape, const NufftOptions& opts) {
+  if (num_points < 0) throw std::invalid_argument("number of points must be >= 0");
+  const int nthreads = opts.nthreads > 0 ? opts.nthreads : omp_get_max_threads();
+  return layout_memory(plan_layout<T>(dim, image_shape, opts), dim, num_points, nthreads);
+}
 
 template <typename T>
 NufftPlan<T>::NufftPlan(const double* coord, int64_t num_points, int dim, const int64_t* image_shape,
                         const NufftOptions& opts) {
-  if (dim != 2 && dim != 3) throw std::invalid_argument("NUFFT dimension must be 2 or 3, got " + std::to_string(dim));
   if (num_points < 0) throw std::invalid_argument("number of points must be >= 0");
+  PhaseTimer timer;
+  const PlanLayout<T> layout = plan_layout<T>(dim, image_shape, opts);
+  nthreads_ = opts.nthreads > 0 ? opts.nthreads : omp_get_max_threads();
+  // Refuse before allocating: what the plan keeps, what building it takes, and one fine grid (the
+  // least an execution needs). Fine grids beyond 2^60 bytes are refused whatever the limit.
+  {
+    const NufftMemory mem = layout_memory(layout, dim, num_points, nthreads_);
+    const double need = mem.plan + mem.build + mem.grid;
+    if (mem.grid > std::ldexp(1.0, 60) || (opts.max_bytes > 0 && need > opts.max_bytes)) {
+      std::string grid;
+      for (int a = 0; a < dim; ++a) grid += (a ? " x " : "") + std::to_string(layout.n[a]);
+      throw std::invalid_argument("fine grid too large for the memory: a NUFFT plan for " + std::to_string(num_points) +
+                                  " samples on a fine grid of " + grid + " points needs about " + fmt_bytes(need) +
+                                  " (plan " + fmt_bytes(mem.plan + mem.build) + ", one fine grid " +
+                                  fmt_bytes(mem.grid) + "), more than the limit of " +
+                                  (opts.max_bytes > 0 ? fmt_bytes(opts.max_bytes) : std::string("2^60 bytes")));
+    }
+  }
   dim_ = dim;
   M_ = num_points;
-  PhaseTimer timer;
-  nthreads_ = opts.nthreads > 0 ? opts.nthreads : omp_get_max_threads();
-  if (std::is_same<T, float>::value && opts.tol < 1e-7)
-    throw std::invalid_argument("tol below 1e-7 is not reachable in single precision; use complex128");
-  kernel_ = es_choose(opts.tol, opts.upsampfac, opts.width_margin);
-  // In float, kernels wider than 9 points lose the requested accuracy to rounding (measured).
-  if (std::is_same<T, float>::value && kernel_.width > 9)
-    throw std::invalid_argument("single precision cannot reach tol=" + fmt_g(opts.tol) + " at upsampfac " +
-                                fmt_g(opts.upsampfac) + " (kernel width " + std::to_string(kernel_.width) +
-                                " > 9); use upsampfac=2 or complex128");
+  kernel_ = layout.kernel;
   // Horner fit well below the tolerance, but not below what T can represent.
   const double fit_tol = std::max(opts.tol * 5e-2, std::is_same<T, float>::value ? 1e-8 : 1e-15);
   es_fit_horner(kernel_, fit_tol);
@@ -112,15 +205,13 @@ NufftPlan<T>::NufftPlan(const double* coord, int64_t num_points, int dim, const 
   timer.lap("kernel");
   double prodN = 1.0;
   for (int a = 0; a < dim; ++a) {
-    if (image_shape[a] < 1) throw std::invalid_argument("image shape entries must be >= 1");
-    N_[a] = image_shape[a];
-    n_[a] = fine_grid_size(N_[a], kernel_.upsampfac, kernel_.width);
-    if (n_[a] > (int64_t(1) << 30)) throw std::invalid_argument("fine grid too large");
+    N_[a] = layout.N[a];
+    n_[a] = layout.n[a];
+    bin_size_[a] = layout.bin_size[a];
+    nbins_[a] = layout.nbins[a];
     prodN *= (double)N_[a];
     std::vector<double> d = es_deconvolution(kernel_, N_[a], n_[a]);
     deconv_[a].assign(d.begin(), d.end());
-    bin_size_[a] = choose_bin_size(dim, a, kernel_.width, n_[a], (int64_t)sizeof(cplx));
-    nbins_[a] = (n_[a] + bin_size_[a] - 1) / bin_size_[a];
   }
   scale_ = (T)(1.0 / std::sqrt(prodN));
 
@@ -158,14 +249,13 @@ NufftPlan<T>::NufftPlan(const double* coord, int64_t num_points, int dim, const 
   // Stable counting sort by bin, threaded: each thread counts its contiguous chunk of samples, and
   // places them after the samples of the chunks before it in every bin. One parallel region whose
   // chunks are cut by the team size OpenMP actually gives (OMP_THREAD_LIMIT or OMP_DYNAMIC may give
-  // fewer threads than asked). Each thread needs total_bins counters, so a thread takes part only
-  // for every 4096 + total_bins samples: a few points on a huge grid are sorted by one thread.
+  // fewer threads than asked).
   {
-    const int sort_threads = (int)std::max<int64_t>(1, std::min<int64_t>(nthreads_, M_ / (4096 + total_bins)));
-    uninit_vector<int64_t> counts((size_t)sort_threads * total_bins);  // the team is at most this large
+    const int team = sort_threads(nthreads_, M_, (double)total_bins);
+    uninit_vector<int64_t> counts((size_t)team * total_bins);  // the team is at most this large
     bin_offset_.assign(total_bins + 1, 0);
     order_.resize(M_);
-#pragma omp parallel num_threads(sort_threads)
+#pragma omp parallel num_threads(team)
     {
       const int nt = omp_get_num_threads(), t = omp_get_thread_num();
       int64_t* c = counts.data() + (size_t)t * total_bins;
@@ -735,5 +825,7 @@ void NufftPlan<T>::interpolate_from_grid(const cplx* grid, cplx* y) {
 
 template class NufftPlan<float>;
 template class NufftPlan<double>;
+template NufftMemory nufft_memory<float>(int64_t, int, const int64_t*, const NufftOptions&);
+template NufftMemory nufft_memory<double>(int64_t, int, const int64_t*, const NufftOptions&);
 
 }  // namespace recon

@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -53,7 +54,25 @@ struct NufftOptions {
   double upsampfac = 2.0;  // sigma of the fine grid
   int nthreads = 0;        // 0: OpenMP's default
   int width_margin = 0;    // extra kernel width beyond the tolerance rule
+  double max_bytes = 0;    // refuse (std::invalid_argument) a plan whose NufftMemory plan + build + grid
+                           // exceeds this many bytes, before allocating; 0: no limit
 };
+
+// Memory of a plan, estimated from its options before anything is allocated (bytes, as doubles so
+// that huge sizes cannot overflow).
+struct NufftMemory {
+  double plan = 0;   // kept by the plan: per-sample arrays, bin offsets, deconvolution factors, locks
+  double build = 0;  // extra while building it: bin of each sample, per-thread sort counters
+  double grid = 0;   // one fine grid of an execution; a batch uses up to batch_chunk() grids
+};
+
+// Validates the options and sizes exactly as the plan does (std::invalid_argument) and estimates
+// its memory.
+template <typename T>
+NufftMemory nufft_memory(int64_t num_points, int dim, const int64_t* image_shape, const NufftOptions& opts);
+
+// "1.5 GiB": bytes in binary units, for messages.
+std::string fmt_bytes(double bytes);
 
 template <typename T>
 class NufftPlan {
@@ -98,7 +117,12 @@ class NufftPlan {
   // cell of different grids falls into different L1/L2 cache sets (grid sizes are often multiples
   // of 4 KiB, and interpolation reads the same rows of every grid).
   int64_t grid_stride() const { return grid_size() + 192 / (int64_t)sizeof(cplx); }
+
+ public:
   int batch_chunk(int64_t batch) const;       // transforms per pass (bounded grid memory)
+  double grid_bytes() const { return (double)grid_stride() * sizeof(cplx); }  // one fine grid of a pass
+
+ private:
 
   template <int W> void spread_w(const cplx* y, int nb);
   template <int W> void interpolate_w(cplx* y, int nb) const;
@@ -130,7 +154,13 @@ class NufftPlan {
   std::mutex mutex_;  // one execution at a time per plan (grid_ is shared workspace)
 };
 
+// Largest fine-grid axis a plan accepts (stencil indices are 32-bit): image axes up to about
+// 2^30 / upsampfac points.
+constexpr int64_t kMaxFineGridAxis = int64_t(1) << 30;
+
 // The 2-3-5-smooth size used for a fine-grid axis: the smallest such even number >= max(sigma*N, 2w).
+// std::invalid_argument when it would exceed kMaxFineGridAxis (checked before any integer arithmetic
+// that could overflow).
 int64_t fine_grid_size(int64_t N, double sigma, int width);
 
 }  // namespace recon

@@ -7,6 +7,7 @@ identical to ``sigpy.nufft``/``sigpy.nufft_adjoint``).
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Sequence
 
 import numpy as np
@@ -25,6 +26,29 @@ def _core():
 
 
 UPSAMPFAC_CANDIDATES = (1.25, 1.5, 1.75, 2.0)
+
+#: Largest image axis a plan accepts: the fine grid (about upsampfac x the image) is limited to 2^30
+#: points per axis (32-bit stencil indices), so in practice an axis holds at most ~2^30 / upsampfac.
+MAX_IMAGE_AXIS = 2**30
+
+
+def _image_shape(im_shape) -> tuple[int, ...]:
+    """``im_shape`` as a tuple of 2 or 3 integers in [1, MAX_IMAGE_AXIS] (numpy integers accepted)."""
+    try:
+        entries = tuple(im_shape)
+    except TypeError:
+        raise TypeError(f"Nufft: im_shape must be a sequence of 2 or 3 integers, got {im_shape!r}") from None
+    if len(entries) not in (2, 3):
+        raise ValueError(f"Nufft: im_shape must have 2 or 3 entries, got {im_shape!r}")
+    if not all(isinstance(n, numbers.Integral) and not isinstance(n, bool) for n in entries):
+        raise TypeError(f"Nufft: im_shape entries must be integers, got {im_shape!r}")
+    shape = tuple(int(n) for n in entries)
+    if any(n < 1 for n in shape):
+        raise ValueError(f"Nufft: im_shape entries must be >= 1, got {shape}")
+    if any(n > MAX_IMAGE_AXIS for n in shape):
+        raise ValueError(f"Nufft: im_shape {shape} is too large: each axis may hold at most 2^30 points "
+                         "(and its fine grid, about upsampfac times larger, at most 2^30)")
+    return shape
 
 
 def choose_upsampfac(tol: float, im_shape: Sequence[int], num_points: int, dtype) -> float:
@@ -83,12 +107,8 @@ class Nufft(Operator):
         dtype = np.dtype(dtype)
         if dtype.name not in _PLAN_CLASSES:
             raise TypeError(f"Nufft: dtype must be complex64 or complex128, got {dtype.name}")
-        im_shape = tuple(int(n) for n in im_shape)
+        im_shape = _image_shape(im_shape)
         d = len(im_shape)
-        if d not in (2, 3):
-            raise ValueError(f"Nufft: im_shape must have 2 or 3 entries, got {im_shape}")
-        if any(n < 1 for n in im_shape):
-            raise ValueError(f"Nufft: im_shape entries must be >= 1, got {im_shape}")
         if _array.is_torch(coord) and coord.device.type != "cpu":
             raise ValueError(f"Nufft: expected a CPU coord (numpy array or CPU tensor), got a tensor on {coord.device}; "
                              "plans are built on the host")
