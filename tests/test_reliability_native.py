@@ -218,3 +218,62 @@ def test_bad_image_shape(shape, error):
 
     with pytest.raises(error, match="im_shape"):
         Nufft(np.zeros((5, 2)), shape)
+
+
+# ---- numpy scalars as arguments --------------------------------------------------------------------
+
+def test_numpy_scalars_are_accepted():
+    """tol=np.float32(1e-3) used to be refused ("tol must lie in (0, 1), got 0.0010...")."""
+    from recon.ops import Nufft
+
+    coord = _small_nufft_inputs()
+    ref = Nufft(coord, (8, 8), 1e-3, upsampfac=2.0, nthreads=2)
+    for tol in (np.float32(1e-3), np.float64(1e-3)):
+        op = Nufft(coord.reshape(1, 30, 2), (np.int64(8), np.int32(8)), tol, upsampfac=np.float32(2.0),
+                   nthreads=np.int32(2), frame_ndim=np.int64(1), check_finite=np.bool_(True))
+        assert op.tol == pytest.approx(1e-3) and op.upsampfac == 2.0 and op.nthreads == 2
+        x = np.ones((1, 8, 8), np.complex64)
+        assert np.array_equal(op.forward(x)[0], ref.forward(x[0]))
+
+
+@pytest.mark.parametrize("kw,error,match", [
+    (dict(tol="1e-3"), TypeError, "tol must be a real number"),
+    (dict(tol=1e-3 + 0j), TypeError, "tol must be a real number"),
+    (dict(upsampfac="2"), TypeError, "upsampfac must be a real number"),
+    (dict(frame_ndim=0.5), TypeError, "frame_ndim must be an integer"),
+    (dict(dtype="complex32"), TypeError, "dtype must be complex64 or complex128"),
+    (dict(dtype=object), TypeError, "dtype must be complex64 or complex128"),
+])
+def test_argument_types_are_named(kw, error, match):
+    from recon.ops import Nufft
+
+    with pytest.raises(error, match=match):
+        Nufft(_small_nufft_inputs(), (8, 8), **kw)
+
+
+# ---- Toeplitz weights are checked like data -----------------------------------------------------------
+
+@pytest.mark.parametrize("bad,error,match", [
+    ("nan", ValueError, "weights contain NaN or Inf"), ("inf", ValueError, "weights contain NaN or Inf"),
+    ("shape", ValueError, "do not broadcast to the samples"), ("object", TypeError, "real or complex numbers"),
+    ("string", TypeError, "real or complex numbers"),
+])
+def test_toeplitz_weights_checked(bad, error, match):
+    """NaN weights used to give an all-NaN normal operator silently."""
+    from recon.ops import Nufft
+
+    op = Nufft(_small_nufft_inputs().reshape(3, 10, 2), (8, 8), 1e-3)
+    w = np.ones((3, 10))
+    if bad in ("nan", "inf"):
+        w[1, 2] = float(bad)
+    elif bad == "shape":
+        w = np.ones((3, 9))
+    elif bad == "object":
+        w = w.astype(object)
+    else:
+        w = np.full((3, 10), "a")
+    with pytest.raises(error, match=match):
+        op.toeplitz(w)
+    ok = op.toeplitz(np.ones(10, bool))  # booleans (a sampling mask) broadcast over the spokes
+    x = np.ones((8, 8), np.complex64)
+    assert np.isfinite(ok.forward(x)).all()

@@ -32,6 +32,30 @@ UPSAMPFAC_CANDIDATES = (1.25, 1.5, 1.75, 2.0)
 MAX_IMAGE_AXIS = 2**30
 
 
+def _real(v, name: str) -> float:
+    """A real scalar argument (Python or numpy number, not bool) as a float; TypeError otherwise."""
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        raise TypeError(f"Nufft: {name} must be a real number, got {v!r}")
+    return float(v)
+
+
+def _integer(v, name: str) -> int:
+    """An integer argument (Python or numpy integer, not bool) as an int; TypeError otherwise."""
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+        raise TypeError(f"Nufft: {name} must be an integer, got {v!r}")
+    return int(v)
+
+
+def _complex_dtype(dtype) -> np.dtype:
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt is None or dt.name not in _PLAN_CLASSES:
+        raise TypeError(f"Nufft: dtype must be complex64 or complex128, got {dtype!r}")
+    return dt
+
+
 def _image_shape(im_shape) -> tuple[int, ...]:
     """``im_shape`` as a tuple of 2 or 3 integers in [1, MAX_IMAGE_AXIS] (numpy integers accepted)."""
     try:
@@ -104,9 +128,7 @@ class Nufft(Operator):
     def __init__(self, coord, im_shape: Sequence[int], tol: float = 1e-6, *, dtype="complex64",
                  upsampfac: float | None = None, frame_ndim: int = 0, nthreads: int | None = None,
                  check_finite: bool = True):
-        dtype = np.dtype(dtype)
-        if dtype.name not in _PLAN_CLASSES:
-            raise TypeError(f"Nufft: dtype must be complex64 or complex128, got {dtype.name}")
+        dtype = _complex_dtype(dtype)
         im_shape = _image_shape(im_shape)
         d = len(im_shape)
         if _array.is_torch(coord) and coord.device.type != "cpu":
@@ -122,6 +144,7 @@ class Nufft(Operator):
         coord = np.asarray(_array.to_numpy(coord), dtype=np.float64)
         if coord.ndim < 2 or coord.shape[-1] != d:
             raise ValueError(f"Nufft: coord must have shape (..., M, {d}) for a {d}D image, got {coord.shape}")
+        frame_ndim = _integer(frame_ndim, "frame_ndim")
         if not 0 <= frame_ndim <= coord.ndim - 2:
             raise ValueError(f"Nufft: frame_ndim must lie in [0, {coord.ndim - 2}], got {frame_ndim}")
         if not np.isfinite(coord).all():
@@ -132,18 +155,22 @@ class Nufft(Operator):
             raise ValueError(f"Nufft: coordinates must lie in [-N/2, N/2] cycles/FOV per axis "
                              f"(N/2 = {half.tolist()}); got max |k| = {bad.tolist()}. "
                              "Scale a trajectory given in cycles/sample by the matrix size.")
-        if not (isinstance(tol, (int, float)) and 0 < tol < 1):
+        tol = _real(tol, "tol")
+        if not 0 < tol < 1:
             raise ValueError(f"Nufft: tol must lie in (0, 1), got {tol}")
+        if upsampfac is not None:
+            upsampfac = _real(upsampfac, "upsampfac")
         nthreads = default_threads() if nthreads is None else check_threads(nthreads, "Nufft")
 
         self.frame_shape = tuple(coord.shape[:frame_ndim])
         self.sample_shape = tuple(coord.shape[frame_ndim:-1])
         self.im_shape = im_shape
-        self.tol = float(tol)
+        self.tol = tol
         self.num_points = int(np.prod(self.sample_shape))
         self.nthreads = nthreads
-        self.upsampfac = float(upsampfac) if upsampfac else choose_upsampfac(tol, im_shape, self.num_points, dtype)
-        self.check_finite = check_finite
+        self.upsampfac = upsampfac if upsampfac is not None else choose_upsampfac(tol, im_shape, self.num_points,
+                                                                                  dtype)
+        self.check_finite = bool(check_finite)
         super().__init__(self.frame_shape + im_shape, self.frame_shape + self.sample_shape, dtype)
 
         plan_cls = getattr(_core(), _PLAN_CLASSES[dtype.name])
@@ -245,6 +272,25 @@ class Nufft(Operator):
         return ToeplitzNormal(self, weights)
 
 
+def _toeplitz_weights(weights, samples: tuple[int, ...]) -> np.ndarray:
+    """Toeplitz weights checked like data (numbers, finite, host array) and broadcast to ``samples``:
+    a complex128 array of shape ``samples``."""
+    if _array.is_cupy(weights) or (_array.is_torch(weights) and weights.device.type != "cpu"):
+        raise ValueError("Nufft.toeplitz: weights must be a numpy array or CPU tensor (the PSF is computed on "
+                         "the host)")
+    w = _array.to_numpy(weights) if _array.is_array(weights) else np.asarray(weights)
+    if w.dtype.kind not in "biufc":
+        raise TypeError(f"Nufft.toeplitz: weights must be real or complex numbers, got dtype {w.dtype}")
+    if not np.isfinite(w).all():
+        raise ValueError("Nufft.toeplitz: weights contain NaN or Inf")
+    try:
+        w = np.broadcast_to(w, samples)
+    except ValueError:
+        raise ValueError(f"Nufft.toeplitz: weights of shape {w.shape} do not broadcast to the samples "
+                         f"{samples}") from None
+    return w.astype(np.complex128)
+
+
 class ToeplitzNormal(Operator):
     """``A^H W A`` of a :class:`Nufft` ``A`` through its point-spread function on a 2N grid:
     zero-pad to 2N, FFT, multiply by the PSF's FFT, inverse FFT, crop. Self-adjoint for real W."""
@@ -260,8 +306,7 @@ class ToeplitzNormal(Operator):
         if weights is None:
             w = np.ones((F, M), dtype=np.complex128)
         else:
-            w = np.asarray(_array.to_numpy(weights))
-            w = np.broadcast_to(w, nufft.frame_shape + nufft.sample_shape).reshape(F, M).astype(np.complex128)
+            w = _toeplitz_weights(weights, nufft.frame_shape + nufft.sample_shape).reshape(F, M)
         self.real_weights = bool(np.all(np.imag(w) == 0))
         core = _core()
         kernels = []
