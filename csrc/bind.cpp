@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <complex>
+#include <limits>
 #include <string>
 #include <thread>
 #include <vector>
@@ -56,14 +57,37 @@ double checked_max_memory(double v) {
   return v;
 }
 
-// True when no element of a contiguous real array (complex arrays as their real view) is NaN/Inf.
-// One threaded pass without temporaries (numpy's isfinite on complex is ~6x slower and allocates).
+// Largest |element| of a contiguous real array (complex arrays as their real view: the largest |real|
+// or |imaginary| part), NaN when an element is NaN or Inf, 0 when empty. One threaded pass without
+// temporaries (numpy's isfinite on complex is ~6x slower and allocates): the finiteness check and
+// the magnitude the NUFFT rescales by come from the same pass.
 template <typename T>
-bool all_finite_span(const T* p, int64_t n, int nthreads) {
+double max_abs_span(const T* p, int64_t n, int nthreads) {
+  T m = 0;
   int bad = 0;
-#pragma omp parallel for num_threads(nthreads) schedule(static) reduction(| : bad)
-  for (int64_t i = 0; i < n; ++i) bad |= !std::isfinite(p[i]);
-  return !bad;
+#pragma omp parallel for simd num_threads(nthreads) schedule(static) reduction(max : m) reduction(| : bad)
+  for (int64_t i = 0; i < n; ++i) {
+    const T a = std::fabs(p[i]);
+    bad |= !(a <= std::numeric_limits<T>::max());  // NaN and Inf
+    m = a > m ? a : m;
+  }
+  return bad ? std::numeric_limits<double>::quiet_NaN() : (double)m;
+}
+
+// max_abs_span over a C-contiguous float32/64 or complex64/128 array (`what` names the caller).
+double max_abs_of(const py::array& a, int nthreads, const char* what) {
+  if (!(a.flags() & py::array::c_style)) throw py::value_error(std::string(what) + ": expected a C-contiguous array");
+  const char kind = a.dtype().kind();
+  const auto item = a.dtype().itemsize();
+  const int64_t n = (int64_t)a.size() * (kind == 'c' ? 2 : 1);
+  const bool single = (kind == 'f' && item == 4) || (kind == 'c' && item == 8);
+  const bool dbl = (kind == 'f' && item == 8) || (kind == 'c' && item == 16);
+  if (!single && !dbl)
+    throw py::type_error(std::string(what) + ": expected float32/float64/complex64/complex128, got " +
+                         std::string(py::str(a.dtype())));
+  py::gil_scoped_release release;  // nothing below touches Python objects
+  return single ? max_abs_span(static_cast<const float*>(a.data()), n, nthreads)
+                : max_abs_span(static_cast<const double*>(a.data()), n, nthreads);
 }
 
 // Checks that `a` has dtype T, is C-contiguous (and writeable if asked) and returns its data pointer.
@@ -235,23 +259,19 @@ PYBIND11_MODULE(_core, m) {
   m.def("fine_grid_size", &fine_grid_size, py::arg("N"), py::arg("upsampfac"), py::arg("width"));
   m.def(
       "all_finite",
-      [](const py::array& a, int64_t nthreads_arg) {
-        const int nthreads = checked_threads(nthreads_arg, "all_finite");
-        if (!(a.flags() & py::array::c_style)) throw py::value_error("all_finite: expected a C-contiguous array");
-        const char kind = a.dtype().kind();
-        const auto item = a.dtype().itemsize();
-        const int64_t n = (int64_t)a.size() * (kind == 'c' ? 2 : 1);
-        const bool single = (kind == 'f' && item == 4) || (kind == 'c' && item == 8);
-        const bool dbl = (kind == 'f' && item == 8) || (kind == 'c' && item == 16);
-        if (!single && !dbl)
-          throw py::type_error("all_finite: expected float32/float64/complex64/complex128, got " +
-                               std::string(py::str(a.dtype())));
-        py::gil_scoped_release release;  // nothing below touches Python objects
-        return single ? all_finite_span(static_cast<const float*>(a.data()), n, nthreads)
-                      : all_finite_span(static_cast<const double*>(a.data()), n, nthreads);
+      [](const py::array& a, int64_t nthreads) {
+        return !std::isnan(max_abs_of(a, checked_threads(nthreads, "all_finite"), "all_finite"));
       },
       py::arg("a"), py::arg("nthreads") = 0,
       "True when a C-contiguous float32/64 or complex64/128 array holds no NaN or Inf.");
+  m.def(
+      "max_abs",
+      [](const py::array& a, int64_t nthreads) {
+        return max_abs_of(a, checked_threads(nthreads, "max_abs"), "max_abs");
+      },
+      py::arg("a"), py::arg("nthreads") = 0,
+      "Largest |real| or |imaginary| part of a C-contiguous float32/64 or complex64/128 array; NaN when "
+      "it holds NaN or Inf; 0.0 when empty.");
 
   // ---- CT projectors ---------------------------------------------------------------------------
   // Matched Joseph projector (recon.ops.Projector): image (batch, *image_shape) <-> sinogram

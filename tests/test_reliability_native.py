@@ -277,3 +277,66 @@ def test_toeplitz_weights_checked(bad, error, match):
     ok = op.toeplitz(np.ones(10, bool))  # booleans (a sampling mask) broadcast over the spokes
     x = np.ones((8, 8), np.complex64)
     assert np.isfinite(ok.forward(x)).all()
+
+
+# ---- extreme magnitudes ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def magnitude_ops():
+    from recon.ops import Nufft
+
+    rng = np.random.default_rng(4)
+    N = (12, 10)
+    coord = (rng.random((3, 150, 2)) - 0.5) * np.asarray(N)
+    x = rng.standard_normal((2,) + N) + 1j * rng.standard_normal((2,) + N)
+    y = rng.standard_normal((2, 3, 150)) + 1j * rng.standard_normal((2, 3, 150))
+    return Nufft(coord, N, 1e-4), Nufft(coord, N, 1e-10, dtype="complex128"), x, y
+
+
+@pytest.mark.parametrize("scale", [1e36, 1e-36, 1e37, 3e37, 1e-30, 1e20, 1e-20])
+@pytest.mark.parametrize("method", ["forward", "adjoint", "normal", "toeplitz-w"])
+def test_extreme_magnitudes_complex64(magnitude_ops, scale, method):
+    """x1e36 used to give inf (adjoint) and NaN (normal) although the result fits in float32."""
+    import torch
+
+    A, A128, x, y = magnitude_ops
+    arg = (y if method == "adjoint" else x) * scale
+    if method == "toeplitz-w":
+        w = np.linspace(0.5, 2.0, 150)
+        f, f128 = A.toeplitz(w).forward, A128.toeplitz(w).forward
+    else:
+        f, f128 = getattr(A, method), getattr(A128, method)
+    a64 = arg.astype(np.complex64)
+    before = a64.copy()
+    ref = f128(a64.astype(np.complex128))   # complex128: no overflow at these magnitudes
+    if np.abs(ref.view(np.float64)).max() > np.finfo(np.float32).max:  # the true result does not fit
+        with pytest.raises(ValueError, match="exceeds the range of complex64"):
+            f(a64)
+        return
+    got = f(a64)
+    assert np.array_equal(a64, before)     # the input is not written over
+    assert np.isfinite(got).all() and np.abs(got).max() > 0
+    assert np.linalg.norm(got - ref) / np.linalg.norm(ref) <= 1e-4
+    gt = f(torch.from_numpy(a64))
+    assert np.linalg.norm(gt.numpy() - ref) / np.linalg.norm(ref) <= 1e-4
+
+
+def test_result_beyond_the_dtype_range_is_an_error(magnitude_ops):
+    A, _, x, y = magnitude_ops
+    big = (y * 3e38 / np.abs(y).max()).astype(np.complex64)   # every sample near the float32 maximum
+    with pytest.raises(ValueError, match="exceeds the range of complex64.*use complex128"):
+        A.adjoint(big)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_message_names_the_method(magnitude_ops, bad):
+    A, _, x, y = magnitude_ops
+    xb = x.astype(np.complex64)
+    xb[1, 2, 3] = bad
+    for method, arg in (("forward", xb), ("normal", xb)):
+        with pytest.raises(ValueError, match=f"Nufft.{method}: input contains NaN or Inf"):
+            getattr(A, method)(arg)
+    yb = y.astype(np.complex64)
+    yb[0, 1, 2] = complex(0, bad)
+    with pytest.raises(ValueError, match="Nufft.adjoint: input contains NaN or Inf"):
+        A.adjoint(yb)

@@ -101,6 +101,38 @@ def choose_upsampfac(tol: float, im_shape: Sequence[int], num_points: int, dtype
     return min(costs, key=costs.get)
 
 
+#: Inputs whose largest magnitude lies outside [2^-e, 2^e] are rescaled by a power of two before the
+#: kernels and back after: spreading sums up to M samples and the FFT up to prod(n) grid points, so
+#: internal values may exceed the input's by ~2^87 before the result shrinks back (complex64 overflowed
+#: at 1e36 although the result fit); products of tiny inputs and kernel weights would turn subnormal.
+_SAFE_EXPONENT = {"complex64": 40, "complex128": 400}
+
+
+def input_scale(a, dtype, what: str) -> float:
+    """The power of two by which the NUFFT scales the input ``a`` (1.0 for ordinary magnitudes).
+
+    One pass over ``a`` (:func:`recon._array.max_abs`) that also rejects NaN/Inf with a ValueError
+    naming ``what``. Outside the safe range (:data:`_SAFE_EXPONENT`) the scale brings the largest
+    magnitude into [0.5, 1); powers of two keep the scaling exact."""
+    m = _array.max_abs(a)
+    if not math.isfinite(m):
+        raise ValueError(f"{what}: input contains NaN or Inf")
+    e = _SAFE_EXPONENT[np.dtype(dtype).name]
+    if m == 0.0 or 2.0**-e <= m <= 2.0**e:
+        return 1.0
+    return math.ldexp(1.0, -math.frexp(m)[1])
+
+
+def undo_input_scale(out, scale: float, dtype, what: str):
+    """``out / scale`` (in place where possible); ValueError when the true result exceeds ``dtype``."""
+    with np.errstate(over="ignore"):  # reported below, as an error
+        out = out * (1.0 / scale) if _array.is_torch(out) else np.multiply(out, 1.0 / scale, out=out)
+    if not math.isfinite(_array.max_abs(out)):
+        raise ValueError(f"{what}: the result exceeds the range of {np.dtype(dtype).name} (the input's largest "
+                         f"magnitude is about {1.0 / scale:.3g}); use complex128 or scale the data")
+    return out
+
+
 class Nufft(Operator):
     """NUFFT ``y = A x``: image ``(..., *im_shape)`` -> samples ``(..., *sample_shape)``.
 
@@ -120,7 +152,9 @@ class Nufft(Operator):
         and 2.0 that meets ``tol`` (see :func:`choose_upsampfac`).
     nthreads : kernel threads, at most :func:`~recon.ops.backend.max_threads` (4 per core); default
         :func:`~recon.ops.backend.default_threads`.
-    check_finite : raise ValueError on NaN/Inf inputs (one cheap pass over the data).
+    check_finite : one cheap pass over each input that raises ValueError on NaN/Inf and rescales inputs
+        of extreme magnitude by a power of two (see :func:`input_scale`; complex64 handles data from
+        ~1e-38 to ~1e38 without internal overflow or underflow). False skips both.
 
     Leading axes of the input beyond ``ishape`` are batch axes (coils, ...) sharing the plan.
     """
@@ -233,8 +267,12 @@ class Nufft(Operator):
 
             return run_on_gpu(self, a, core_in, core_out, method)
         arr = _array.to_numpy(a)
-        if self.check_finite and not _array.all_finite(arr):
-            raise ValueError(f"Nufft: input contains NaN or Inf")
+        scale = 1.0
+        if self.check_finite:
+            arr = np.ascontiguousarray(arr)
+            scale = input_scale(arr, self.dtype, f"Nufft.{method}")
+            if scale != 1.0:
+                arr = arr * self.dtype.type(scale)  # a scaled copy: the input is never written
         lead = arr.shape[: arr.ndim - len(core_in)]
         out = np.empty(lead + core_out, dtype=self.dtype)
         for plan, idx in self._frames(lead):
@@ -246,6 +284,8 @@ class Nufft(Operator):
                 tmp = np.empty(dst.shape, dtype=self.dtype)
                 getattr(plan, method)(src, tmp)
                 out[idx] = tmp
+        if scale != 1.0:
+            out = undo_input_scale(out, scale, self.dtype, f"Nufft.{method}")
         return _array.like(out, a)
 
     def _forward(self, x):
@@ -356,8 +396,15 @@ class ToeplitzNormal(Operator):
         return _circular_convolve_pruned(x, K, self.nufft.im_shape, self.nufft.nthreads)
 
     def _forward(self, x):
-        if self.nufft.check_finite and not _array.all_finite(x):
-            raise ValueError("Nufft.normal: input contains NaN or Inf")
+        scale = 1.0
+        if self.nufft.check_finite:
+            scale = input_scale(x, self.dtype, "Nufft.normal")
+            if scale != 1.0:
+                x = x * scale  # a scaled copy (numpy or torch): the input is never written
+        out = self._convolve(x)
+        return out if scale == 1.0 else undo_input_scale(out, scale, self.dtype, "Nufft.normal")
+
+    def _convolve(self, x):
         if len(self.kernels) == 1:
             return self._apply(x, self.kernels[0])
         xp = _array.xp_of(x)

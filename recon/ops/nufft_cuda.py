@@ -28,6 +28,7 @@ import threading
 import numpy as np
 
 from .. import _array
+from .nufft import input_scale, undo_input_scale
 
 #: Tunables (change through :func:`using`). spread_method: "auto" (shared-memory tiles when they
 #: fit, else global atomics), "sm" or "gm"; bin_shape: None (automatic) or one bin edge per axis;
@@ -316,8 +317,11 @@ def _run(op, a, core_in, core_out, method, backend):
     device = backend.device(a)
     with backend.device_context(device) if device >= 0 else contextlib.nullcontext():
         a = backend.prepare(a)
-        if op.check_finite and not backend.all_finite(a):
-            raise ValueError("Nufft: input contains NaN or Inf")
+        scale = 1.0
+        if op.check_finite:  # NaN/Inf rejected, extreme magnitudes rescaled: as on the CPU
+            scale = input_scale(a, op.dtype, f"Nufft.{method}")
+            if scale != 1.0:
+                a = a * scale
         stream = backend.stream(device) if device >= 0 else 0
         plans = device_plans(op, backend, device, stream)
         lead = tuple(a.shape[: a.ndim - k])
@@ -332,7 +336,7 @@ def _run(op, a, core_in, core_out, method, backend):
             _execute(plan, backend, src, dst, batch, method, grid_shape, op.dtype, device, stream)
             if not whole:
                 out[idx] = dst
-        return out
+        return out if scale == 1.0 else undo_input_scale(out, scale, op.dtype, f"Nufft.{method}")
 
 
 def run_on_gpu(nufft_op, array, core_in, core_out, method):
