@@ -61,7 +61,7 @@ def _run_worker(tmp_path, env_extra: dict, nthreads: int, tag: str) -> dict:
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests")] + [p for p in [env.get("PYTHONPATH")] if p])
     out = tmp_path / f"{tag}.npz"
     code = f"import test_reliability_native as t; t._openmp_worker({str(out)!r}, {nthreads})"
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", code], env=env, check=False, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, f"{env_extra}: exit code {proc.returncode}\n{proc.stderr[-3000:]}"
     with np.load(out) as f:
         return {k: f[k] for k in f.files}
@@ -157,7 +157,7 @@ def test_environment_thread_count_is_clamped_with_a_warning():
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         env.pop("RECON_NUM_THREADS", None)
         env[var] = "200000"
-        proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+        proc = subprocess.run([sys.executable, "-c", code], env=env, check=False, capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0, f"{var}: exit {proc.returncode}\n{proc.stderr[-2000:]}"
 
 
@@ -207,7 +207,7 @@ def test_huge_image_shape_is_refused_at_once():
             "    else:\n"
             "        raise AssertionError(shape)\n")
     proc = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=str(ROOT)),
-                          capture_output=True, text=True, timeout=30)
+                          check=False, capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
@@ -237,12 +237,12 @@ def test_numpy_scalars_are_accepted():
 
 
 @pytest.mark.parametrize("kw,error,match", [
-    (dict(tol="1e-3"), TypeError, "tol must be a real number"),
-    (dict(tol=1e-3 + 0j), TypeError, "tol must be a real number"),
-    (dict(upsampfac="2"), TypeError, "upsampfac must be a real number"),
-    (dict(frame_ndim=0.5), TypeError, "frame_ndim must be an integer"),
-    (dict(dtype="complex32"), TypeError, "dtype must be complex64 or complex128"),
-    (dict(dtype=object), TypeError, "dtype must be complex64 or complex128"),
+    ({"tol": "1e-3"}, TypeError, "tol must be a real number"),
+    ({"tol": 1e-3 + 0j}, TypeError, "tol must be a real number"),
+    ({"upsampfac": "2"}, TypeError, "upsampfac must be a real number"),
+    ({"frame_ndim": 0.5}, TypeError, "frame_ndim must be an integer"),
+    ({"dtype": "complex32"}, TypeError, "dtype must be complex64 or complex128"),
+    ({"dtype": object}, TypeError, "dtype must be complex64 or complex128"),
 ])
 def test_argument_types_are_named(kw, error, match):
     from recon.ops import Nufft
@@ -322,7 +322,7 @@ def test_extreme_magnitudes_complex64(magnitude_ops, scale, method):
 
 
 def test_result_beyond_the_dtype_range_is_an_error(magnitude_ops):
-    A, _, x, y = magnitude_ops
+    A, _, _, y = magnitude_ops
     big = (y * 3e38 / np.abs(y).max()).astype(np.complex64)   # every sample near the float32 maximum
     with pytest.raises(ValueError, match="exceeds the range of complex64.*use complex128"):
         A.adjoint(big)
@@ -340,3 +340,87 @@ def test_non_finite_message_names_the_method(magnitude_ops, bad):
     yb[0, 1, 2] = complex(0, bad)
     with pytest.raises(ValueError, match="Nufft.adjoint: input contains NaN or Inf"):
         A.adjoint(yb)
+
+
+# ---- memory: estimated and refused before allocating -------------------------------------------------
+
+def test_huge_plan_refused_before_allocating():
+    """(100000, 100000) with 200 points used to build a 0.5-4 GB plan, (300000, 300000) 6.7 GB, and the
+    first apply asked numpy for 74.5 GiB. Now both are refused at once and the process stays small."""
+    code = ("import resource, numpy as np; from recon.ops import Nufft\n"
+            "for shape in [(100000, 100000), (300000, 300000), (3000, 3000, 3000)]:\n"
+            "    try:\n"
+            "        Nufft(np.zeros((200, len(shape))), shape, 1e-3)\n"
+            "    except ValueError as e:\n"
+            "        assert 'needs about' in str(e) and 'fine grid' in str(e), e\n"
+            "    else:\n"
+            "        raise AssertionError(shape)\n"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), RECON_MAX_MEMORY="2G")
+    proc = subprocess.run([sys.executable, "-c", code], env=env, check=False, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert int(proc.stdout.split()[-1]) < 400 * 1024  # peak RSS in KiB: no plan was built
+
+
+def test_explicit_memory_limit():
+    from recon.ops import Nufft
+
+    coord = (np.random.default_rng(5).random((500, 2)) - 0.5) * 64
+    with pytest.raises(ValueError, match=r"Nufft: a plan for im_shape \(64, 64\) with 500 samples \(fine grid "
+                                         r"128 x 128\) needs about .* \(max_memory\)"):
+        Nufft(coord, (64, 64), 1e-6, upsampfac=2.0, max_memory=100e3)
+    op = Nufft(coord, (64, 64), 1e-6, max_memory=2e6)
+    op.forward(np.ones((64, 64), np.complex64))
+    with pytest.raises(ValueError, match=r"Nufft.forward of 40 transforms needs about .* \(max_memory\)"):
+        op.forward(np.ones((40, 64, 64), np.complex64))
+    with pytest.raises(ValueError, match=r"Nufft.adjoint of 40 transforms"):
+        op.adjoint(np.ones((40, 500), np.complex64))
+    with pytest.raises(ValueError, match="max_memory must be a positive"):
+        Nufft(coord, (64, 64), max_memory=0)
+
+
+def test_memory_limit_from_the_environment(monkeypatch):
+    from recon.ops import Nufft
+    from recon.ops.nufft import memory_limit
+
+    coord = (np.random.default_rng(5).random((500, 2)) - 0.5) * 64
+    monkeypatch.setenv("RECON_MAX_MEMORY", "100k")
+    assert memory_limit() == (100 * 1024, "RECON_MAX_MEMORY")
+    with pytest.raises(ValueError, match=r"needs about .* \(RECON_MAX_MEMORY\)"):
+        Nufft(coord, (64, 64))
+    monkeypatch.setenv("RECON_MAX_MEMORY", "2GiB")
+    assert memory_limit(1e6) == (1e6, "max_memory")
+    assert memory_limit()[0] <= 2 * 1024**3
+    monkeypatch.setenv("RECON_MAX_MEMORY", "lots")
+    with pytest.raises(ValueError, match="RECON_MAX_MEMORY='lots' is not a positive size"):
+        Nufft(coord, (64, 64))
+
+
+def test_core_plan_memory_estimate_and_limit():
+    from recon import _core
+
+    est = _core.NufftPlan64.memory_estimate(1000, [64, 64], 1e-3, 2.0, 1)
+    assert est["grid"] >= 128 * 128 * 8 and est["plan"] >= 1000 * (8 + 2 * 8)
+    assert _core.NufftPlan64.memory_estimate(2000, [64, 64], 1e-3, 2.0, 1)["plan"] > est["plan"]
+    coord = np.zeros((1000, 2))
+    with pytest.raises(ValueError, match="more than the limit of 9.77 KiB"):
+        _core.NufftPlan64(coord, [64, 64], 1e-3, max_memory=10e3)
+    with pytest.raises(ValueError, match="max_memory must be a finite number"):
+        _core.NufftPlan64(coord, [64, 64], 1e-3, max_memory=-1.0)
+    _core.NufftPlan64(coord, [64, 64], 1e-3, max_memory=est["plan"] + est["build"] + est["grid"])
+    with pytest.raises(ValueError, match="upsampfac must lie"):
+        _core.NufftPlan64.memory_estimate(10, [8, 8], 1e-3, 5.0)
+
+
+def test_toeplitz_memory_limit():
+    from recon.ops import Nufft
+
+    coord = (np.random.default_rng(5).random((500, 2)) - 0.5) * 64
+    op = Nufft(coord, (64, 64), 1e-6, max_memory=1.5e6)
+    with pytest.raises(ValueError, match=r"Nufft.toeplitz: the kernels of 1 frame\(s\) on the 2N grid \(128, 128\) "
+                                         r"needs about .* \(max_memory\)"):
+        op.normal(np.ones((64, 64), np.complex64))
+    op = Nufft(coord, (64, 64), 1e-6, max_memory=6e6)
+    op.normal(np.ones((64, 64), np.complex64))
+    with pytest.raises(ValueError, match=r"Nufft.normal of 20 images needs about"):
+        op.normal(np.ones((20, 64, 64), np.complex64))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from typing import Sequence
 
 import numpy as np
@@ -133,6 +134,98 @@ def undo_input_scale(out, scale: float, dtype, what: str):
     return out
 
 
+# ---- memory: estimate before allocating, refuse what does not fit ---------------------------------------
+
+#: Allocations below this size are not checked against the system (reading it costs a few microseconds).
+_SMALL_ALLOCATION = 64 << 20
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def _parse_bytes(text: str) -> float:
+    """'8G', '512M', '1.5e9', '4096' (binary units, an optional 'B'/'iB') as bytes."""
+    t = text.strip().lower().removesuffix("b").removesuffix("i")
+    unit = t[-1:] if t[-1:] in _UNITS else ""
+    try:
+        v = float(t[: len(t) - len(unit)]) * _UNITS[unit]
+    except ValueError:
+        v = float("nan")
+    if not (v > 0 and math.isfinite(v)):
+        raise ValueError(f"RECON_MAX_MEMORY={text!r} is not a positive size (e.g. 8G, 512M, 1e9)")
+    return v
+
+
+def _read_number(path: str, key: str | None = None) -> float | None:
+    """A number from a /proc or /sys file (the value after ``key:``, in kB for /proc; or the whole
+    file); None when absent or unlimited."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        return None
+    if key is None:
+        return None if text.strip() in ("", "max") else float(text)
+    for line in text.splitlines():
+        if line.startswith(key + ":"):
+            return float(line.split()[1]) * 1024
+    return None
+
+
+def memory_limit(max_memory=None) -> tuple[float, str]:
+    """``(bytes, where from)``: what a native operator may allocate now, the smallest of
+
+    * ``max_memory`` (an operator's keyword, bytes) and the environment variable ``RECON_MAX_MEMORY``
+      (bytes, or with a binary unit: ``8G``, ``512M``);
+    * the memory the system has available (MemAvailable of /proc/meminfo, else sysconf);
+    * what is left under a cgroup memory limit (containers) and under RLIMIT_AS (``ulimit -v``).
+    """
+    limits = []
+    if max_memory is not None:
+        limits.append((float(max_memory), "max_memory"))
+    env = os.environ.get("RECON_MAX_MEMORY", "").strip()
+    if env:
+        limits.append((_parse_bytes(env), "RECON_MAX_MEMORY"))
+    avail = _read_number("/proc/meminfo", "MemAvailable")
+    if avail is None:
+        try:
+            avail = float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        except (ValueError, OSError, AttributeError):
+            avail = None
+    if avail is not None:
+        limits.append((avail, "available memory"))
+    cg_max, cg_now = _read_number("/sys/fs/cgroup/memory.max"), _read_number("/sys/fs/cgroup/memory.current")
+    if cg_max is not None and cg_now is not None:
+        limits.append((max(cg_max - cg_now, 0.0), "cgroup memory.max"))
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft != resource.RLIM_INFINITY:
+            limits.append((max(soft - (_read_number("/proc/self/status", "VmSize") or 0.0), 0.0), "RLIMIT_AS"))
+    except (ImportError, OSError, ValueError):
+        pass
+    return min(limits) if limits else (math.inf, "no limit known")
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.3g} {unit}"
+        n /= 1024
+    return f"{n:.3g} EiB"
+
+
+def check_memory(need: float, what: str, max_memory=None):
+    """ValueError when ``need`` bytes (about to be allocated by ``what``) exceed :func:`memory_limit`.
+    Small needs are not checked against the system unless a limit is set explicitly."""
+    if need <= _SMALL_ALLOCATION and max_memory is None and not os.environ.get("RECON_MAX_MEMORY"):
+        return
+    limit, source = memory_limit(max_memory)
+    if need > limit:
+        raise ValueError(f"{what} needs about {_fmt_bytes(need)}, more than the {_fmt_bytes(limit)} allowed "
+                         f"({source}); use a smaller image, fewer samples or batches, or raise max_memory / "
+                         "RECON_MAX_MEMORY if the memory is really there")
+
+
 class Nufft(Operator):
     """NUFFT ``y = A x``: image ``(..., *im_shape)`` -> samples ``(..., *sample_shape)``.
 
@@ -161,7 +254,7 @@ class Nufft(Operator):
 
     def __init__(self, coord, im_shape: Sequence[int], tol: float = 1e-6, *, dtype="complex64",
                  upsampfac: float | None = None, frame_ndim: int = 0, nthreads: int | None = None,
-                 check_finite: bool = True):
+                 check_finite: bool = True, max_memory: float | None = None):
         dtype = _complex_dtype(dtype)
         im_shape = _image_shape(im_shape)
         d = len(im_shape)
@@ -195,6 +288,10 @@ class Nufft(Operator):
         if upsampfac is not None:
             upsampfac = _real(upsampfac, "upsampfac")
         nthreads = default_threads() if nthreads is None else check_threads(nthreads, "Nufft")
+        if max_memory is not None:
+            max_memory = _real(max_memory, "max_memory")
+            if not max_memory > 0:
+                raise ValueError(f"Nufft: max_memory must be a positive number of bytes or None, got {max_memory}")
 
         self.frame_shape = tuple(coord.shape[:frame_ndim])
         self.sample_shape = tuple(coord.shape[frame_ndim:-1])
@@ -205,14 +302,32 @@ class Nufft(Operator):
         self.upsampfac = upsampfac if upsampfac is not None else choose_upsampfac(tol, im_shape, self.num_points,
                                                                                   dtype)
         self.check_finite = bool(check_finite)
+        self.max_memory = max_memory
         super().__init__(self.frame_shape + im_shape, self.frame_shape + self.sample_shape, dtype)
 
         plan_cls = getattr(_core(), _PLAN_CLASSES[dtype.name])
         frames = coord.reshape((int(np.prod(self.frame_shape)), self.num_points, d))
+        self._check_plan_memory(plan_cls, [self.num_points] * len(frames))
         self._coord = frames  # float64, (F, M, d)
         self._plans = [plan_cls(np.ascontiguousarray(c), list(im_shape), self.tol, self.upsampfac, self.nthreads)
                        for c in frames]
         self._toeplitz = {}
+
+    def _check_plan_memory(self, plan_cls, frame_sizes):
+        """Refuse (ValueError) plans for these frames whose memory (plans, building one, one fine grid,
+        the float64 trajectory) exceeds :func:`memory_limit`, before anything is allocated."""
+        est = [plan_cls.memory_estimate(m, list(self.im_shape), self.tol, self.upsampfac, self.nthreads)
+               for m in frame_sizes]
+        need = (sum(e["plan"] for e in est) + max(e["build"] for e in est) + max(e["grid"] for e in est)
+                + 8.0 * sum(frame_sizes) * len(self.im_shape))
+        width = _core().es_kernel_params(self.tol, self.upsampfac)[0]
+        grid = " x ".join(str(_core().fine_grid_size(n, self.upsampfac, width)) for n in self.im_shape)
+        check_memory(need, f"Nufft: a plan for im_shape {self.im_shape} with {sum(frame_sizes)} samples "
+                           f"(fine grid {grid})", self.max_memory)
+
+    def _check_apply_memory(self, method: str, out_bytes: float, copy_bytes: float, batch: int):
+        need = out_bytes + copy_bytes + max(p.execution_bytes(batch) for p in self._plans)
+        check_memory(need, f"Nufft.{method} of {batch} transforms", self.max_memory)
 
     # ---- plan facts -------------------------------------------------------------------------------
     @property
@@ -267,13 +382,16 @@ class Nufft(Operator):
 
             return run_on_gpu(self, a, core_in, core_out, method)
         arr = _array.to_numpy(a)
+        lead = arr.shape[: arr.ndim - len(core_in)]
+        batch = math.prod(lead)
+        self._check_apply_memory(method, batch * math.prod(core_out) * self.dtype.itemsize,
+                                 2 * arr.size * self.dtype.itemsize, batch)
         scale = 1.0
         if self.check_finite:
             arr = np.ascontiguousarray(arr)
             scale = input_scale(arr, self.dtype, f"Nufft.{method}")
             if scale != 1.0:
                 arr = arr * self.dtype.type(scale)  # a scaled copy: the input is never written
-        lead = arr.shape[: arr.ndim - len(core_in)]
         out = np.empty(lead + core_out, dtype=self.dtype)
         for plan, idx in self._frames(lead):
             src = np.ascontiguousarray(arr[idx])
@@ -349,12 +467,19 @@ class ToeplitzNormal(Operator):
             w = _toeplitz_weights(weights, nufft.frame_shape + nufft.sample_shape).reshape(F, M)
         self.real_weights = bool(np.all(np.imag(w) == 0))
         core = _core()
+        psf_tol = max(min(nufft.tol, 1e-6) * 0.1, 1e-12)
+        kernel_dtype = np.float32 if nufft.dtype == np.complex64 and self.real_weights else \
+            (np.float64 if self.real_weights else nufft.dtype)
+        est = core.NufftPlan128.memory_estimate(M, list(big), psf_tol, 2.0, nufft.nthreads)
+        cells = float(math.prod(big))
+        check_memory(est["plan"] + est["build"] + est["grid"] + 2 * 16 * cells + F * cells * np.dtype(kernel_dtype).itemsize,
+                     f"Nufft.toeplitz: the kernels of {F} frame(s) on the 2N grid {big}", nufft.max_memory)
         kernels = []
         for f in range(F):
             # PSF psf(r) = sum_j w_j exp(+2 pi i k_j r / N) for r in [-N, N): a type-1 NUFFT on the 2N grid
             # with coordinates 2k (cycles per 2N-FOV); the plan's 1/sqrt(prod 2N) is undone below.
-            plan = core.NufftPlan128(np.ascontiguousarray(2.0 * nufft._coord[f]), list(big),
-                                     max(min(nufft.tol, 1e-6) * 0.1, 1e-12), 2.0, nufft.nthreads)
+            plan = core.NufftPlan128(np.ascontiguousarray(2.0 * nufft._coord[f]), list(big), psf_tol, 2.0,
+                                     nufft.nthreads)
             psf = np.empty(big, dtype=np.complex128)
             plan.adjoint(np.ascontiguousarray(w[f]), psf)
             psf *= math.sqrt(float(np.prod(big))) / float(np.prod(N))
@@ -362,8 +487,7 @@ class ToeplitzNormal(Operator):
 
             K = scipy.fft.fftn(np.fft.ifftshift(psf), workers=nufft.nthreads)
             K = K.real if self.real_weights else K
-            kernels.append(K.astype(np.float32 if nufft.dtype == np.complex64 and self.real_weights else
-                                    (np.float64 if self.real_weights else nufft.dtype)))
+            kernels.append(K.astype(kernel_dtype))
         self.kernels = kernels
         self._torch_kernels = {}
         self._d = d
@@ -396,6 +520,9 @@ class ToeplitzNormal(Operator):
         return _circular_convolve_pruned(x, K, self.nufft.im_shape, self.nufft.nthreads)
 
     def _forward(self, x):
+        batch = math.prod(x.shape[: x.ndim - self._d])
+        check_memory(3.0 * batch * math.prod(self._big) * self.dtype.itemsize,  # padded grid, its FFT, output
+                     f"Nufft.normal of {batch} images", self.nufft.max_memory)
         scale = 1.0
         if self.nufft.check_finite:
             scale = input_scale(x, self.dtype, "Nufft.normal")
