@@ -129,6 +129,17 @@ void bind_nufft_plan(py::module_& m, const char* name) {
            "max_memory: refuse (ValueError) a plan whose estimated memory (memory_estimate) exceeds this "
            "many bytes, before allocating; 0: no limit.")
       .def(
+          "set_points",
+          [](Plan& p, const py::array& coord) {
+            const double* c = checked_buffer<double>(coord, "coord", false);
+            if (coord.ndim() != 2 || coord.shape(1) != p.dim())
+              throw py::value_error("coord: expected shape (M, " + std::to_string(p.dim()) + "), got " + shape_str(coord));
+            py::gil_scoped_release release;
+            p.set_points(c, coord.shape(0));
+          },
+          py::arg("coord"),
+          "Re-plan for a new trajectory (M, d) of any M: the kernel, deconvolution and buffers are kept.")
+      .def(
           "forward",
           [](Plan& p, const py::array& x, py::array& y) {
             const C* xp = checked_buffer<C>(x, "x", false);
@@ -212,12 +223,12 @@ void bind_nufft_plan(py::module_& m, const char* name) {
             o.upsampfac = upsampfac;
             o.nthreads = checked_threads(nthreads, "memory_estimate");
             const NufftMemory m = nufft_memory<T>(num_points, (int)image_shape.size(), image_shape.data(), o);
-            return py::dict(py::arg("plan") = m.plan, py::arg("build") = m.build, py::arg("grid") = m.grid);
+            return py::dict(py::arg("plan") = m.plan, py::arg("grid") = m.grid);
           },
           py::arg("num_points"), py::arg("image_shape"), py::arg("tol"), py::arg("upsampfac") = 2.0,
           py::arg("nthreads") = 0,
-          "Bytes a plan would take, without building it: {'plan': kept, 'build': extra while building, "
-          "'grid': one fine grid of an execution}. Validates like the constructor (ValueError).")
+          "Bytes a plan would take, without building it: {'plan': what it keeps, 'grid': one fine grid of "
+          "an execution}. Validates like the constructor (ValueError).")
       .def("execution_bytes", [](const Plan& p, int64_t batch) {
         if (batch < 0) throw py::value_error("batch must be >= 0");
         return batch == 0 ? 0.0 : p.grid_bytes() * p.batch_chunk(batch);

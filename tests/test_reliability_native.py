@@ -347,7 +347,7 @@ def test_non_finite_message_names_the_method(magnitude_ops, bad):
 def test_huge_plan_refused_before_allocating():
     """(100000, 100000) with 200 points used to build a 0.5-4 GB plan, (300000, 300000) 6.7 GB, and the
     first apply asked numpy for 74.5 GiB. Now both are refused at once and the process stays small."""
-    code = ("import resource, numpy as np; from recon.ops import Nufft\n"
+    code = ("import numpy as np; from recon.ops import Nufft\n"
             "for shape in [(100000, 100000), (300000, 300000), (3000, 3000, 3000)]:\n"
             "    try:\n"
             "        Nufft(np.zeros((200, len(shape))), shape, 1e-3)\n"
@@ -355,11 +355,11 @@ def test_huge_plan_refused_before_allocating():
             "        assert 'needs about' in str(e) and 'fine grid' in str(e), e\n"
             "    else:\n"
             "        raise AssertionError(shape)\n"
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
+            "print(open('/proc/self/status').read().split('VmHWM:')[1].split()[0])\n")
     env = dict(os.environ, PYTHONPATH=str(ROOT), RECON_MAX_MEMORY="2G")
     proc = subprocess.run([sys.executable, "-c", code], env=env, check=False, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert int(proc.stdout.split()[-1]) < 400 * 1024  # peak RSS in KiB: no plan was built
+    assert int(proc.stdout.split()[-1]) < 400 * 1024  # peak RSS (VmHWM, KiB; ru_maxrss survives exec): no plan
 
 
 def test_explicit_memory_limit():
@@ -407,7 +407,7 @@ def test_core_plan_memory_estimate_and_limit():
         _core.NufftPlan64(coord, [64, 64], 1e-3, max_memory=10e3)
     with pytest.raises(ValueError, match="max_memory must be a finite number"):
         _core.NufftPlan64(coord, [64, 64], 1e-3, max_memory=-1.0)
-    _core.NufftPlan64(coord, [64, 64], 1e-3, max_memory=est["plan"] + est["build"] + est["grid"])
+    _core.NufftPlan64(coord, [64, 64], 1e-3, max_memory=est["plan"] + est["grid"])
     with pytest.raises(ValueError, match="upsampfac must lie"):
         _core.NufftPlan64.memory_estimate(10, [8, 8], 1e-3, 5.0)
 

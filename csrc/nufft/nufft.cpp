@@ -95,21 +95,14 @@ int sort_threads(int nthreads, int64_t M, double total_bins) {
 
 // The sizes a plan derives from its options, validated, before it allocates anything.
 template <typename T>
-struct PlanLayout {
-  EsKernel kernel;  // width and beta (Horner coefficients are fitted later)
-  int64_t N[3] = {1, 1, 1}, n[3] = {1, 1, 1}, bin_size[3] = {1, 1, 1}, nbins[3] = {1, 1, 1};
-  double grid_points = 1, total_bins = 1;  // doubles: products of huge axes cannot overflow
-};
-
-template <typename T>
-PlanLayout<T> plan_layout(int dim, const int64_t* image_shape, const NufftOptions& opts) {
+NufftLayout plan_layout(int dim, const int64_t* image_shape, const NufftOptions& opts) {
   if (dim != 2 && dim != 3) throw std::invalid_argument("NUFFT dimension must be 2 or 3, got " + std::to_string(dim));
   if (opts.width_margin < 0 || opts.width_margin > kMaxWidth)
     throw std::invalid_argument("width_margin must lie in [0, " + std::to_string(kMaxWidth) + "], got " +
                                 std::to_string(opts.width_margin));
   if (std::is_same<T, float>::value && opts.tol < 1e-7)
     throw std::invalid_argument("tol below 1e-7 is not reachable in single precision; use complex128");
-  PlanLayout<T> L;
+  NufftLayout L;
   L.kernel = es_choose(opts.tol, opts.upsampfac, opts.width_margin);
   // In float, kernels wider than 9 points lose the requested accuracy to rounding (measured).
   if (std::is_same<T, float>::value && L.kernel.width > 9)
@@ -129,14 +122,14 @@ PlanLayout<T> plan_layout(int dim, const int64_t* image_shape, const NufftOption
 }
 
 template <typename T>
-NufftMemory layout_memory(const PlanLayout<T>& L, int dim, int64_t M, int nthreads) {
+NufftMemory layout_memory(const NufftLayout& L, int dim, int64_t M, int nthreads) {
   const double m = (double)M, bins = L.total_bins;
   NufftMemory r;
   r.plan = m * (sizeof(int64_t) + dim * (sizeof(int32_t) + sizeof(T)))   // order_, start_, z_
            + (bins + 1 + std::min(m, bins)) * sizeof(int64_t)            // bin_offset_, spread_bins_
+           + m * sizeof(int32_t) + sort_threads(nthreads, M, bins) * bins * sizeof(int64_t)  // sort scratch
            + (double)L.n[0] * sizeof(std::mutex);                         // row_locks_
   for (int a = 0; a < dim; ++a) r.plan += (double)L.N[a] * (sizeof(T) + 2 * sizeof(double));  // deconvolution
-  r.build = m * sizeof(int32_t) + sort_threads(nthreads, M, bins) * bins * sizeof(int64_t);  // bin_of, counters
   r.grid = (L.grid_points + 192.0 / sizeof(std::complex<T>)) * sizeof(std::complex<T>);  // grid_stride()
   return r;
 }
@@ -159,34 +152,39 @@ template <typename T>
 NufftMemory nufft_memory(int64_t num_points, int dim, const int64_t* image_shape, const NufftOptions& opts) {
   if (num_points < 0) throw std::invalid_argument("number of points must be >= 0");
   const int nthreads = opts.nthreads > 0 ? opts.nthreads : omp_get_max_threads();
-  return layout_memory(plan_layout<T>(dim, image_shape, opts), dim, num_points, nthreads);
+  return layout_memory<T>(plan_layout<T>(dim, image_shape, opts), dim, num_points, nthreads);
+}
+
+// Refuses (std::invalid_argument) a plan of M points whose memory exceeds max_bytes (0: no limit) or
+// whose fine grid exceeds 2^60 bytes, naming the sizes.
+template <typename T>
+void check_plan_memory(const NufftLayout& layout, int dim, int64_t M, int nthreads, double max_bytes) {
+  const NufftMemory mem = layout_memory<T>(layout, dim, M, nthreads);
+  const double need = mem.plan + mem.grid;
+  if (mem.grid > std::ldexp(1.0, 60) || (max_bytes > 0 && need > max_bytes)) {
+    std::string grid;
+    for (int a = 0; a < dim; ++a) grid += (a ? " x " : "") + std::to_string(layout.n[a]);
+    throw std::invalid_argument("fine grid too large for the memory: a NUFFT plan for " + std::to_string(M) +
+                                " samples on a fine grid of " + grid + " points needs about " + fmt_bytes(need) +
+                                " (plan " + fmt_bytes(mem.plan) + ", one fine grid " + fmt_bytes(mem.grid) +
+                                "), more than the limit of " +
+                                (max_bytes > 0 ? fmt_bytes(max_bytes) : std::string("2^60 bytes")));
+  }
 }
 
 template <typename T>
 NufftPlan<T>::NufftPlan(const double* coord, int64_t num_points, int dim, const int64_t* image_shape,
-                        const NufftOptions& opts) {
+                        const NufftOptions& opts)
+    : layout_(plan_layout<T>(dim, image_shape, opts)) {
   if (num_points < 0) throw std::invalid_argument("number of points must be >= 0");
   PhaseTimer timer;
-  const PlanLayout<T> layout = plan_layout<T>(dim, image_shape, opts);
   nthreads_ = opts.nthreads > 0 ? opts.nthreads : omp_get_max_threads();
-  // Refuse before allocating: what the plan keeps, what building it takes, and one fine grid (the
-  // least an execution needs). Fine grids beyond 2^60 bytes are refused whatever the limit.
-  {
-    const NufftMemory mem = layout_memory(layout, dim, num_points, nthreads_);
-    const double need = mem.plan + mem.build + mem.grid;
-    if (mem.grid > std::ldexp(1.0, 60) || (opts.max_bytes > 0 && need > opts.max_bytes)) {
-      std::string grid;
-      for (int a = 0; a < dim; ++a) grid += (a ? " x " : "") + std::to_string(layout.n[a]);
-      throw std::invalid_argument("fine grid too large for the memory: a NUFFT plan for " + std::to_string(num_points) +
-                                  " samples on a fine grid of " + grid + " points needs about " + fmt_bytes(need) +
-                                  " (plan " + fmt_bytes(mem.plan + mem.build) + ", one fine grid " +
-                                  fmt_bytes(mem.grid) + "), more than the limit of " +
-                                  (opts.max_bytes > 0 ? fmt_bytes(opts.max_bytes) : std::string("2^60 bytes")));
-    }
-  }
+  max_bytes_ = opts.max_bytes;
+  // Refuse before allocating: what the plan keeps and one fine grid (the least an execution needs).
+  check_plan_memory<T>(layout_, dim, num_points, nthreads_, max_bytes_);
+  if (layout_.total_bins > INT32_MAX) throw std::invalid_argument("fine grid too large (more than 2^31 bins)");
   dim_ = dim;
-  M_ = num_points;
-  kernel_ = layout.kernel;
+  kernel_ = layout_.kernel;
   // Horner fit well below the tolerance, but not below what T can represent.
   const double fit_tol = std::max(opts.tol * 5e-2, std::is_same<T, float>::value ? 1e-8 : 1e-15);
   es_fit_horner(kernel_, fit_tol);
@@ -205,17 +203,35 @@ NufftPlan<T>::NufftPlan(const double* coord, int64_t num_points, int dim, const 
   timer.lap("kernel");
   double prodN = 1.0;
   for (int a = 0; a < dim; ++a) {
-    N_[a] = layout.N[a];
-    n_[a] = layout.n[a];
-    bin_size_[a] = layout.bin_size[a];
-    nbins_[a] = layout.nbins[a];
+    N_[a] = layout_.N[a];
+    n_[a] = layout_.n[a];
+    bin_size_[a] = layout_.bin_size[a];
+    nbins_[a] = layout_.nbins[a];
     prodN *= (double)N_[a];
     std::vector<double> d = es_deconvolution(kernel_, N_[a], n_[a]);
     deconv_[a].assign(d.begin(), d.end());
   }
   scale_ = (T)(1.0 / std::sqrt(prodN));
-
+  row_locks_.reset(new std::mutex[n_[0]]);
   timer.lap("deconv");
+  assign_points(coord, num_points);
+}
+
+template <typename T>
+void NufftPlan<T>::set_points(const double* coord, int64_t num_points) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (num_points < 0) throw std::invalid_argument("number of points must be >= 0");
+  check_plan_memory<T>(layout_, dim_, num_points, nthreads_, max_bytes_);
+  assign_points(coord, num_points);
+}
+
+// Everything that depends on the points: bins, the sort, stencil starts and local variables. The
+// arrays keep their capacity, so a new trajectory of no more points than before allocates nothing.
+// Coordinates are checked before any member changes: on error the plan keeps its previous points.
+template <typename T>
+void NufftPlan<T>::assign_points(const double* coord, int64_t M) {
+  PhaseTimer timer;
+  const int dim = dim_;
   // Stencil start and local variable of sample j along axis a, in double (the same arithmetic in
   // both passes below, so the bin a sample is sorted into is the bin its stencil starts in).
   auto stencil = [&](int64_t j, int a, T* z) -> int64_t {
@@ -226,11 +242,10 @@ NufftPlan<T>::NufftPlan(const double* coord, int64_t num_points, int dim, const 
 
   // Pass 1: range check and bin index per sample.
   const int64_t total_bins = nbins_[0] * nbins_[1] * nbins_[2];
-  if (total_bins > INT32_MAX) throw std::invalid_argument("fine grid too large (more than 2^31 bins)");
-  uninit_vector<int32_t> bin_of(M_);
+  bin_of_.resize(M);
   int bad = 0;
 #pragma omp parallel for num_threads(nthreads_) schedule(static) reduction(| : bad)
-  for (int64_t j = 0; j < M_; ++j) {
+  for (int64_t j = 0; j < M; ++j) {
     int64_t bin = 0;
     for (int a = 0; a < dim; ++a) {
       const double k = coord[j * dim + a], half = 0.5 * (double)N_[a];
@@ -241,9 +256,10 @@ NufftPlan<T>::NufftPlan(const double* coord, int64_t num_points, int dim, const 
       T z;
       bin = bin * nbins_[a] + stencil(j, a, &z) / bin_size_[a];
     }
-    bin_of[j] = (int32_t)bin;
+    bin_of_[j] = (int32_t)bin;
   }
   if (bad) throw std::invalid_argument("coordinates must be finite and lie in [-N/2, N/2] (cycles per FOV)");
+  M_ = M;
   timer.lap("bin");
 
   // Stable counting sort by bin, threaded: each thread counts its contiguous chunk of samples, and
@@ -252,13 +268,15 @@ NufftPlan<T>::NufftPlan(const double* coord, int64_t num_points, int dim, const 
   // fewer threads than asked).
   {
     const int team = sort_threads(nthreads_, M_, (double)total_bins);
-    uninit_vector<int64_t> counts((size_t)team * total_bins);  // the team is at most this large
+    sort_counts_.resize((size_t)team * total_bins);  // the team is at most this large
+    int64_t* counts = sort_counts_.data();
+    const int32_t* bin_of = bin_of_.data();
     bin_offset_.assign(total_bins + 1, 0);
     order_.resize(M_);
 #pragma omp parallel num_threads(team)
     {
       const int nt = omp_get_num_threads(), t = omp_get_thread_num();
-      int64_t* c = counts.data() + (size_t)t * total_bins;
+      int64_t* c = counts + (size_t)t * total_bins;
       std::fill(c, c + total_bins, int64_t(0));
       const int64_t lo = M_ * t / nt, hi = M_ * (t + 1) / nt;
       for (int64_t j = lo; j < hi; ++j) c[bin_of[j]]++;
@@ -300,7 +318,6 @@ NufftPlan<T>::NufftPlan(const double* coord, int64_t num_points, int dim, const 
   std::stable_sort(spread_bins_.begin(), spread_bins_.end(), [&](int64_t a, int64_t b) {
     return bin_offset_[a + 1] - bin_offset_[a] > bin_offset_[b + 1] - bin_offset_[b];
   });
-  row_locks_.reset(new std::mutex[n_[0]]);
   timer.lap("bins");
 }
 

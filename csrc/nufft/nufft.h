@@ -61,9 +61,15 @@ struct NufftOptions {
 // Memory of a plan, estimated from its options before anything is allocated (bytes, as doubles so
 // that huge sizes cannot overflow).
 struct NufftMemory {
-  double plan = 0;   // kept by the plan: per-sample arrays, bin offsets, deconvolution factors, locks
-  double build = 0;  // extra while building it: bin of each sample, per-thread sort counters
-  double grid = 0;   // one fine grid of an execution; a batch uses up to batch_chunk() grids
+  double plan = 0;  // kept by the plan: per-sample arrays, bins, sort scratch, deconvolution, locks
+  double grid = 0;  // one fine grid of an execution; a batch uses up to batch_chunk() grids
+};
+
+// The sizes a plan derives from its options and image shape (validated), before allocating.
+struct NufftLayout {
+  EsKernel kernel;  // width and beta (the Horner coefficients are fitted by the plan)
+  int64_t N[3] = {1, 1, 1}, n[3] = {1, 1, 1}, bin_size[3] = {1, 1, 1}, nbins[3] = {1, 1, 1};
+  double grid_points = 1, total_bins = 1;  // doubles: products of huge axes cannot overflow
 };
 
 // Validates the options and sizes exactly as the plan does (std::invalid_argument) and estimates
@@ -82,6 +88,11 @@ class NufftPlan {
   // coord: M x d row-major, cycles per FOV (validated by the caller and again here).
   NufftPlan(const double* coord, int64_t num_points, int dim, const int64_t* image_shape,
             const NufftOptions& opts);
+
+  // A new trajectory (M x d, same rules as the constructor) for the same image, tolerance and threads:
+  // re-sorts the points, keeping the kernel, deconvolution and buffers (no allocation when M does not
+  // grow). On error (coordinates out of range, memory) the plan keeps its previous points.
+  void set_points(const double* coord, int64_t num_points);
 
   // Type 2. x: batch x prod(N) (C order); y: batch x M.
   void forward(const cplx* x, cplx* y, int64_t batch);
@@ -124,9 +135,12 @@ class NufftPlan {
 
  private:
 
+  void assign_points(const double* coord, int64_t num_points);  // set_points without lock or memory check
   template <int W> void spread_w(const cplx* y, int nb);
   template <int W> void interpolate_w(cplx* y, int nb) const;
 
+  NufftLayout layout_;
+  double max_bytes_ = 0;        // NufftOptions::max_bytes, checked again by set_points
   int dim_ = 0;
   int64_t N_[3] = {1, 1, 1};    // image shape (trailing dims 1 when dim_ == 2)
   int64_t n_[3] = {1, 1, 1};    // fine grid shape
@@ -137,6 +151,9 @@ class NufftPlan {
   std::vector<T> horner_dup_;    // the same rows with each coefficient twice (interleaved complex rows)
   T scale_ = 1;                  // 1 / sqrt(prod N)
 
+  // sort scratch, kept so that set_points does not allocate again
+  uninit_vector<int32_t> bin_of_;
+  uninit_vector<int64_t> sort_counts_;
   // per sample, in sorted order
   uninit_vector<int64_t> order_;   // sorted position -> original sample index
   uninit_vector<int32_t> start_[3];

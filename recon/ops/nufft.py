@@ -318,7 +318,7 @@ class Nufft(Operator):
         the float64 trajectory) exceeds :func:`memory_limit`, before anything is allocated."""
         est = [plan_cls.memory_estimate(m, list(self.im_shape), self.tol, self.upsampfac, self.nthreads)
                for m in frame_sizes]
-        need = (sum(e["plan"] for e in est) + max(e["build"] for e in est) + max(e["grid"] for e in est)
+        need = (sum(e["plan"] for e in est) + max(e["grid"] for e in est)
                 + 8.0 * sum(frame_sizes) * len(self.im_shape))
         width = _core().es_kernel_params(self.tol, self.upsampfac)[0]
         grid = " x ".join(str(_core().fine_grid_size(n, self.upsampfac, width)) for n in self.im_shape)
@@ -472,7 +472,7 @@ class ToeplitzNormal(Operator):
             (np.float64 if self.real_weights else nufft.dtype)
         est = core.NufftPlan128.memory_estimate(M, list(big), psf_tol, 2.0, nufft.nthreads)
         cells = float(math.prod(big))
-        check_memory(est["plan"] + est["build"] + est["grid"] + 2 * 16 * cells + F * cells * np.dtype(kernel_dtype).itemsize,
+        check_memory(est["plan"] + est["grid"] + 2 * 16 * cells + F * cells * np.dtype(kernel_dtype).itemsize,
                      f"Nufft.toeplitz: the kernels of {F} frame(s) on the 2N grid {big}", nufft.max_memory)
         kernels = []
         for f in range(F):
