@@ -765,3 +765,26 @@ def test_cached_nufft_hits_and_misses(monkeypatch):
     monkeypatch.setenv("RECON_PLAN_CACHE", "0")
     assert Nufft.cached(c, N, 1e-4) is not a
     plan_cache.clear()
+
+
+# ---- the GPU pipeline on ragged frames, through its host emulation (recon._cuda without a device) --------------
+
+def test_gpu_pipeline_host_emulation_ragged_frames_and_scaling():
+    """nufft_cuda runs ragged frames through the same per-frame jobs as the CPU (Nufft._frame_jobs) and
+    rescales extreme magnitudes like the CPU; checked with the CUDA kernels' host emulation."""
+    pytest.importorskip("recon._cuda", reason="recon._cuda not built (tools/dev_build.sh with nvcc)")
+    from recon.ops import nufft_cuda
+
+    rng = np.random.default_rng(39)
+    N = (8, 9)
+    op = Nufft(_ragged_coord(rng, N, [30, 12, 0, 21]), N, 1e-6)
+    x = random_array(rng, (2, 4) + N, "complex64")
+    y = random_array(rng, (2, 63), "complex64")
+    assert rel_err(nufft_cuda.run_host_emulation(op, x, "forward"), op.forward(x)) <= 1e-5
+    ae = nufft_cuda.run_host_emulation(op, y, "adjoint")
+    assert rel_err(ae, op.adjoint(y)) <= 1e-5 and not ae[:, 2].any()
+    big = (x * 1e36).astype(np.complex64)
+    got = nufft_cuda.run_host_emulation(op, big, "forward")
+    assert np.isfinite(got).all() and rel_err(got, op.forward(big)) <= 1e-5
+    with pytest.raises(ValueError, match="Nufft.adjoint: input contains NaN or Inf"):
+        nufft_cuda.run_host_emulation(op, np.full((63,), np.nan, np.complex64), "adjoint")
