@@ -102,6 +102,16 @@ T* checked_buffer(const py::array& a, const char* name, bool writeable) {
   return static_cast<T*>(const_cast<void*>(a.data()));
 }
 
+// A projection of finite data overflows only when the true line integrals exceed the dtype's range
+// (float32: ~3.4e38): say so instead of returning Inf. One pass over the output, small next to the
+// projection itself.
+void require_finite_result(const py::array& out, int nthreads, const char* what) {
+  if (std::isnan(max_abs_of(out, nthreads, what)))
+    throw py::value_error(std::string(what) + ": the result holds Inf or NaN: the input holds NaN/Inf, or the "
+                          "result exceeds the range of " + std::string(py::str(out.dtype())) +
+                          " (use float64 or scale the data)");
+}
+
 template <typename T>
 void bind_nufft_plan(py::module_& m, const char* name) {
   using Plan = NufftPlan<T>;
@@ -322,6 +332,7 @@ PYBIND11_MODULE(_core, m) {
               py::gil_scoped_release release;
               p.forward<double>(xp, yp, batch, nthreads);
             }
+            require_finite_result(out, nthreads, "JosephProjector.forward");
           },
           py::arg("x"), py::arg("out"), py::arg("nthreads") = 0, "Line integrals: out (batch, sino) = A x (batch, image).")
       .def(
@@ -344,6 +355,7 @@ PYBIND11_MODULE(_core, m) {
               py::gil_scoped_release release;
               p.adjoint<double>(yp, xp, batch, nthreads);
             }
+            require_finite_result(out, nthreads, "JosephProjector.adjoint");
           },
           py::arg("y"), py::arg("out"), py::arg("nthreads") = 0, "Exact transpose: out (batch, image) = A^T y (batch, sino).")
       .def_property_readonly("image_size", &JosephProjector::image_size)
