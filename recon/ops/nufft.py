@@ -15,7 +15,14 @@ from typing import Sequence
 import numpy as np
 
 from .. import _array
-from .backend import array_digest, check_device, check_threads, default_threads, on_gpu, plan_cache
+from .backend import (
+    array_digest,
+    check_device,
+    check_threads,
+    default_threads,
+    on_gpu,
+    plan_cache,
+)
 from .base import Operator
 
 _PLAN_CLASSES = {"complex64": "NufftPlan64", "complex128": "NufftPlan128"}
@@ -122,7 +129,10 @@ def input_scale(a, dtype, what: str) -> float:
     e = _SAFE_EXPONENT[np.dtype(dtype).name]
     if m == 0.0 or 2.0**-e <= m <= 2.0**e:
         return 1.0
-    return math.ldexp(1.0, -math.frexp(m)[1])
+    # the scale and its inverse must be normal numbers of the dtype (subnormal inputs would ask for
+    # 2^129, inputs near the largest float32 for 2^-128)
+    lim = np.finfo(np.dtype(dtype).type(0).real.dtype).maxexp - 2
+    return math.ldexp(1.0, max(-lim, min(-math.frexp(m)[1], lim)))
 
 
 def undo_input_scale(out, scale: float, dtype, what: str):
