@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import math
 import os
-import pathlib
 import pickle
 import select
 import struct
@@ -34,12 +33,12 @@ import sys
 
 import numpy as np
 import pytest
+from isolated import popen_python, python_env
 
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 LONG = "RECON_FUZZ_EXAMPLES" in os.environ
 EXAMPLES = int(os.environ.get("RECON_FUZZ_EXAMPLES", "0")) or None
 TIMEOUT = float(os.environ.get("RECON_FUZZ_TIMEOUT", "60"))
@@ -466,11 +465,8 @@ class Worker:
         self.proc = None
 
     def start(self):
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests")] +
-                                            ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-        self.proc = subprocess.Popen([sys.executable, "-c", _WORKER_CODE], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, env=env)
+        self.proc = popen_python(_WORKER_CODE, python_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE)
 
     def stop(self):
         if self.proc is not None:

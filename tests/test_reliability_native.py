@@ -10,15 +10,10 @@ from __future__ import annotations
 
 import math
 import os
-import pathlib
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-
+from isolated import run_python
 
 # ---- OpenMP teams smaller than asked -----------------------------------------------------------------
 
@@ -55,13 +50,10 @@ def _openmp_worker(out_path: str, nthreads: int):
 
 
 def _run_worker(tmp_path, env_extra: dict, nthreads: int, tag: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMP_THREAD_LIMIT", "OMP_DYNAMIC",
-                                                                      "OMP_NUM_THREADS", "RECON_NUM_THREADS"))}
-    env.update(env_extra)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests")] + [p for p in [env.get("PYTHONPATH")] if p])
     out = tmp_path / f"{tag}.npz"
     code = f"import test_reliability_native as t; t._openmp_worker({str(out)!r}, {nthreads})"
-    proc = subprocess.run([sys.executable, "-c", code], env=env, check=False, capture_output=True, text=True, timeout=120)
+    proc = run_python(code, 120, drop=("OMP_THREAD_LIMIT", "OMP_DYNAMIC", "OMP_NUM_THREADS", "RECON_NUM_THREADS"),
+                      **env_extra)
     assert proc.returncode == 0, f"{env_extra}: exit code {proc.returncode}\n{proc.stderr[-3000:]}"
     with np.load(out) as f:
         return {k: f[k] for k in f.files}
@@ -154,10 +146,7 @@ def test_environment_thread_count_is_clamped_with_a_warning():
             "assert any('exceeds the cap' in str(m.message) for m in w), [str(m.message) for m in w]\n"
             "op.adjoint(op.forward(np.ones((16, 16), np.complex64)))\n")
     for var in ("RECON_NUM_THREADS", "OMP_NUM_THREADS"):
-        env = dict(os.environ, PYTHONPATH=str(ROOT))
-        env.pop("RECON_NUM_THREADS", None)
-        env[var] = "200000"
-        proc = subprocess.run([sys.executable, "-c", code], env=env, check=False, capture_output=True, text=True, timeout=60)
+        proc = run_python(code, drop=("RECON_NUM_THREADS",), **{var: "200000"})
         assert proc.returncode == 0, f"{var}: exit {proc.returncode}\n{proc.stderr[-2000:]}"
 
 
@@ -206,8 +195,7 @@ def test_huge_image_shape_is_refused_at_once():
             "        assert 'too large' in str(e), e\n"
             "    else:\n"
             "        raise AssertionError(shape)\n")
-    proc = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=str(ROOT)),
-                          check=False, capture_output=True, text=True, timeout=30)
+    proc = run_python(code, 30)
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
@@ -347,6 +335,8 @@ def test_non_finite_message_names_the_method(magnitude_ops, bad):
 
 # ---- memory: estimated and refused before allocating -------------------------------------------------
 
+@pytest.mark.skipif("asan" in os.environ.get("LD_PRELOAD", ""),
+                    reason="AddressSanitizer's shadow memory and quarantine make the peak RSS meaningless")
 def test_huge_plan_refused_before_allocating():
     """(100000, 100000) with 200 points used to build a 0.5-4 GB plan, (300000, 300000) 6.7 GB, and the
     first apply asked numpy for 74.5 GiB. Now both are refused at once and the process stays small."""
@@ -359,8 +349,7 @@ def test_huge_plan_refused_before_allocating():
             "    else:\n"
             "        raise AssertionError(shape)\n"
             "print(open('/proc/self/status').read().split('VmHWM:')[1].split()[0])\n")
-    env = dict(os.environ, PYTHONPATH=str(ROOT), RECON_MAX_MEMORY="2G")
-    proc = subprocess.run([sys.executable, "-c", code], env=env, check=False, capture_output=True, text=True, timeout=60)
+    proc = run_python(code, RECON_MAX_MEMORY="2G")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert int(proc.stdout.split()[-1]) < 400 * 1024  # peak RSS (VmHWM, KiB; ru_maxrss survives exec): no plan
 
