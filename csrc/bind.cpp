@@ -35,8 +35,9 @@ std::string shape_str(const py::array& a) {
 // and libgomp aborts (about 6e4 threads) or crashes (about 2e5) when asked for far more.
 constexpr int kThreadsPerCore = 4;
 int max_threads() {
-  const int cores = std::max<int>({1, omp_get_num_procs(), (int)std::thread::hardware_concurrency()});
-  return kThreadsPerCore * cores;
+  static const int cap =  // counted once: hardware_concurrency reads /sys on every call
+      kThreadsPerCore * std::max<int>({1, omp_get_num_procs(), (int)std::thread::hardware_concurrency()});
+  return cap;
 }
 
 // A thread count from Python: 0 means OpenMP's default (capped); negative or above max_threads()

@@ -6,11 +6,10 @@ identical to ``sigpy.nufft``/``sigpy.nufft_adjoint``).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import numbers
 import os
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
@@ -114,7 +113,7 @@ def choose_upsampfac(tol: float, im_shape: Sequence[int], num_points: int, dtype
 #: kernels and back after: spreading sums up to M samples and the FFT up to prod(n) grid points, so
 #: internal values may exceed the input's by ~2^87 before the result shrinks back (complex64 overflowed
 #: at 1e36 although the result fit); products of tiny inputs and kernel weights would turn subnormal.
-_SAFE_EXPONENT = {"complex64": 40, "complex128": 400}
+_SAFE_EXPONENT = {np.dtype("complex64"): 40, np.dtype("complex128"): 400}
 
 
 def input_scale(a, dtype, what: str) -> float:
@@ -126,7 +125,7 @@ def input_scale(a, dtype, what: str) -> float:
     m = _array.max_abs(a)
     if not math.isfinite(m):
         raise ValueError(f"{what}: input contains NaN or Inf")
-    e = _SAFE_EXPONENT[np.dtype(dtype).name]
+    e = _SAFE_EXPONENT[np.dtype(dtype)]
     if m == 0.0 or 2.0**-e <= m <= 2.0**e:
         return 1.0
     # the scale and its inverse must be normal numbers of the dtype (subnormal inputs would ask for
@@ -225,13 +224,15 @@ def _fmt_bytes(n: float) -> str:
     return f"{n:.3g} EiB"
 
 
-def check_memory(need: float, what: str, max_memory=None):
-    """ValueError when ``need`` bytes (about to be allocated by ``what``) exceed :func:`memory_limit`.
-    Small needs are not checked against the system unless a limit is set explicitly."""
-    if need <= _SMALL_ALLOCATION and max_memory is None and not os.environ.get("RECON_MAX_MEMORY"):
+def check_memory(need: float, what, max_memory=None):
+    """ValueError when ``need`` bytes (about to be allocated by ``what``: a string, or a function
+    giving it, called only for the message) exceed :func:`memory_limit`. Small needs are not checked
+    against the system unless a limit is set explicitly."""
+    if need <= _SMALL_ALLOCATION and max_memory is None and "RECON_MAX_MEMORY" not in os.environ:
         return
     limit, source = memory_limit(max_memory)
     if need > limit:
+        what = what() if callable(what) else what
         raise ValueError(f"{what} needs about {_fmt_bytes(need)}, more than the {_fmt_bytes(limit)} allowed "
                          f"({source}); use a smaller image, fewer samples or batches, or raise max_memory / "
                          "RECON_MAX_MEMORY if the memory is really there")
@@ -423,8 +424,8 @@ class Nufft(Operator):
                            f"(fine grid {grid})", self.max_memory)
 
     def _check_apply_memory(self, method: str, out_bytes: float, copy_bytes: float, batch: int):
-        need = out_bytes + copy_bytes + max(p.execution_bytes(batch) for p in self._plans)
-        check_memory(need, f"Nufft.{method} of {batch} transforms", self.max_memory)
+        need = out_bytes + copy_bytes + self._plans[0].execution_bytes(batch)  # all frames: one grid size
+        check_memory(need, lambda: f"Nufft.{method} of {batch} transforms", self.max_memory)
 
     # ---- plan facts -------------------------------------------------------------------------------
     @property
@@ -600,8 +601,7 @@ class Nufft(Operator):
         return ToeplitzNormal(self, weights)
 
 
-@dataclasses.dataclass
-class _Points:
+class _Points(NamedTuple):
     """A validated trajectory split into frames (see :meth:`Nufft._parse_points`)."""
 
     frames: list            # per frame: C-contiguous float64 (M_f, d)
@@ -739,7 +739,7 @@ class ToeplitzNormal(Operator):
     def _forward(self, x):
         batch = math.prod(x.shape[: x.ndim - self._d])
         check_memory(3.0 * batch * math.prod(self._big) * self.dtype.itemsize,  # padded grid, its FFT, output
-                     f"Nufft.normal of {batch} images", self.nufft.max_memory)
+                     lambda: f"Nufft.normal of {batch} images", self.nufft.max_memory)
         if batch == 0:  # nothing to transform (torch's FFT refuses empty batches)
             return _array.xp_of(x).zeros_like(x)
         scale = 1.0
