@@ -418,10 +418,13 @@ class Nufft(Operator):
                for m in set(frame_sizes)}
         need = (sum(est[m]["plan"] for m in frame_sizes) + max(e["grid"] for e in est.values())
                 + 8.0 * sum(frame_sizes) * len(self.im_shape))
-        width = _core().es_kernel_params(self.tol, self.upsampfac)[0]
-        grid = " x ".join(str(_core().fine_grid_size(n, self.upsampfac, width)) for n in self.im_shape)
-        check_memory(need, f"Nufft: a plan for im_shape {self.im_shape} with {sum(frame_sizes)} samples "
-                           f"(fine grid {grid})", self.max_memory)
+
+        def what():
+            width = _core().es_kernel_params(self.tol, self.upsampfac)[0]
+            grid = " x ".join(str(_core().fine_grid_size(n, self.upsampfac, width)) for n in self.im_shape)
+            return f"Nufft: a plan for im_shape {self.im_shape} with {sum(frame_sizes)} samples (fine grid {grid})"
+
+        check_memory(need, what, self.max_memory)
 
     def _check_apply_memory(self, method: str, out_bytes: float, copy_bytes: float, batch: int):
         need = out_bytes + copy_bytes + self._plans[0].execution_bytes(batch)  # all frames: one grid size
