@@ -242,9 +242,9 @@ void bind_nufft_plan(py::module_& m, const char* name) {
           "an execution}. Validates like the constructor (ValueError).")
       .def("execution_bytes", [](const Plan& p, int64_t batch) {
         if (batch < 0) throw py::value_error("batch must be >= 0");
-        return batch == 0 ? 0.0 : p.grid_bytes() * p.batch_chunk(batch);
-      }, py::arg("batch"), "Bytes of the fine grids a forward/adjoint of `batch` transforms allocates (kept by the "
-         "plan afterwards).")
+        return p.execution_bytes(batch);
+      }, py::arg("batch"), "Bytes a forward/adjoint of `batch` transforms allocates: the fine grids of a pass "
+         "(kept by the plan afterwards) and the spreading threads' sub-grids.")
       .def_property_readonly("scale", &Plan::scale, "1/sqrt(prod N)")
       .def_property_readonly("width", [](const Plan& p) { return p.kernel().width; })
       .def_property_readonly("beta", [](const Plan& p) { return p.kernel().beta; })

@@ -391,10 +391,8 @@ void NufftPlan<T>::spread_w(const cplx* y, int nb) {
   const T* hdup = horner_dup_.data();
   const int dim = dim_;
   const int64_t B0 = bin_size_[0], B1 = bin_size_[1], B2 = dim == 3 ? bin_size_[2] : 1;
-  // sub-grid strides; the last axis has Wp - W spare cells so that padded rows stay inside
-  const int64_t S0 = B0 + W - 1;
-  const int64_t S1 = B1 + W - 1 + (dim == 2 ? Wp - W : 0);
-  const int64_t S2 = dim == 3 ? B2 + W - 1 + (Wp - W) : 1;
+  const std::array<int64_t, 3> S = subgrid_strides();
+  const int64_t S0 = S[0], S1 = S[1], S2 = S[2];
   const int64_t n0 = n_[0], n1 = n_[1], n2 = dim == 3 ? n_[2] : 1;
   const int64_t sub_size = 2 * S0 * S1 * S2;  // reals per sub-grid
 
@@ -761,6 +759,21 @@ int NufftPlan<T>::batch_chunk(int64_t batch) const {
   const int64_t bytes = grid_size() * (int64_t)sizeof(cplx);
   const int64_t fit = std::max<int64_t>(1, (int64_t(256) << 20) / std::max<int64_t>(bytes, 1));
   return (int)std::min<int64_t>({batch, fit, 16});
+}
+
+template <typename T>
+std::array<int64_t, 3> NufftPlan<T>::subgrid_strides() const {
+  const int w = kernel_.width, pad = simd::padded_width(w) - w;
+  return {bin_size_[0] + w - 1, bin_size_[1] + w - 1 + (dim_ == 2 ? pad : 0),
+          dim_ == 3 ? bin_size_[2] + w - 1 + pad : 1};
+}
+
+template <typename T>
+double NufftPlan<T>::execution_bytes(int64_t batch) const {
+  if (batch <= 0) return 0.0;
+  const std::array<int64_t, 3> S = subgrid_strides();
+  const double sub = (double)S[0] * (double)S[1] * (double)S[2] * sizeof(cplx);
+  return batch_chunk(batch) * (grid_bytes() + (double)nthreads_ * sub);
 }
 
 // Runs work(g, threads) for the grids g = 0..nb-1: whole grids one per thread while there are at

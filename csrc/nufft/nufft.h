@@ -16,6 +16,7 @@
 // grid slab by slab under a per-slab lock: no atomics, no barriers between bins.
 #pragma once
 
+#include <array>
 #include <complex>
 #include <cstdint>
 #include <memory>
@@ -112,6 +113,11 @@ class NufftPlan {
   int nthreads() const { return nthreads_; }
   const std::vector<T>& deconvolution(int axis) const { return deconv_[axis]; }
   T scale() const { return scale_; }
+  int batch_chunk(int64_t batch) const;  // transforms per pass (bounded grid memory)
+  double grid_bytes() const { return (double)grid_stride() * sizeof(cplx); }  // one fine grid of a pass
+  // Bytes a forward/adjoint of `batch` transforms allocates: the fine grids of a pass (kept by the
+  // plan afterwards) and, while spreading, each thread's padded sub-grids (one per grid of the pass).
+  double execution_bytes(int64_t batch) const;
 
  private:
   // nb transforms at once: grids g = 0..nb-1 live at grid_ + g * grid_stride(); samples of
@@ -128,12 +134,9 @@ class NufftPlan {
   // cell of different grids falls into different L1/L2 cache sets (grid sizes are often multiples
   // of 4 KiB, and interpolation reads the same rows of every grid).
   int64_t grid_stride() const { return grid_size() + 192 / (int64_t)sizeof(cplx); }
-
- public:
-  int batch_chunk(int64_t batch) const;       // transforms per pass (bounded grid memory)
-  double grid_bytes() const { return (double)grid_stride() * sizeof(cplx); }  // one fine grid of a pass
-
- private:
+  // Strides of a spreading sub-grid: bin + halo per axis; the last axis has padded_width(W) - W
+  // spare cells so that padded rows stay inside.
+  std::array<int64_t, 3> subgrid_strides() const;
 
   void assign_points(const double* coord, int64_t num_points);  // set_points without lock or memory check
   template <int W> void spread_w(const cplx* y, int nb);
