@@ -7,9 +7,12 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <complex>
+#include <limits>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "kernels/es_kernel_setup.h"
@@ -28,14 +31,64 @@ std::string shape_str(const py::array& a) {
   return s + (a.ndim() == 1 ? ",)" : ")");
 }
 
-// True when no element of a contiguous real array (complex arrays as their real view) is NaN/Inf.
-// One threaded pass without temporaries (numpy's isfinite on complex is ~6x slower and allocates).
+// Most OpenMP threads a kernel may use: kThreadsPerCore per core. More only oversubscribes the cores,
+// and libgomp aborts (about 6e4 threads) or crashes (about 2e5) when asked for far more.
+constexpr int kThreadsPerCore = 4;
+int max_threads() {
+  static const int cap =  // counted once: hardware_concurrency reads /sys on every call
+      kThreadsPerCore * std::max<int>({1, omp_get_num_procs(), (int)std::thread::hardware_concurrency()});
+  return cap;
+}
+
+// A thread count from Python: 0 means OpenMP's default (capped); negative or above max_threads()
+// raises ValueError (taken as int64 so that 2**31 gets this message, not pybind's TypeError).
+int checked_threads(int64_t nthreads, const char* what) {
+  const int cap = max_threads();
+  if (nthreads == 0) return std::min(omp_get_max_threads(), cap);
+  if (nthreads < 0 || nthreads > cap)
+    throw py::value_error(std::string(what) + ": nthreads must lie in [1, " + std::to_string(cap) + "] (" +
+                          std::to_string(kThreadsPerCore) + " per core) or be 0 for the default, got " +
+                          std::to_string(nthreads));
+  return (int)nthreads;
+}
+
+// A memory limit in bytes from Python: finite and >= 0 (0: none).
+double checked_max_memory(double v) {
+  if (!(v >= 0) || !std::isfinite(v)) throw py::value_error("max_memory must be a finite number of bytes >= 0 (0: no limit)");
+  return v;
+}
+
+// Largest |element| of a contiguous real array (complex arrays as their real view: the largest |real|
+// or |imaginary| part), NaN when an element is NaN or Inf, 0 when empty. One threaded pass without
+// temporaries (numpy's isfinite on complex is ~6x slower and allocates): the finiteness check and
+// the magnitude the NUFFT rescales by come from the same pass.
 template <typename T>
-bool all_finite_span(const T* p, int64_t n, int nthreads) {
+double max_abs_span(const T* p, int64_t n, int nthreads) {
+  T m = 0;
   int bad = 0;
-#pragma omp parallel for num_threads(nthreads) schedule(static) reduction(| : bad)
-  for (int64_t i = 0; i < n; ++i) bad |= !std::isfinite(p[i]);
-  return !bad;
+#pragma omp parallel for simd num_threads(nthreads) schedule(static) reduction(max : m) reduction(| : bad)
+  for (int64_t i = 0; i < n; ++i) {
+    const T a = std::fabs(p[i]);
+    bad |= !(a <= std::numeric_limits<T>::max());  // NaN and Inf
+    m = a > m ? a : m;
+  }
+  return bad ? std::numeric_limits<double>::quiet_NaN() : (double)m;
+}
+
+// max_abs_span over a C-contiguous float32/64 or complex64/128 array (`what` names the caller).
+double max_abs_of(const py::array& a, int nthreads, const char* what) {
+  if (!(a.flags() & py::array::c_style)) throw py::value_error(std::string(what) + ": expected a C-contiguous array");
+  const char kind = a.dtype().kind();
+  const auto item = a.dtype().itemsize();
+  const int64_t n = (int64_t)a.size() * (kind == 'c' ? 2 : 1);
+  const bool single = (kind == 'f' && item == 4) || (kind == 'c' && item == 8);
+  const bool dbl = (kind == 'f' && item == 8) || (kind == 'c' && item == 16);
+  if (!single && !dbl)
+    throw py::type_error(std::string(what) + ": expected float32/float64/complex64/complex128, got " +
+                         std::string(py::str(a.dtype())));
+  py::gil_scoped_release release;  // nothing below touches Python objects
+  return single ? max_abs_span(static_cast<const float*>(a.data()), n, nthreads)
+                : max_abs_span(static_cast<const double*>(a.data()), n, nthreads);
 }
 
 // Checks that `a` has dtype T, is C-contiguous (and writeable if asked) and returns its data pointer.
@@ -50,13 +103,23 @@ T* checked_buffer(const py::array& a, const char* name, bool writeable) {
   return static_cast<T*>(const_cast<void*>(a.data()));
 }
 
+// A projection of finite data overflows only when the true line integrals exceed the dtype's range
+// (float32: ~3.4e38): say so instead of returning Inf. One pass over the output, small next to the
+// projection itself.
+void require_finite_result(const py::array& out, int nthreads, const char* what) {
+  if (std::isnan(max_abs_of(out, nthreads, what)))
+    throw py::value_error(std::string(what) + ": the result holds Inf or NaN: the input holds NaN/Inf, or the "
+                          "result exceeds the range of " + std::string(py::str(out.dtype())) +
+                          " (use float64 or scale the data)");
+}
+
 template <typename T>
 void bind_nufft_plan(py::module_& m, const char* name) {
   using Plan = NufftPlan<T>;
   using C = std::complex<T>;
   py::class_<Plan>(m, name, "NUFFT plan over one trajectory (see recon.ops.Nufft for the convention).")
       .def(py::init([](const py::array& coord, const std::vector<int64_t>& image_shape, double tol, double upsampfac,
-                       int nthreads, int width_margin) {
+                       int64_t nthreads, int width_margin, double max_memory) {
              const double* c = checked_buffer<double>(coord, "coord", false);
              if (coord.ndim() != 2) throw py::value_error("coord: expected shape (M, d), got " + shape_str(coord));
              const int d = (int)coord.shape(1);
@@ -66,13 +129,27 @@ void bind_nufft_plan(py::module_& m, const char* name) {
              NufftOptions o;
              o.tol = tol;
              o.upsampfac = upsampfac;
-             o.nthreads = nthreads;
+             o.nthreads = checked_threads(nthreads, "NufftPlan");
              o.width_margin = width_margin;
+             o.max_bytes = checked_max_memory(max_memory);
              py::gil_scoped_release release;
              return new Plan(c, coord.shape(0), d, image_shape.data(), o);
            }),
            py::arg("coord"), py::arg("image_shape"), py::arg("tol"), py::arg("upsampfac") = 2.0,
-           py::arg("nthreads") = 0, py::arg("width_margin") = 0)
+           py::arg("nthreads") = 0, py::arg("width_margin") = 0, py::arg("max_memory") = 0.0,
+           "max_memory: refuse (ValueError) a plan whose estimated memory (memory_estimate) exceeds this "
+           "many bytes, before allocating; 0: no limit.")
+      .def(
+          "set_points",
+          [](Plan& p, const py::array& coord) {
+            const double* c = checked_buffer<double>(coord, "coord", false);
+            if (coord.ndim() != 2 || coord.shape(1) != p.dim())
+              throw py::value_error("coord: expected shape (M, " + std::to_string(p.dim()) + "), got " + shape_str(coord));
+            py::gil_scoped_release release;
+            p.set_points(c, coord.shape(0));
+          },
+          py::arg("coord"),
+          "Re-plan for a new trajectory (M, d) of any M: the kernel, deconvolution and buffers are kept.")
       .def(
           "forward",
           [](Plan& p, const py::array& x, py::array& y) {
@@ -148,6 +225,26 @@ void bind_nufft_plan(py::module_& m, const char* name) {
         std::copy(d.begin(), d.end(), a.mutable_data());
         return a;
       }, py::arg("axis"), "Deconvolution factors 1/psihat along one image axis (length N).")
+      .def_static(
+          "memory_estimate",
+          [](int64_t num_points, const std::vector<int64_t>& image_shape, double tol, double upsampfac,
+             int64_t nthreads) {
+            NufftOptions o;
+            o.tol = tol;
+            o.upsampfac = upsampfac;
+            o.nthreads = checked_threads(nthreads, "memory_estimate");
+            const NufftMemory m = nufft_memory<T>(num_points, (int)image_shape.size(), image_shape.data(), o);
+            return py::dict(py::arg("plan") = m.plan, py::arg("grid") = m.grid);
+          },
+          py::arg("num_points"), py::arg("image_shape"), py::arg("tol"), py::arg("upsampfac") = 2.0,
+          py::arg("nthreads") = 0,
+          "Bytes a plan would take, without building it: {'plan': what it keeps, 'grid': one fine grid of "
+          "an execution}. Validates like the constructor (ValueError).")
+      .def("execution_bytes", [](const Plan& p, int64_t batch) {
+        if (batch < 0) throw py::value_error("batch must be >= 0");
+        return p.execution_bytes(batch);
+      }, py::arg("batch"), "Bytes a forward/adjoint of `batch` transforms allocates: the fine grids of a pass "
+         "(kept by the plan afterwards) and the spreading threads' sub-grids.")
       .def_property_readonly("scale", &Plan::scale, "1/sqrt(prod N)")
       .def_property_readonly("width", [](const Plan& p) { return p.kernel().width; })
       .def_property_readonly("beta", [](const Plan& p) { return p.kernel().beta; })
@@ -179,26 +276,24 @@ PYBIND11_MODULE(_core, m) {
       "es_kernel_direct",
       [](double t, int width, double beta) { return es_kernel_direct(t, width, beta); },
       py::arg("t"), py::arg("width"), py::arg("beta"), "ES kernel value at offset t (grid units).");
+  m.def("max_threads", &max_threads,
+        "Most kernel threads a call accepts: 4 per core (nthreads above it raise ValueError).");
   m.def("fine_grid_size", &fine_grid_size, py::arg("N"), py::arg("upsampfac"), py::arg("width"));
   m.def(
       "all_finite",
-      [](const py::array& a, int nthreads) {
-        if (!(a.flags() & py::array::c_style)) throw py::value_error("all_finite: expected a C-contiguous array");
-        const char kind = a.dtype().kind();
-        const auto item = a.dtype().itemsize();
-        const int64_t n = (int64_t)a.size() * (kind == 'c' ? 2 : 1);
-        const bool single = (kind == 'f' && item == 4) || (kind == 'c' && item == 8);
-        const bool dbl = (kind == 'f' && item == 8) || (kind == 'c' && item == 16);
-        if (!single && !dbl)
-          throw py::type_error("all_finite: expected float32/float64/complex64/complex128, got " +
-                               std::string(py::str(a.dtype())));
-        if (nthreads <= 0) nthreads = omp_get_max_threads();
-        py::gil_scoped_release release;  // nothing below touches Python objects
-        return single ? all_finite_span(static_cast<const float*>(a.data()), n, nthreads)
-                      : all_finite_span(static_cast<const double*>(a.data()), n, nthreads);
+      [](const py::array& a, int64_t nthreads) {
+        return !std::isnan(max_abs_of(a, checked_threads(nthreads, "all_finite"), "all_finite"));
       },
       py::arg("a"), py::arg("nthreads") = 0,
       "True when a C-contiguous float32/64 or complex64/128 array holds no NaN or Inf.");
+  m.def(
+      "max_abs",
+      [](const py::array& a, int64_t nthreads) {
+        return max_abs_of(a, checked_threads(nthreads, "max_abs"), "max_abs");
+      },
+      py::arg("a"), py::arg("nthreads") = 0,
+      "Largest |real| or |imaginary| part of a C-contiguous float32/64 or complex64/128 array; NaN when "
+      "it holds NaN or Inf; 0.0 when empty.");
 
   // ---- CT projectors ---------------------------------------------------------------------------
   // Matched Joseph projector (recon.ops.Projector): image (batch, *image_shape) <-> sinogram
@@ -220,7 +315,8 @@ PYBIND11_MODULE(_core, m) {
            py::arg("subsample") = 1)
       .def(
           "forward",
-          [](const JosephProjector& p, const py::array& x, py::array& out, int nthreads) {
+          [](const JosephProjector& p, const py::array& x, py::array& out, int64_t nthreads_arg) {
+            const int nthreads = checked_threads(nthreads_arg, "JosephProjector.forward");
             const int64_t img = p.image_size(), sino = p.sino_size();
             if (x.size() == 0 || x.size() % img != 0)
               throw py::value_error("x: size " + std::to_string(x.size()) + " is not a positive multiple of the image size " + std::to_string(img));
@@ -237,11 +333,13 @@ PYBIND11_MODULE(_core, m) {
               py::gil_scoped_release release;
               p.forward<double>(xp, yp, batch, nthreads);
             }
+            require_finite_result(out, nthreads, "JosephProjector.forward");
           },
           py::arg("x"), py::arg("out"), py::arg("nthreads") = 0, "Line integrals: out (batch, sino) = A x (batch, image).")
       .def(
           "adjoint",
-          [](const JosephProjector& p, const py::array& y, py::array& out, int nthreads) {
+          [](const JosephProjector& p, const py::array& y, py::array& out, int64_t nthreads_arg) {
+            const int nthreads = checked_threads(nthreads_arg, "JosephProjector.adjoint");
             const int64_t img = p.image_size(), sino = p.sino_size();
             if (y.size() == 0 || y.size() % sino != 0)
               throw py::value_error("y: size " + std::to_string(y.size()) + " is not a positive multiple of the sinogram size " + std::to_string(sino));
@@ -258,6 +356,7 @@ PYBIND11_MODULE(_core, m) {
               py::gil_scoped_release release;
               p.adjoint<double>(yp, xp, batch, nthreads);
             }
+            require_finite_result(out, nthreads, "JosephProjector.adjoint");
           },
           py::arg("y"), py::arg("out"), py::arg("nthreads") = 0, "Exact transpose: out (batch, image) = A^T y (batch, sino).")
       .def_property_readonly("image_size", &JosephProjector::image_size)
@@ -267,7 +366,8 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "ct_backproject_projective",
       [](const py::array& q, const py::array& P, const py::array& weights, const py::array& origin,
-         const py::array& step, py::array& out, int nthreads) {
+         const py::array& step, py::array& out, int64_t nthreads_arg) {
+        const int nthreads = checked_threads(nthreads_arg, "ct_backproject_projective");
         const double* Pp = checked_buffer<double>(P, "P", false);
         const double* wp = checked_buffer<double>(weights, "weights", false);
         const double* op = checked_buffer<double>(origin, "origin", false);
@@ -301,7 +401,9 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "ct_backproject_arc2d",
       [](const py::array& q, const py::array& src, const py::array& frame, double dgamma, double centre,
-         const py::array& weights, const py::array& origin, const py::array& step, py::array& out, int nthreads) {
+         const py::array& weights, const py::array& origin, const py::array& step, py::array& out,
+         int64_t nthreads_arg) {
+        const int nthreads = checked_threads(nthreads_arg, "ct_backproject_arc2d");
         const double* s = checked_buffer<double>(src, "src", false);
         const double* c = checked_buffer<double>(frame, "frame", false);
         const double* wp = checked_buffer<double>(weights, "weights", false);

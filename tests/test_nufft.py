@@ -10,6 +10,7 @@ Gaussian inputs, random trajectories uniform in [-N/2, N/2)): ``err <= tol`` for
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -532,3 +533,261 @@ def test_raw_plan_empty_trajectory():
     img = np.full((8, 6), 7.0 + 0j)
     plan.adjoint(np.empty(0, np.complex128), img)
     assert not img.any()
+
+
+# ---- ragged frames (respiratory bins, real-time frames: different sample counts) ----------------------------
+
+RAGGED = [((8, 10), "complex64", 1e-6), ((8, 10), "complex128", 1e-10), ((5, 6, 7), "complex64", 1e-6),
+          ((5, 6, 7), "complex128", 1e-10)]
+
+
+def _ragged_coord(rng, N, sizes):
+    """Frames of the given sample counts; frame 1 (if any) shaped (spokes, samples, d)."""
+    frames = [random_coord(rng, m, N) for m in sizes]
+    if len(sizes) > 1 and sizes[1] % 3 == 0:
+        frames[1] = frames[1].reshape(3, sizes[1] // 3, len(N))
+    return frames
+
+
+@pytest.mark.parametrize("N,dtype,tol", RAGGED, ids=[f"{len(n)}d-{d}" for n, d, _ in RAGGED])
+def test_ragged_frames_equal_per_frame_nufft(N, dtype, tol):
+    """Frame f of a ragged Nufft equals a Nufft of frame f alone; coils lead; the adjoint is exact."""
+    rng = np.random.default_rng(30)
+    sizes = [40, 27, 0, 13]                                  # an empty frame included
+    frames = _ragged_coord(rng, N, sizes)
+    op = Nufft(frames, N, tol, dtype=dtype)
+    F, M = len(sizes), sum(sizes)
+    assert op.ragged and op.ishape == (F,) + N and op.oshape == (M,)
+    assert op.frame_sizes == tuple(sizes) and op.frame_offsets.tolist() == [0, 40, 67, 67, 80]
+    x = random_array(rng, (2, F) + N, dtype)
+    y = random_array(rng, (2, M), dtype)
+    fx, ay = op.forward(x), op.adjoint(y)
+    assert fx.shape == (2, M) and ay.shape == (2, F) + N and fx.dtype == ay.dtype == np.dtype(dtype)
+    for f, (c, seg_x, seg_y) in enumerate(zip(frames, op.split(fx), op.split(y))):
+        if sizes[f] == 0:
+            assert seg_x.shape == (2, 0) and not ay[:, f].any()
+            continue
+        single = Nufft(c.reshape(-1, len(N)), N, tol, dtype=dtype, upsampfac=op.upsampfac)
+        assert np.array_equal(seg_x, single.forward(np.ascontiguousarray(x[:, f])))
+        assert rel_err(ay[:, f], single.adjoint(np.ascontiguousarray(seg_y))) <= 1e-6 if dtype == "complex64" \
+            else rel_err(ay[:, f], single.adjoint(np.ascontiguousarray(seg_y))) <= 1e-12
+        assert rel_err(seg_x, nudft_forward(x[:, f], c.reshape(-1, len(N)), N)) <= tol
+    dot = abs(np.vdot(fx, y) - np.vdot(x, ay)) / (np.linalg.norm(fx) * np.linalg.norm(y))
+    assert dot <= (1e-6 if dtype == "complex64" else 1e-12)
+    # torch, with autograd through the operator mechanism
+    xt = torch.from_numpy(x).requires_grad_()
+    yt = op.forward(xt)
+    assert rel_err(yt.detach(), fx) <= 1e-6
+    (g,) = torch.autograd.grad(yt, xt, torch.from_numpy(y))
+    assert rel_err(g, ay) <= 1e-6
+
+
+def test_ragged_frames_gradcheck():
+    rng = np.random.default_rng(31)
+    op = Nufft(_ragged_coord(rng, (4, 5), [6, 9, 3]), (4, 5), 1e-10, dtype="complex128")
+    x = torch.from_numpy(random_array(rng, (3, 4, 5), "complex128")).requires_grad_()
+    assert torch.autograd.gradcheck(op.forward, (x,))
+    y = torch.from_numpy(random_array(rng, (18,), "complex128")).requires_grad_()
+    assert torch.autograd.gradcheck(op.adjoint, (y,))
+
+
+def test_ragged_split_and_concat():
+    rng = np.random.default_rng(32)
+    frames = _ragged_coord(rng, (8, 8), [5, 6, 2])
+    op = Nufft(frames, (8, 8), 1e-4)
+    y = random_array(rng, (3, 13), "complex64")
+    parts = op.split(y)
+    assert [p.shape for p in parts] == [(3, 5), (3, 6), (3, 2)]
+    assert np.shares_memory(parts[0], y)                 # views, not copies
+    assert np.array_equal(op.concat(parts), y)
+    # per-frame data in the trajectory's own sample shape (frame 1 is (3, 2, 2) -> samples (3, 2))
+    shaped = [p.reshape(3, *s) for p, s in zip(parts, op.frame_sample_shapes)]
+    assert shaped[1].shape == (3, 3, 2)
+    assert np.array_equal(op.concat(shaped), y)
+    assert torch.equal(op.concat([torch.from_numpy(p.copy()) for p in parts]), torch.from_numpy(y))
+    with pytest.raises(ValueError, match="expected 3 frames"):
+        op.concat(parts[:2])
+    with pytest.raises(ValueError, match=r"frame 1 must have shape \(\.\.\., 6\) or \(\.\.\., 3, 2\)"):
+        op.concat([parts[0], parts[1][:, :4], parts[2]])
+    with pytest.raises(ValueError, match="different leading axes"):
+        op.concat([parts[0], parts[1][:2], parts[2]])
+    with pytest.raises(ValueError, match=r"expected an array of shape \(\.\.\., 13\)"):
+        op.split(y[:, :12])
+    dense = Nufft(random_coord(rng, 10, (8, 8)), (8, 8), 1e-4)
+    with pytest.raises(ValueError, match="only for ragged frames"):
+        dense.split(y)
+
+
+def test_ragged_frames_bad_input():
+    rng = np.random.default_rng(33)
+    frames = _ragged_coord(rng, (8, 8), [5, 6])
+    with pytest.raises(ValueError, match="at least one frame"):
+        Nufft([], (8, 8))
+    with pytest.raises(ValueError, match="leave it 0"):
+        Nufft(frames, (8, 8), frame_ndim=1)
+    with pytest.raises(ValueError, match=r"coord\[1\] must have shape \(\.\.\., M, 2\)"):
+        Nufft([frames[0], np.zeros((4, 3))], (8, 8))
+    with pytest.raises(TypeError, match=r"coord\[1\] must be float32 or float64"):
+        Nufft([frames[0], np.zeros((4, 2), np.int32)], (8, 8))
+    bad = frames[1].copy()
+    bad[0, 0] = 9.0
+    with pytest.raises(ValueError, match=r"must lie in \[-N/2, N/2\].*coord\[1\]"):
+        Nufft([frames[0], bad], (8, 8))
+    op = Nufft(frames, (8, 8), 1e-4)
+    with pytest.raises(ValueError, match=r"expected shape \(\.\.\., 2, 8, 8\)"):
+        op.forward(np.zeros((8, 8), np.complex64))
+    with pytest.raises(ValueError, match=r"expected shape \(\.\.\., 11\)"):
+        op.adjoint(np.zeros((2, 5), np.complex64))
+
+
+@pytest.mark.parametrize("dtype,tol", [("complex64", 1e-6), ("complex128", 1e-10)])
+def test_ragged_toeplitz_normal(dtype, tol):
+    """Per-frame PSF kernels: toeplitz(w) equals adjoint(w * forward) with weights of shape (M_total,)."""
+    rng = np.random.default_rng(34)
+    N = (10, 9)
+    op = Nufft(_ragged_coord(rng, N, [60, 45, 0, 30]), N, tol, dtype=dtype)
+    x = random_array(rng, (2, 4) + N, dtype)
+    w = rng.random(135) + 0.2
+    ref = op.adjoint((w * op.forward(x)).astype(dtype))
+    T = op.toeplitz(w)
+    got = T.forward(x)
+    assert got.shape == x.shape and rel_err(got, ref) <= tol
+    assert not got[:, 2].any()                         # the empty frame
+    assert rel_err(op.normal(x), op.adjoint(op.forward(x))) <= tol
+    assert rel_err(T.forward(torch.from_numpy(x)), ref) <= tol
+    with pytest.raises(ValueError, match=r"do not broadcast to the samples \(135,\)"):
+        op.toeplitz(np.ones((4, 135)))
+
+
+# ---- set_points: a new trajectory for the same operator (streaming) -------------------------------------------
+
+@pytest.mark.parametrize("kind", ["single", "frames", "ragged"])
+def test_set_points_equals_a_fresh_nufft(kind):
+    rng = np.random.default_rng(35)
+    N = (12, 10)
+
+    def make(sizes):
+        if kind == "single":
+            return random_coord(rng, sizes[0], N)
+        if kind == "frames":
+            return random_coord(rng, 3 * sizes[0], N).reshape(3, sizes[0], 2)
+        return _ragged_coord(rng, N, sizes)
+
+    op = Nufft(make([50, 30]), N, 1e-6, upsampfac=2.0)
+    T0 = op.toeplitz()
+    for sizes in ([80, 12], [20, 0], [50, 30]):          # more, fewer and as many samples as before
+        c = make(sizes)
+        op.set_points(c)
+        fresh = Nufft(c, N, 1e-6, upsampfac=2.0)
+        assert op.oshape == fresh.oshape and op.H.ishape == fresh.oshape and op.frame_sizes == fresh.frame_sizes
+        x = random_array(rng, op.ishape, "complex64")
+        y = random_array(rng, op.oshape, "complex64")
+        assert np.array_equal(op.forward(x), fresh.forward(x))
+        assert np.array_equal(op.adjoint(y), fresh.adjoint(y))
+        assert op.toeplitz() is not T0                    # the old trajectory's kernels are dropped
+        assert rel_err(op.normal(x), fresh.normal(x)) <= 1e-6
+
+
+def test_set_points_checks_structure_and_keeps_the_old_points():
+    rng = np.random.default_rng(36)
+    N = (8, 8)
+    c = random_coord(rng, 60, N).reshape(3, 20, 2)
+    op = Nufft(c, N, 1e-4, frame_ndim=1)
+    x = random_array(rng, op.ishape, "complex64")
+    before = op.forward(x)
+    with pytest.raises(ValueError, match=r"expected the frame shape \(3,\)"):
+        op.set_points(random_coord(rng, 40, N).reshape(2, 20, 2))
+    with pytest.raises(ValueError, match="expected one coord array"):
+        op.set_points([c[0], c[1], c[2]])
+    bad = c.copy()
+    bad[2, 5, 0] = 5.0
+    with pytest.raises(ValueError, match=r"must lie in \[-N/2, N/2\]"):
+        op.set_points(bad)
+    with pytest.raises(ValueError, match="needs about"):
+        Nufft(c, N, 1e-4, frame_ndim=1, max_memory=3e5).set_points(random_coord(rng, 3 * 5000, N).reshape(3, 5000, 2))
+    assert np.array_equal(op.forward(x), before)             # still the first trajectory
+    ragged = Nufft([c[0], c[1]], N, 1e-4)
+    with pytest.raises(ValueError, match="expected a list of per-frame trajectories"):
+        ragged.set_points(c[0])
+    with pytest.raises(ValueError, match=r"expected the frame shape \(2,\)"):
+        ragged.set_points([c[0]])
+
+
+@pytest.mark.skipif("asan" in os.environ.get("LD_PRELOAD", ""),
+                    reason="AddressSanitizer's quarantine keeps freed memory: RSS says nothing there")
+def test_set_points_does_not_grow_memory():
+    """200 re-plans of a streaming trajectory (sizes varying up to a bound) keep the process's RSS flat."""
+    rng = np.random.default_rng(37)
+    N = (64, 64)
+    op = Nufft(random_coord(rng, 4000, N), N, 1e-4)
+    x = random_array(rng, N, "complex64")
+    coords = [random_coord(rng, m, N) for m in rng.integers(1000, 4001, 8)]
+
+    def rss_kib():
+        with open("/proc/self/status") as f:
+            return int(f.read().split("VmRSS:")[1].split()[0])
+
+    for c in coords:  # warm up: buffers at their largest size
+        op.set_points(c)
+        op.forward(x)
+    start = rss_kib()
+    for i in range(200):
+        op.set_points(coords[i % 8])
+        op.forward(x)
+    assert rss_kib() - start < 2048
+
+
+# ---- the plan cache -------------------------------------------------------------------------------------------
+
+def test_cached_nufft_hits_and_misses(monkeypatch):
+    from recon.ops.backend import plan_cache
+
+    rng = np.random.default_rng(38)
+    N = (8, 10)
+    c = random_coord(rng, 30, N)
+    plan_cache.clear()
+    a = Nufft.cached(c, N, 1e-4)
+    b = Nufft.cached(c.copy(), (np.int64(8), 10), np.float64(1e-4))    # same content and arguments
+    assert a is b and (plan_cache.hits, plan_cache.misses) == (1, 1)
+    assert Nufft.cached(c, N, 1e-6) is not a                           # tol is part of the key
+    assert Nufft.cached(c, N, 1e-4, dtype="complex128") is not a
+    assert Nufft.cached(c.astype(np.float32), N, 1e-4) is not a         # the coord's dtype too
+    c2 = c.copy()
+    c2[0, 0] += 1e-3
+    assert Nufft.cached(c2, N, 1e-4) is not a
+    assert plan_cache.misses == 5 and plan_cache.hits == 1
+    frames = [c[:10], c[10:]]
+    r = Nufft.cached(frames, N, 1e-4)
+    assert r.ragged and Nufft.cached([f.copy() for f in frames], N, 1e-4) is r
+    x = random_array(rng, N, "complex64")
+    assert np.array_equal(a.forward(x), Nufft(c, N, 1e-4).forward(x))
+    with pytest.raises(ValueError, match="comes from Nufft.cached"):
+        a.set_points(c)
+    with pytest.raises(ValueError, match=r"must lie in \[-N/2, N/2\]"):
+        Nufft.cached(c * 10, N, 1e-4)
+    monkeypatch.setenv("RECON_PLAN_CACHE", "0")
+    assert Nufft.cached(c, N, 1e-4) is not a
+    plan_cache.clear()
+
+
+# ---- the GPU pipeline on ragged frames, through its host emulation (recon._cuda without a device) --------------
+
+def test_gpu_pipeline_host_emulation_ragged_frames_and_scaling():
+    """nufft_cuda runs ragged frames through the same per-frame jobs as the CPU (Nufft._frame_jobs) and
+    rescales extreme magnitudes like the CPU; checked with the CUDA kernels' host emulation."""
+    pytest.importorskip("recon._cuda", reason="recon._cuda not built (tools/dev_build.sh with nvcc)")
+    from recon.ops import nufft_cuda
+
+    rng = np.random.default_rng(39)
+    N = (8, 9)
+    op = Nufft(_ragged_coord(rng, N, [30, 12, 0, 21]), N, 1e-6)
+    x = random_array(rng, (2, 4) + N, "complex64")
+    y = random_array(rng, (2, 63), "complex64")
+    assert rel_err(nufft_cuda.run_host_emulation(op, x, "forward"), op.forward(x)) <= 1e-5
+    ae = nufft_cuda.run_host_emulation(op, y, "adjoint")
+    assert rel_err(ae, op.adjoint(y)) <= 1e-5 and not ae[:, 2].any()
+    big = (x * 1e36).astype(np.complex64)
+    got = nufft_cuda.run_host_emulation(op, big, "forward")
+    assert np.isfinite(got).all() and rel_err(got, op.forward(big)) <= 1e-5
+    with pytest.raises(ValueError, match="Nufft.adjoint: input contains NaN or Inf"):
+        nufft_cuda.run_host_emulation(op, np.full((63,), np.nan, np.complex64), "adjoint")

@@ -20,13 +20,25 @@
 namespace recon {
 
 int64_t fine_grid_size(int64_t N, double sigma, int width) {
-  int64_t target = std::max<int64_t>((int64_t)std::ceil(sigma * (double)N), 2 * width);
-  for (int64_t n = target + (target & 1);; n += 2) {
-    int64_t m = n;
-    for (int p : {2, 3, 5})
-      while (m % p == 0) m /= p;
-    if (m == 1) return n;
-  }
+  if (N < 1) throw std::invalid_argument("image size must be >= 1, got " + std::to_string(N));
+  if (!(sigma >= 1.0) || !(sigma <= 3.0)) throw std::invalid_argument("upsampfac must lie in [1, 3], got " + fmt_g(sigma));
+  if (width < 1 || width > 64) throw std::invalid_argument("kernel width must lie in [1, 64], got " + std::to_string(width));
+  // checked in double before any integer conversion: sigma * N cannot overflow there
+  const double want = std::max(std::ceil(sigma * (double)N), 2.0 * width);
+  if (want > (double)kMaxFineGridAxis)
+    throw std::invalid_argument("fine grid too large: image size " + std::to_string(N) + " at upsampfac " + fmt_g(sigma) +
+                                " needs a fine-grid axis of " + fmt_g(want) + " points, more than the limit " +
+                                std::to_string(kMaxFineGridAxis) + " (2^30)");
+  const int64_t target = (int64_t)want;
+  // the smallest even 2^a 3^b 5^c >= target (a >= 1), by enumeration: at most ~30^3 candidates
+  int64_t best = INT64_MAX;
+  for (int64_t p5 = 1; p5 < best && p5 <= 2 * (int64_t)kMaxFineGridAxis; p5 *= 5)
+    for (int64_t p35 = p5; p35 < best && p35 <= 2 * (int64_t)kMaxFineGridAxis; p35 *= 3) {
+      int64_t n = 2 * p35;
+      while (n < target) n *= 2;
+      best = std::min(best, n);
+    }
+  return best;
 }
 
 namespace {
@@ -75,25 +87,104 @@ std::vector<Block> support_blocks(int64_t N, int64_t n) {
   return b;
 }
 
+// Threads of the plan's counting sort: each needs total_bins counters, so one per 4096 + total_bins
+// samples (a few points on a huge grid are sorted by one thread), at most nthreads.
+int sort_threads(int nthreads, int64_t M, double total_bins) {
+  return (int)std::max(1.0, std::min((double)nthreads, std::floor((double)M / (4096.0 + total_bins))));
+}
+
+// The sizes a plan derives from its options, validated, before it allocates anything.
+template <typename T>
+NufftLayout plan_layout(int dim, const int64_t* image_shape, const NufftOptions& opts) {
+  if (dim != 2 && dim != 3) throw std::invalid_argument("NUFFT dimension must be 2 or 3, got " + std::to_string(dim));
+  if (opts.width_margin < 0 || opts.width_margin > kMaxWidth)
+    throw std::invalid_argument("width_margin must lie in [0, " + std::to_string(kMaxWidth) + "], got " +
+                                std::to_string(opts.width_margin));
+  if (std::is_same<T, float>::value && opts.tol < 1e-7)
+    throw std::invalid_argument("tol below 1e-7 is not reachable in single precision; use complex128");
+  NufftLayout L;
+  L.kernel = es_choose(opts.tol, opts.upsampfac, opts.width_margin);
+  // In float, kernels wider than 9 points lose the requested accuracy to rounding (measured).
+  if (std::is_same<T, float>::value && L.kernel.width > 9)
+    throw std::invalid_argument("single precision cannot reach tol=" + fmt_g(opts.tol) + " at upsampfac " +
+                                fmt_g(opts.upsampfac) + " (kernel width " + std::to_string(L.kernel.width) +
+                                " > 9); use upsampfac=2 or complex128");
+  for (int a = 0; a < dim; ++a) {
+    if (image_shape[a] < 1) throw std::invalid_argument("image shape entries must be >= 1");
+    L.N[a] = image_shape[a];
+    L.n[a] = fine_grid_size(L.N[a], L.kernel.upsampfac, L.kernel.width);
+    L.bin_size[a] = choose_bin_size(dim, a, L.kernel.width, L.n[a], (int64_t)sizeof(std::complex<T>));
+    L.nbins[a] = (L.n[a] + L.bin_size[a] - 1) / L.bin_size[a];
+    L.grid_points *= (double)L.n[a];
+    L.total_bins *= (double)L.nbins[a];
+  }
+  return L;
+}
+
+template <typename T>
+NufftMemory layout_memory(const NufftLayout& L, int dim, int64_t M, int nthreads) {
+  const double m = (double)M, bins = L.total_bins;
+  NufftMemory r;
+  r.plan = m * (sizeof(int64_t) + dim * (sizeof(int32_t) + sizeof(T)))   // order_, start_, z_
+           + (bins + 1 + std::min(m, bins)) * sizeof(int64_t)            // bin_offset_, spread_bins_
+           + m * sizeof(int32_t) + sort_threads(nthreads, M, bins) * bins * sizeof(int64_t)  // sort scratch
+           + (double)L.n[0] * sizeof(std::mutex);                         // row_locks_
+  for (int a = 0; a < dim; ++a) r.plan += (double)L.N[a] * (sizeof(T) + 2 * sizeof(double));  // deconvolution
+  r.grid = (L.grid_points + 192.0 / sizeof(std::complex<T>)) * sizeof(std::complex<T>);  // grid_stride()
+  return r;
+}
+
 }  // namespace
+
+std::string fmt_bytes(double bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+  int u = 0;
+  while (bytes >= 1024 && u < 6) {
+    bytes /= 1024;
+    ++u;
+  }
+  char buf[48];
+  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.3g %s", bytes, units[u]);
+  return buf;
+}
+
+template <typename T>
+NufftMemory nufft_memory(int64_t num_points, int dim, const int64_t* image_shape, const NufftOptions& opts) {
+  if (num_points < 0) throw std::invalid_argument("number of points must be >= 0");
+  const int nthreads = opts.nthreads > 0 ? opts.nthreads : omp_get_max_threads();
+  return layout_memory<T>(plan_layout<T>(dim, image_shape, opts), dim, num_points, nthreads);
+}
+
+// Refuses (std::invalid_argument) a plan of M points whose memory exceeds max_bytes (0: no limit) or
+// whose fine grid exceeds 2^60 bytes, naming the sizes.
+template <typename T>
+void check_plan_memory(const NufftLayout& layout, int dim, int64_t M, int nthreads, double max_bytes) {
+  const NufftMemory mem = layout_memory<T>(layout, dim, M, nthreads);
+  const double need = mem.plan + mem.grid;
+  if (mem.grid > std::ldexp(1.0, 60) || (max_bytes > 0 && need > max_bytes)) {
+    std::string grid;
+    for (int a = 0; a < dim; ++a) grid += (a ? " x " : "") + std::to_string(layout.n[a]);
+    throw std::invalid_argument("fine grid too large for the memory: a NUFFT plan for " + std::to_string(M) +
+                                " samples on a fine grid of " + grid + " points needs about " + fmt_bytes(need) +
+                                " (plan " + fmt_bytes(mem.plan) + ", one fine grid " + fmt_bytes(mem.grid) +
+                                "), more than the limit of " +
+                                (max_bytes > 0 ? fmt_bytes(max_bytes) : std::string("2^60 bytes")));
+  }
+}
 
 template <typename T>
 NufftPlan<T>::NufftPlan(const double* coord, int64_t num_points, int dim, const int64_t* image_shape,
-                        const NufftOptions& opts) {
-  if (dim != 2 && dim != 3) throw std::invalid_argument("NUFFT dimension must be 2 or 3, got " + std::to_string(dim));
+                        const NufftOptions& opts)
+    : layout_(plan_layout<T>(dim, image_shape, opts)) {
   if (num_points < 0) throw std::invalid_argument("number of points must be >= 0");
-  dim_ = dim;
-  M_ = num_points;
   PhaseTimer timer;
   nthreads_ = opts.nthreads > 0 ? opts.nthreads : omp_get_max_threads();
-  if (std::is_same<T, float>::value && opts.tol < 1e-7)
-    throw std::invalid_argument("tol below 1e-7 is not reachable in single precision; use complex128");
-  kernel_ = es_choose(opts.tol, opts.upsampfac, opts.width_margin);
-  // In float, kernels wider than 9 points lose the requested accuracy to rounding (measured).
-  if (std::is_same<T, float>::value && kernel_.width > 9)
-    throw std::invalid_argument("single precision cannot reach tol=" + fmt_g(opts.tol) + " at upsampfac " +
-                                fmt_g(opts.upsampfac) + " (kernel width " + std::to_string(kernel_.width) +
-                                " > 9); use upsampfac=2 or complex128");
+  max_bytes_ = opts.max_bytes;
+  // Refuse before allocating: what the plan keeps and one fine grid (the least an execution needs).
+  check_plan_memory<T>(layout_, dim, num_points, nthreads_, max_bytes_);
+  if (layout_.total_bins > INT32_MAX) throw std::invalid_argument("fine grid too large (more than 2^31 bins)");
+  dim_ = dim;
+  kernel_ = layout_.kernel;
   // Horner fit well below the tolerance, but not below what T can represent.
   const double fit_tol = std::max(opts.tol * 5e-2, std::is_same<T, float>::value ? 1e-8 : 1e-15);
   es_fit_horner(kernel_, fit_tol);
@@ -112,19 +203,35 @@ NufftPlan<T>::NufftPlan(const double* coord, int64_t num_points, int dim, const 
   timer.lap("kernel");
   double prodN = 1.0;
   for (int a = 0; a < dim; ++a) {
-    if (image_shape[a] < 1) throw std::invalid_argument("image shape entries must be >= 1");
-    N_[a] = image_shape[a];
-    n_[a] = fine_grid_size(N_[a], kernel_.upsampfac, kernel_.width);
-    if (n_[a] > (int64_t(1) << 30)) throw std::invalid_argument("fine grid too large");
+    N_[a] = layout_.N[a];
+    n_[a] = layout_.n[a];
+    bin_size_[a] = layout_.bin_size[a];
+    nbins_[a] = layout_.nbins[a];
     prodN *= (double)N_[a];
     std::vector<double> d = es_deconvolution(kernel_, N_[a], n_[a]);
     deconv_[a].assign(d.begin(), d.end());
-    bin_size_[a] = choose_bin_size(dim, a, kernel_.width, n_[a], (int64_t)sizeof(cplx));
-    nbins_[a] = (n_[a] + bin_size_[a] - 1) / bin_size_[a];
   }
   scale_ = (T)(1.0 / std::sqrt(prodN));
-
+  row_locks_.reset(new std::mutex[n_[0]]);
   timer.lap("deconv");
+  assign_points(coord, num_points);
+}
+
+template <typename T>
+void NufftPlan<T>::set_points(const double* coord, int64_t num_points) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (num_points < 0) throw std::invalid_argument("number of points must be >= 0");
+  check_plan_memory<T>(layout_, dim_, num_points, nthreads_, max_bytes_);
+  assign_points(coord, num_points);
+}
+
+// Everything that depends on the points: bins, the sort, stencil starts and local variables. The
+// arrays keep their capacity, so a new trajectory of no more points than before allocates nothing.
+// Coordinates are checked before any member changes: on error the plan keeps its previous points.
+template <typename T>
+void NufftPlan<T>::assign_points(const double* coord, int64_t M) {
+  PhaseTimer timer;
+  const int dim = dim_;
   // Stencil start and local variable of sample j along axis a, in double (the same arithmetic in
   // both passes below, so the bin a sample is sorted into is the bin its stencil starts in).
   auto stencil = [&](int64_t j, int a, T* z) -> int64_t {
@@ -135,11 +242,10 @@ NufftPlan<T>::NufftPlan(const double* coord, int64_t num_points, int dim, const 
 
   // Pass 1: range check and bin index per sample.
   const int64_t total_bins = nbins_[0] * nbins_[1] * nbins_[2];
-  if (total_bins > INT32_MAX) throw std::invalid_argument("fine grid too large (more than 2^31 bins)");
-  uninit_vector<int32_t> bin_of(M_);
+  bin_of_.resize(M);
   int bad = 0;
 #pragma omp parallel for num_threads(nthreads_) schedule(static) reduction(| : bad)
-  for (int64_t j = 0; j < M_; ++j) {
+  for (int64_t j = 0; j < M; ++j) {
     int64_t bin = 0;
     for (int a = 0; a < dim; ++a) {
       const double k = coord[j * dim + a], half = 0.5 * (double)N_[a];
@@ -150,40 +256,45 @@ NufftPlan<T>::NufftPlan(const double* coord, int64_t num_points, int dim, const 
       T z;
       bin = bin * nbins_[a] + stencil(j, a, &z) / bin_size_[a];
     }
-    bin_of[j] = (int32_t)bin;
+    bin_of_[j] = (int32_t)bin;
   }
   if (bad) throw std::invalid_argument("coordinates must be finite and lie in [-N/2, N/2] (cycles per FOV)");
+  M_ = M;
   timer.lap("bin");
 
   // Stable counting sort by bin, threaded: each thread counts its contiguous chunk of samples, and
-  // places them after the samples of the chunks before it in every bin.
+  // places them after the samples of the chunks before it in every bin. One parallel region whose
+  // chunks are cut by the team size OpenMP actually gives (OMP_THREAD_LIMIT or OMP_DYNAMIC may give
+  // fewer threads than asked).
   {
-    const int nt = nthreads_;
-    std::vector<int64_t> counts((size_t)nt * total_bins, 0);
-    auto chunk = [&](int t) { return std::make_pair(M_ * t / nt, M_ * (t + 1) / nt); };
-#pragma omp parallel num_threads(nt)
-    {
-      const int t = omp_get_thread_num();
-      int64_t* c = counts.data() + (size_t)t * total_bins;
-      for (int64_t j = chunk(t).first; j < chunk(t).second; ++j) c[bin_of[j]]++;
-    }
+    const int team = sort_threads(nthreads_, M_, (double)total_bins);
+    sort_counts_.resize((size_t)team * total_bins);  // the team is at most this large
+    int64_t* counts = sort_counts_.data();
+    const int32_t* bin_of = bin_of_.data();
     bin_offset_.assign(total_bins + 1, 0);
-    int64_t run = 0;
-    for (int64_t b = 0; b < total_bins; ++b) {
-      bin_offset_[b] = run;
-      for (int t = 0; t < nt; ++t) {
-        const int64_t c = counts[(size_t)t * total_bins + b];
-        counts[(size_t)t * total_bins + b] = run;  // becomes this thread's fill position
-        run += c;
-      }
-    }
-    bin_offset_[total_bins] = run;
     order_.resize(M_);
-#pragma omp parallel num_threads(nt)
+#pragma omp parallel num_threads(team)
     {
-      const int t = omp_get_thread_num();
-      int64_t* fill = counts.data() + (size_t)t * total_bins;
-      for (int64_t j = chunk(t).first; j < chunk(t).second; ++j) order_[fill[bin_of[j]]++] = j;
+      const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+      int64_t* c = counts + (size_t)t * total_bins;
+      std::fill(c, c + total_bins, int64_t(0));
+      const int64_t lo = M_ * t / nt, hi = M_ * (t + 1) / nt;
+      for (int64_t j = lo; j < hi; ++j) c[bin_of[j]]++;
+#pragma omp barrier
+#pragma omp single
+      {
+        int64_t run = 0;
+        for (int64_t b = 0; b < total_bins; ++b) {
+          bin_offset_[b] = run;
+          for (int u = 0; u < nt; ++u) {
+            const int64_t cnt = counts[(size_t)u * total_bins + b];
+            counts[(size_t)u * total_bins + b] = run;  // becomes thread u's fill position
+            run += cnt;
+          }
+        }
+        bin_offset_[total_bins] = run;
+      }  // implicit barrier
+      for (int64_t j = lo; j < hi; ++j) order_[c[bin_of[j]]++] = j;
     }
   }
   timer.lap("sort");
@@ -207,7 +318,6 @@ NufftPlan<T>::NufftPlan(const double* coord, int64_t num_points, int dim, const 
   std::stable_sort(spread_bins_.begin(), spread_bins_.end(), [&](int64_t a, int64_t b) {
     return bin_offset_[a + 1] - bin_offset_[a] > bin_offset_[b + 1] - bin_offset_[b];
   });
-  row_locks_.reset(new std::mutex[n_[0]]);
   timer.lap("bins");
 }
 
@@ -281,10 +391,8 @@ void NufftPlan<T>::spread_w(const cplx* y, int nb) {
   const T* hdup = horner_dup_.data();
   const int dim = dim_;
   const int64_t B0 = bin_size_[0], B1 = bin_size_[1], B2 = dim == 3 ? bin_size_[2] : 1;
-  // sub-grid strides; the last axis has Wp - W spare cells so that padded rows stay inside
-  const int64_t S0 = B0 + W - 1;
-  const int64_t S1 = B1 + W - 1 + (dim == 2 ? Wp - W : 0);
-  const int64_t S2 = dim == 3 ? B2 + W - 1 + (Wp - W) : 1;
+  const std::array<int64_t, 3> S = subgrid_strides();
+  const int64_t S0 = S[0], S1 = S[1], S2 = S[2];
   const int64_t n0 = n_[0], n1 = n_[1], n2 = dim == 3 ? n_[2] : 1;
   const int64_t sub_size = 2 * S0 * S1 * S2;  // reals per sub-grid
 
@@ -653,6 +761,21 @@ int NufftPlan<T>::batch_chunk(int64_t batch) const {
   return (int)std::min<int64_t>({batch, fit, 16});
 }
 
+template <typename T>
+std::array<int64_t, 3> NufftPlan<T>::subgrid_strides() const {
+  const int w = kernel_.width, pad = simd::padded_width(w) - w;
+  return {bin_size_[0] + w - 1, bin_size_[1] + w - 1 + (dim_ == 2 ? pad : 0),
+          dim_ == 3 ? bin_size_[2] + w - 1 + pad : 1};
+}
+
+template <typename T>
+double NufftPlan<T>::execution_bytes(int64_t batch) const {
+  if (batch <= 0) return 0.0;
+  const std::array<int64_t, 3> S = subgrid_strides();
+  const double sub = (double)S[0] * (double)S[1] * (double)S[2] * sizeof(cplx);
+  return batch_chunk(batch) * (grid_bytes() + (double)nthreads_ * sub);
+}
+
 // Runs work(g, threads) for the grids g = 0..nb-1: whole grids one per thread while there are at
 // least as many grids left as threads (one parallel region, no barriers inside a grid, each grid
 // in its thread's cache), the remaining grids one after the other with all threads.
@@ -732,5 +855,7 @@ void NufftPlan<T>::interpolate_from_grid(const cplx* grid, cplx* y) {
 
 template class NufftPlan<float>;
 template class NufftPlan<double>;
+template NufftMemory nufft_memory<float>(int64_t, int, const int64_t*, const NufftOptions&);
+template NufftMemory nufft_memory<double>(int64_t, int, const int64_t*, const NufftOptions&);
 
 }  // namespace recon

@@ -16,10 +16,12 @@
 // grid slab by slab under a per-slab lock: no atomics, no barriers between bins.
 #pragma once
 
+#include <array>
 #include <complex>
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -53,7 +55,31 @@ struct NufftOptions {
   double upsampfac = 2.0;  // sigma of the fine grid
   int nthreads = 0;        // 0: OpenMP's default
   int width_margin = 0;    // extra kernel width beyond the tolerance rule
+  double max_bytes = 0;    // refuse (std::invalid_argument) a plan whose NufftMemory plan + build + grid
+                           // exceeds this many bytes, before allocating; 0: no limit
 };
+
+// Memory of a plan, estimated from its options before anything is allocated (bytes, as doubles so
+// that huge sizes cannot overflow).
+struct NufftMemory {
+  double plan = 0;  // kept by the plan: per-sample arrays, bins, sort scratch, deconvolution, locks
+  double grid = 0;  // one fine grid of an execution; a batch uses up to batch_chunk() grids
+};
+
+// The sizes a plan derives from its options and image shape (validated), before allocating.
+struct NufftLayout {
+  EsKernel kernel;  // width and beta (the Horner coefficients are fitted by the plan)
+  int64_t N[3] = {1, 1, 1}, n[3] = {1, 1, 1}, bin_size[3] = {1, 1, 1}, nbins[3] = {1, 1, 1};
+  double grid_points = 1, total_bins = 1;  // doubles: products of huge axes cannot overflow
+};
+
+// Validates the options and sizes exactly as the plan does (std::invalid_argument) and estimates
+// its memory.
+template <typename T>
+NufftMemory nufft_memory(int64_t num_points, int dim, const int64_t* image_shape, const NufftOptions& opts);
+
+// "1.5 GiB": bytes in binary units, for messages.
+std::string fmt_bytes(double bytes);
 
 template <typename T>
 class NufftPlan {
@@ -63,6 +89,11 @@ class NufftPlan {
   // coord: M x d row-major, cycles per FOV (validated by the caller and again here).
   NufftPlan(const double* coord, int64_t num_points, int dim, const int64_t* image_shape,
             const NufftOptions& opts);
+
+  // A new trajectory (M x d, same rules as the constructor) for the same image, tolerance and threads:
+  // re-sorts the points, keeping the kernel, deconvolution and buffers (no allocation when M does not
+  // grow). On error (coordinates out of range, memory) the plan keeps its previous points.
+  void set_points(const double* coord, int64_t num_points);
 
   // Type 2. x: batch x prod(N) (C order); y: batch x M.
   void forward(const cplx* x, cplx* y, int64_t batch);
@@ -82,6 +113,11 @@ class NufftPlan {
   int nthreads() const { return nthreads_; }
   const std::vector<T>& deconvolution(int axis) const { return deconv_[axis]; }
   T scale() const { return scale_; }
+  int batch_chunk(int64_t batch) const;  // transforms per pass (bounded grid memory)
+  double grid_bytes() const { return (double)grid_stride() * sizeof(cplx); }  // one fine grid of a pass
+  // Bytes a forward/adjoint of `batch` transforms allocates: the fine grids of a pass (kept by the
+  // plan afterwards) and, while spreading, each thread's padded sub-grids (one per grid of the pass).
+  double execution_bytes(int64_t batch) const;
 
  private:
   // nb transforms at once: grids g = 0..nb-1 live at grid_ + g * grid_stride(); samples of
@@ -98,11 +134,16 @@ class NufftPlan {
   // cell of different grids falls into different L1/L2 cache sets (grid sizes are often multiples
   // of 4 KiB, and interpolation reads the same rows of every grid).
   int64_t grid_stride() const { return grid_size() + 192 / (int64_t)sizeof(cplx); }
-  int batch_chunk(int64_t batch) const;       // transforms per pass (bounded grid memory)
+  // Strides of a spreading sub-grid: bin + halo per axis; the last axis has padded_width(W) - W
+  // spare cells so that padded rows stay inside.
+  std::array<int64_t, 3> subgrid_strides() const;
 
+  void assign_points(const double* coord, int64_t num_points);  // set_points without lock or memory check
   template <int W> void spread_w(const cplx* y, int nb);
   template <int W> void interpolate_w(cplx* y, int nb) const;
 
+  NufftLayout layout_;
+  double max_bytes_ = 0;        // NufftOptions::max_bytes, checked again by set_points
   int dim_ = 0;
   int64_t N_[3] = {1, 1, 1};    // image shape (trailing dims 1 when dim_ == 2)
   int64_t n_[3] = {1, 1, 1};    // fine grid shape
@@ -113,6 +154,9 @@ class NufftPlan {
   std::vector<T> horner_dup_;    // the same rows with each coefficient twice (interleaved complex rows)
   T scale_ = 1;                  // 1 / sqrt(prod N)
 
+  // sort scratch, kept so that set_points does not allocate again
+  uninit_vector<int32_t> bin_of_;
+  uninit_vector<int64_t> sort_counts_;
   // per sample, in sorted order
   uninit_vector<int64_t> order_;   // sorted position -> original sample index
   uninit_vector<int32_t> start_[3];
@@ -130,7 +174,13 @@ class NufftPlan {
   std::mutex mutex_;  // one execution at a time per plan (grid_ is shared workspace)
 };
 
+// Largest fine-grid axis a plan accepts (stencil indices are 32-bit): image axes up to about
+// 2^30 / upsampfac points.
+constexpr int64_t kMaxFineGridAxis = int64_t(1) << 30;
+
 // The 2-3-5-smooth size used for a fine-grid axis: the smallest such even number >= max(sigma*N, 2w).
+// std::invalid_argument when it would exceed kMaxFineGridAxis (checked before any integer arithmetic
+// that could overflow).
 int64_t fine_grid_size(int64_t N, double sigma, int width);
 
 }  // namespace recon

@@ -3,7 +3,7 @@
 - where an array lives: :func:`on_gpu`, :func:`device_key`;
 - whether the CUDA module can run (:func:`cuda_available`, checked once and cached);
 - the GPU gate every native operator passes before dispatching (:func:`require_cuda`);
-- the kernels' thread count (:func:`default_threads`);
+- the kernels' thread count (:func:`default_threads`, :func:`check_threads`, capped at :func:`max_threads`);
 - a small LRU cache of plans (:data:`plan_cache`), so that operators built per call from per-batch
   parameters (a trajectory inside a network's forward) reuse plans built before.
 
@@ -15,8 +15,10 @@ from __future__ import annotations
 import collections
 import functools
 import hashlib
+import numbers
 import os
 import threading
+import warnings
 
 import numpy as np
 
@@ -65,12 +67,46 @@ def check_device(x, what: str):
         require_cuda(what)
 
 
+def max_threads() -> int:
+    """Most kernel threads an operator accepts: 4 per core (``recon._core.max_threads``, the one home
+    of the cap; the C++ entry points refuse more themselves). More only oversubscribes the cores, and
+    OpenMP aborts or crashes when asked for tens of thousands of threads."""
+    from .. import _core
+
+    return int(_core.max_threads())
+
+
+def check_threads(nthreads, what: str) -> int:
+    """An explicit thread count as an int: a positive integer (numpy integers too) at most
+    :func:`max_threads`; ValueError naming ``what`` otherwise."""
+    cap = max_threads()
+    if isinstance(nthreads, bool) or not isinstance(nthreads, numbers.Integral) or not 1 <= nthreads <= cap:
+        raise ValueError(f"{what}: nthreads must be a positive integer at most {cap} (4 per core) or None, "
+                         f"got {nthreads!r}")
+    return int(nthreads)
+
+
 def default_threads() -> int:
-    """Threads used by the kernels: RECON_NUM_THREADS, else OMP_NUM_THREADS, else all cores."""
+    """Threads used by the kernels: RECON_NUM_THREADS, else OMP_NUM_THREADS, else all cores.
+
+    A value above :func:`max_threads` is clamped to it with a RuntimeWarning (an environment variable
+    is set once for many programs, so it does not make every operator fail); a RECON_NUM_THREADS that
+    is not a positive integer is ignored with a warning."""
     for var in ("RECON_NUM_THREADS", "OMP_NUM_THREADS"):
-        v = os.environ.get(var)
-        if v and v.isdigit() and int(v) > 0:
-            return int(v)
+        v = os.environ.get(var, "").strip()
+        if not v:
+            continue
+        if not (v.isdigit() and int(v) > 0):
+            if var == "RECON_NUM_THREADS":
+                warnings.warn(f"RECON_NUM_THREADS={v!r} is not a positive integer; ignored", RuntimeWarning,
+                              stacklevel=2)
+            continue  # OMP_NUM_THREADS may be a list ("4,2") for nested regions: not ours to read
+        n, cap = int(v), max_threads()
+        if n > cap:
+            warnings.warn(f"{var}={n} exceeds the cap of {cap} threads (4 per core); using {cap}",
+                          RuntimeWarning, stacklevel=2)
+            return cap
+        return n
     return os.cpu_count() or 1
 
 

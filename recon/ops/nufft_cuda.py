@@ -28,6 +28,7 @@ import threading
 import numpy as np
 
 from .. import _array
+from .nufft import input_scale, undo_input_scale
 
 #: Tunables (change through :func:`using`). spread_method: "auto" (shared-memory tiles when they
 #: fit, else global atomics), "sm" or "gm"; bin_shape: None (automatic) or one bin edge per axis;
@@ -285,8 +286,8 @@ def _execute(plan, backend, src, dst, batch, method, grid_shape, dtype, device, 
         return
     axes = tuple(range(1, len(grid_shape) + 1))
     ngrid = math.prod(grid_shape)
-    src_flat = src.reshape(batch, -1)
-    dst_flat = dst.reshape(batch, -1)
+    src_flat = src.reshape(batch, math.prod(src.shape) // batch)  # explicit: a frame may hold no samples
+    dst_flat = dst.reshape(batch, math.prod(dst.shape) // batch)
     itemsize = np.dtype(dtype).itemsize
     chunk = max(1, min(batch, int(settings["grid_bytes"]) // max(1, ngrid * itemsize)))
     for b0 in range(0, batch, chunk):
@@ -303,39 +304,42 @@ def _execute(plan, backend, src, dst, batch, method, grid_shape, dtype, device, 
             plan.crop(backend.handle(grid.reshape(nb, ngrid), 0, nb), backend.handle(dst_flat, b0, nb), nb, stream)
 
 
-def _run(op, a, core_in, core_out, method, backend):
+def _run(op, a, method, backend):
     if method not in ("forward", "adjoint"):
         raise ValueError(f"nufft_cuda: method must be 'forward' or 'adjoint', got {method!r}")
     dt = _array.dtype_name(a)
     if dt != op.dtype.name:
         raise TypeError(f"Nufft: expected dtype {op.dtype.name}, got {dt}")
-    core_in, core_out = tuple(core_in), tuple(core_out)
+    core_in, core_out = op._cores(method)
     k = len(core_in)
     if a.ndim < k or tuple(a.shape[a.ndim - k:]) != core_in:
         raise ValueError(f"Nufft: expected shape (..., {', '.join(map(str, core_in))}), got {tuple(a.shape)}")
     device = backend.device(a)
     with backend.device_context(device) if device >= 0 else contextlib.nullcontext():
         a = backend.prepare(a)
-        if op.check_finite and not backend.all_finite(a):
-            raise ValueError("Nufft: input contains NaN or Inf")
+        scale = 1.0
+        if op.check_finite:  # NaN/Inf rejected, extreme magnitudes rescaled: as on the CPU
+            scale = input_scale(a, op.dtype, f"Nufft.{method}")
+            if scale != 1.0:
+                a = a * scale
         stream = backend.stream(device) if device >= 0 else 0
         plans = device_plans(op, backend, device, stream)
         lead = tuple(a.shape[: a.ndim - k])
         out = backend.empty(lead + core_out, op.dtype, device)
         grid_shape = tuple(int(n) for n in op._plans[0].grid_shape)
-        for (cpu_plan, idx), plan in zip(op._frames(lead), plans):
-            whole = idx == (Ellipsis,)
-            src = a if whole else backend.prepare(a[idx])
-            src_lead = tuple(src.shape[: src.ndim - k])
-            dst = out if whole else backend.empty(src_lead + core_out, op.dtype, device)
-            batch = math.prod(src_lead)
-            _execute(plan, backend, src, dst, batch, method, grid_shape, op.dtype, device, stream)
+        # one frame at a time, like the CPU path (Nufft._frame_jobs: equal-size frames index leading axes,
+        # ragged frames pick an image along the frame axis and a segment of the samples)
+        for f, si, di, batch in op._frame_jobs(lead, method):
+            whole = si == di == (Ellipsis,)
+            src = a if whole else backend.prepare(a[si])
+            dst = out if whole else backend.empty(tuple(out[di].shape), op.dtype, device)
+            _execute(plans[f], backend, src, dst, batch, method, grid_shape, op.dtype, device, stream)
             if not whole:
-                out[idx] = dst
-        return out
+                out[di] = dst
+        return out if scale == 1.0 else undo_input_scale(out, scale, op.dtype, f"Nufft.{method}")
 
 
-def run_on_gpu(nufft_op, array, core_in, core_out, method):
+def run_on_gpu(nufft_op, array, method):
     """Apply ``nufft_op`` (forward or adjoint) to a cupy array or CUDA torch tensor on its device.
 
     Called by ``Nufft._run``; returns an array of the same library on the same device, computed on
@@ -345,7 +349,7 @@ def run_on_gpu(nufft_op, array, core_in, core_out, method):
     mod = _cuda()
     if mod.device_count() == 0:
         raise ValueError("Nufft: got a GPU array, but recon._cuda sees no CUDA device")
-    return _run(nufft_op, array, core_in, core_out, method, backend)
+    return _run(nufft_op, array, method, backend)
 
 
 def run_host_emulation(nufft_op, array, method: str):
@@ -353,9 +357,7 @@ def run_host_emulation(nufft_op, array, method: str):
     kernels replaced by their host emulation (recon._cuda.HostNufftPlan*). For tests."""
     if not isinstance(array, np.ndarray):
         raise TypeError(f"run_host_emulation: expected a numpy array, got {type(array).__name__}")
-    core_in, core_out = ((nufft_op.im_shape, nufft_op.sample_shape) if method == "forward"
-                         else (nufft_op.sample_shape, nufft_op.im_shape))
-    return _run(nufft_op, array, core_in, core_out, method, _HostBackend())
+    return _run(nufft_op, array, method, _HostBackend())
 
 
 def is_available() -> bool:

@@ -77,9 +77,9 @@ class Projector(Operator):
             raise TypeError(f"Projector: dtype must be float32 or float64, got {dtype.name}")
         if isinstance(subsample, bool) or not isinstance(subsample, (int, np.integer)) or not 1 <= subsample <= 16:
             raise ValueError(f"Projector: subsample must be an integer in [1, 16], got {subsample!r}")
-        if nthreads is not None and (isinstance(nthreads, bool) or not isinstance(nthreads, (int, np.integer))
-                                     or nthreads < 1):
-            raise ValueError(f"Projector: nthreads must be a positive integer or None, got {nthreads!r}")
+        if nthreads is not None:  # a positive integer at most backend.max_threads() (4 per core)
+            from .backend import check_threads
+            nthreads = check_threads(nthreads, "Projector")
         super().__init__(geometry.image_shape, geometry.sino_shape, dtype)
         self.geometry = geometry
         self.model = model
