@@ -54,3 +54,12 @@ for _dt in ("complex64", "complex128"):
                  [_batched_maps(d, 2, 2, (5, 4)), _weights((2, 2, 6))]))
     register(f"mri.sense_maps-{_s}", lambda d=_dt: SenseMaps(_batched_maps(d), 2),
              params=lambda d=_dt: (lambda maps: SenseMaps(maps, 2), [_batched_maps(d)]))
+    # frames with different sample counts (respiratory bins): 3 frames of 2, 4 and 3 spokes of 6 samples
+    _frames = [radial_2d(n, 6, (5, 4), offset=o) for n, o in ((2, 0), (4, 2), (3, 6))]
+    register(f"mri.noncartesian_sense_frames-{_s}",
+             lambda d=_dt, t=_tol, c=_frames: NonCartesianSense(_maps((5, 4), c=2, dtype=d), c, tol=t,
+                                                                weights=_weights((54,))),
+             normal_rtol=1e-3,
+             params=lambda d=_dt, t=_tol, c=_frames: (
+                 lambda maps, w: NonCartesianSense(maps, c, tol=t, weights=w, toeplitz=False),
+                 [_maps((5, 4), c=2, dtype=d), _weights((54,))]))

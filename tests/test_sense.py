@@ -209,3 +209,32 @@ def test_batched_noncartesian_sense_per_item_trajectories(rng):
         assert rel_err(op.normal(x)[b], single.normal(x[b])) < 1e-8
     with pytest.raises(ValueError, match="coord_batched"):
         NonCartesianSense(maps, coords[:2], coord_batched=True)
+
+
+@pytest.mark.parametrize("per_frame_maps", [False, True])
+def test_noncartesian_sense_frames_with_different_sample_counts(rng, per_frame_maps):
+    """Respiratory bins / real-time frames: a list of per-frame trajectories of different lengths;
+    k-space (C, M_total) with frame f in Nufft.frame_offsets[f]:[f+1]; equals per-frame SENSE."""
+    from recon.mri.dcf import pipe_menon_dcf
+
+    C, shape = 3, (8, 7)
+    coords = [radial_2d(3, 10, shape, offset=0), radial_2d(5, 10, shape, offset=3), radial_2d(2, 10, shape, offset=8)]
+    maps = random_array(rng, ((3,) if per_frame_maps else ()) + (C,) + shape, "complex128")
+    w = pipe_menon_dcf(coords, shape)
+    assert w.shape == (100,)
+    op = NonCartesianSense(maps, coords, tol=1e-10, weights=w)
+    assert op.ishape == (3,) + shape and op.oshape == (C, 100)
+    x = random_array(rng, (3,) + shape, "complex128")
+    y = random_array(rng, op.oshape, "complex128")
+    parts = op.nufft.split(op(x))
+    for f, c in enumerate(coords):
+        wf = pipe_menon_dcf(c, shape)
+        assert rel_err(w[op.nufft.frame_offsets[f]:op.nufft.frame_offsets[f + 1]], wf.ravel()) < 1e-6
+        single = NonCartesianSense(maps[f] if per_frame_maps else maps, c, tol=1e-10, weights=wf)
+        assert rel_err(parts[f], single(x[f]).reshape(C, -1)) < 1e-12
+        yf = op.nufft.split(y)[f].reshape((C,) + c.shape[:-1])
+        # the adjoint of a frame's block is that frame's adjoint
+        yy = np.zeros_like(y)
+        yy[:, op.nufft.frame_offsets[f]:op.nufft.frame_offsets[f + 1]] = yf.reshape(C, -1)
+        assert rel_err(op.H(yy)[f], single.H(yf)) < 1e-12
+    assert rel_err(op.normal(x), op.H(op(x))) < 1e-8

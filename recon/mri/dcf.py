@@ -20,11 +20,24 @@ def pipe_menon_dcf(coord, im_shape, iterations: int = 30, *, tol: float = 1e-3, 
     iterations, the kernel tolerance, frame axes. Returns float32 weights of shape
     ``coord.shape[:-1]``, numpy or torch like ``coord`` (on its device): a trajectory is a plan-time
     parameter, so the weights are computed on the host and a tensor's copied back once.
+
+    ``coord`` may also be a list of per-frame trajectories with different sample counts (the ragged
+    frames of :class:`recon.ops.Nufft`): each frame is compensated on its own and the weights are
+    concatenated in frame order, shape ``(M_total,)`` (the ragged Nufft's sample axis).
     """
     from ..ops.backend import param_like
     from ..ops.nufft import Nufft
     from .coils import host
 
+    if isinstance(coord, (list, tuple)):
+        if frame_ndim:
+            raise ValueError("pipe_menon_dcf: frame_ndim applies to one array, not to a list of frames")
+        if not coord:
+            raise ValueError("pipe_menon_dcf: empty list of frames")
+        frames = [host(c) for c in coord]
+        w = np.concatenate([pipe_menon_dcf(c, im_shape, iterations, tol=tol, nthreads=nthreads).reshape(-1)
+                            if c.size else np.zeros(0, np.float32) for c in frames])
+        return param_like(w, coord[0]) if _array.is_torch(coord[0]) else w
     ref, coord = coord, host(coord)
     if iterations < 1:
         raise ValueError("iterations must be >= 1")

@@ -191,18 +191,17 @@ def sense_problem(kspace, maps, *, coord=None, mask=None, dcf=None, density_weig
             raise ValueError(f"kspace {tuple(kspace.shape)} and coord {coord.shape} do not match: expected kspace "
                              f"(coils, {', '.join(map(str, coord.shape[:-1]))})")
         w = _dcf(coord, im_shape, dcf)
+        # torch data were checked above and the solvers test the result once at the end: a NaN scan
+        # per NUFFT call would wait for the device at every iteration
+        scan = not _array.is_torch(kspace)
         if density_weights:
-            A = NonCartesianSense(maps, coord, tol=tol, weights=w)
+            A = NonCartesianSense(maps, coord, tol=tol, weights=w, check_finite=scan)
             y = cast_param(kspace * param_like(A.sqrt_weights, kspace), np.complex64)
             x_zf = A.H(y)
         else:
-            A = NonCartesianSense(maps, coord, tol=tol)
+            A = NonCartesianSense(maps, coord, tol=tol, check_finite=scan)
             y = kspace
             x_zf = A.H(cast_param(kspace * param_like(w, kspace), np.complex64))
-        if _array.is_torch(kspace):
-            # the data were checked above and the solvers test the result once at the end: a NaN scan
-            # per NUFFT call would wait for the device at every iteration
-            A.nufft.check_finite = False
         info["density_weights"] = bool(density_weights)
     s = _percentile99(abs(x_zf))
     if not s > 0:
