@@ -228,8 +228,8 @@ def test_analytic_sinogram_subsamples_and_random_ellipses():
 # ---- recon.geometry: the layer below the operators ----------------------------------------------------------
 
 def test_geometry_package_imports_only_numpy_and_stdlib():
-    """recon/geometry/*.py import numpy, the standard library and each other: nothing from recon above
-    (astra only inside ``to_astra``, for users who have it)."""
+    """recon/geometry/*.py import numpy, the standard library, each other and recon's memory-limit leaf:
+    nothing from recon above (astra only inside ``to_astra``, for users who have it)."""
     import ast
     import pathlib
     import sys
@@ -240,7 +240,8 @@ def test_geometry_package_imports_only_numpy_and_stdlib():
     for path in root.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom):
-                assert node.level == 1 or node.module.split(".")[0] in ("numpy", "__future__") \
+                assert node.level == 1 or (node.level == 2 and node.module == "_memory") \
+                    or node.module.split(".")[0] in ("numpy", "__future__") \
                     or node.module.split(".")[0] in sys.stdlib_module_names, (path.name, node.module)
             elif isinstance(node, ast.Import):
                 for a in node.names:
@@ -636,12 +637,13 @@ def test_rasterize_blocks_and_analytic_chunks_change_nothing(monkeypatch):
     assert np.array_equal(whole[2], analytic_sinogram(ell, g, subsamples=3))
 
 
-def test_check_allocation_against_the_available_memory(monkeypatch):
+def test_check_allocation_against_the_memory_limit(monkeypatch):
+    from recon import _memory
     from recon.geometry import _checks
 
-    monkeypatch.setattr(_checks, "available_memory", lambda: 100 << 20)
+    monkeypatch.setenv("RECON_MAX_MEMORY", "100M")
     _checks.check_allocation("f", 80 << 20, "x")
-    with pytest.raises(ValueError, match=r"f: y needs about 0.195 GiB, more than the 0.0977 GiB"):
+    with pytest.raises(ValueError, match=r"f: y needs about 200 MiB, more than the 100 MiB allowed \(RECON_MAX_MEMORY\)"):
         _checks.check_allocation("f", 200 << 20, "y")
     monkeypatch.undo()
-    assert _checks.available_memory() > 0
+    assert _memory.memory_limit()[0] > 0

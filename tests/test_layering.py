@@ -29,8 +29,8 @@ ALLOWED = {
     "stream": {"geometry", "ops", "solvers", "io", "mri", "ct", "nets", "data"},
     "data": set(),
 }
-#: modules every layer may use: compiled buffers, array helpers, conventions, the version
-LEAVES = {"_core", "_cuda", "_array", "conventions", "__init__"}
+#: modules every layer may use: compiled buffers, array helpers, memory limits, conventions, the version
+LEAVES = {"_core", "_cuda", "_array", "_memory", "conventions", "__init__"}
 #: the top: the command line and the demo may import anything
 TOP = {"cli", "demo"}
 

@@ -8,7 +8,6 @@ accept integral floats (``8.0``), never booleans.
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 
@@ -111,33 +110,11 @@ def cover(owner: str, need_lo: float, need_hi: float, have_lo: float, have_hi: f
                          f"{fix} (or pass check_coverage=False)")
 
 
-# ---- memory ---------------------------------------------------------------------------------------
-
-def available_memory() -> int:
-    """Bytes of memory available to a new allocation (Linux: MemAvailable; else physical memory)."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-    except (ValueError, OSError, AttributeError):
-        return 1 << 62
-
-
-#: Work below this many bytes is not checked (reading the available memory costs ~20 us).
-_SMALL = 64 << 20
-
+# ---- memory (one home: recon._memory) -------------------------------------------------------------
 
 def check_allocation(owner: str, nbytes: float, what: str):
-    """Refuse, before allocating, work that needs more than the available memory (a clear
-    ValueError instead of a MemoryError deep inside, or the machine swapping)."""
-    if nbytes < _SMALL:
-        return
-    have = available_memory()
-    if nbytes > have:
-        raise ValueError(f"{owner}: {what} needs about {nbytes / 2**30:.3g} GiB, more than the "
-                         f"{have / 2**30:.3g} GiB of memory available; use smaller sizes")
+    """Refuse, before allocating, work that needs more than :func:`recon._memory.memory_limit`
+    allows (a clear ValueError instead of a MemoryError deep inside, or the machine swapping)."""
+    from .._memory import check_memory
+
+    check_memory(nbytes, lambda: f"{owner}: {what}")

@@ -3,9 +3,9 @@
 A file declares its sizes (a dataset's shape, counters that span a k-space, sample counts); a
 hostile or corrupt file can declare terabytes in a few bytes (compressed or sparse datasets). Each
 reader computes what it would allocate *before* allocating and refuses more than
-``max_read_bytes()``: ``RECON_MAX_READ_BYTES`` (bytes) when set, else half of the memory available
-now (``MemAvailable`` of /proc/meminfo; the physical memory where that is unknown), and at most half
-of the address space a ``ulimit -v`` (RLIMIT_AS) leaves the process. Readers take
+``max_read_bytes()``: ``RECON_MAX_READ_BYTES`` (bytes) when set, else half of
+:func:`recon._memory.memory_limit` (the memory available now, under ``RECON_MAX_MEMORY``, a cgroup
+limit and what ``ulimit -v`` leaves). Readers take
 ``max_bytes=`` to set it per call (the tests use a small limit instead of allocating gigabytes).
 """
 
@@ -14,38 +14,6 @@ from __future__ import annotations
 import os
 
 ENV = "RECON_MAX_READ_BYTES"
-
-
-def _available_bytes() -> int:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
-        return 8 << 30
-
-
-def _address_space_left() -> int | None:
-    """Bytes of address space RLIMIT_AS leaves this process (None when unlimited or unknown)."""
-    try:
-        import resource
-
-        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
-        if soft == resource.RLIM_INFINITY or soft < 0:
-            return None
-        used = 0
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmSize:"):
-                    used = int(line.split()[1]) * 1024
-        return max(int(soft) - used, 0)
-    except (ImportError, OSError, ValueError, IndexError):
-        return None
 
 
 def max_read_bytes() -> int:
@@ -59,9 +27,10 @@ def max_read_bytes() -> int:
         if n <= 0:
             raise ValueError(f"{ENV} must be > 0, got {v!r}")
         return n
-    left = _address_space_left()
-    avail = _available_bytes()
-    return (avail if left is None else min(avail, left)) // 2
+    from .._memory import memory_limit
+
+    limit, _ = memory_limit()
+    return int(min(limit, 2.0**62)) // 2
 
 
 def _fmt(n: float) -> str:

@@ -42,7 +42,6 @@ def pipe_menon_dcf(coord, im_shape, iterations: int = 30, *, tol: float = 1e-3, 
     if iterations < 1:
         raise ValueError("iterations must be >= 1")
     op = Nufft(coord, im_shape, tol=tol, dtype="complex128", upsampfac=2.0, frame_ndim=frame_ndim, nthreads=nthreads)
-    d = len(op.im_shape)
     out = np.empty((len(op._plans), op.num_points), dtype=np.float64)
     for f, plan in enumerate(op._plans):
         grid = np.empty(plan.grid_shape, dtype=np.complex128)
