@@ -25,7 +25,7 @@ import numpy as np
 
 from ..io.dicom import read_dicom_series
 from ..io.dicom_ct_pd import DEFAULT_WATER_ATTENUATION
-from ..io.geometry import check_direction, check_voxel_size
+from ..io.geometry import centred_origin, check_direction, check_voxel_size
 from ..io.nifti import read_nifti
 
 __all__ = ["PRIOR_UNITS", "PriorImage", "ct_grid_placement", "hu_to_mu", "mu_to_hu", "read_prior"]
@@ -41,19 +41,18 @@ def _voxel_size(v) -> np.ndarray:
 def ct_grid_placement(shape_zyx, voxel_size, centre_lps=(0.0, 0.0, 0.0)):
     """``(direction, origin)`` of a recon CT image grid in patient LPS coordinates (supine, head first):
     identity direction (x to the patient's left, rows towards posterior, slices towards the head; recon's
-    +y, row 0, is anterior) and the grid's geometric centre at ``centre_lps`` (mm). Column ``c`` sits at
-    ``x = (c - (nx - 1) / 2) dx`` as in :mod:`recon.geometry`; note :func:`recon.io.geometry.default_origin`
-    centres voxel ``n // 2`` instead (half a voxel apart for even sizes)."""
+    +y, row 0, is anterior) and the grid's geometric centre at ``centre_lps`` (mm), the CT convention of
+    :func:`recon.io.geometry.centred_origin` (column ``c`` at ``x = (c - (nx - 1) / 2) dx`` as in
+    :mod:`recon.geometry`)."""
     shape = tuple(int(n) for n in shape_zyx)
     if len(shape) == 2:
         shape = (1,) + shape
-    vs = _voxel_size(voxel_size)
-    c = np.asarray(centre_lps, dtype=np.float64)
-    if len(shape) != 3 or c.shape != (3,) or not np.all(np.isfinite(c)):
-        raise ValueError(f"ct_grid_placement: expected a (z, y, x) shape and an LPS centre, got {shape_zyx!r}, "
-                         f"{centre_lps!r}")
-    half = np.array([(shape[2] - 1) * vs[2], (shape[1] - 1) * vs[1], (shape[0] - 1) * vs[0]]) / 2.0
-    return np.eye(3), c - half
+    if len(shape) != 3:
+        raise ValueError(f"ct_grid_placement: expected a (z, y, x) or (y, x) shape, got {shape_zyx!r}")
+    try:
+        return np.eye(3), centred_origin(shape, _voxel_size(voxel_size), None, centre_lps)
+    except ValueError as exc:
+        raise ValueError(f"ct_grid_placement: {exc}") from None
 
 
 def _mu_water(mu_water) -> float:
