@@ -67,7 +67,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--subsets", type=int, default=None, help="ordered subsets (default: about 30 views each)")
     p.add_argument("--image-size", type=int, default=None, help="image grid (pixels per side)")
     p.add_argument("--voxel-size", type=float, default=None, help="pixel size (mm)")
-    p.add_argument("--z", default=None, help="helical slice heights, scanner z in mm: Z or START:STOP:STEP")
+    p.add_argument("--z", default=None, help="helical slice heights, scanner z in mm: Z or START:STOP:STEP (--z=-10:10:1 when negative)")
     p.add_argument("--helical", choices=HELICAL, default="rebin",
                    help="iterative methods on helical scans: per rebinned slice (default) or in the cone geometry")
     p.add_argument("--format", choices=FORMATS, default=None,
@@ -222,10 +222,7 @@ def _write(path, fmt, res, args):
 def run(args) -> int:
     import warnings
 
-    from ..io import OutputSet, check_outputs
     from .data import list_samples
-    from .pipeline import load, reconstruct
-    from .prior import read_prior
 
     if args.list_samples:
         print("\n".join(list_samples()))
@@ -246,7 +243,19 @@ def run(args) -> int:
         if not args.quiet:
             print(f"recon: warning: {str(message).splitlines()[0]}", file=sys.stderr)
 
+    shown = warnings.showwarning
     warnings.showwarning = _warn
+    try:
+        return _run(args, config)
+    finally:
+        warnings.showwarning = shown
+
+
+def _run(args, config) -> int:
+    from ..io import OutputSet, check_outputs
+    from .pipeline import load, reconstruct
+    from .prior import read_prior
+
     t0 = time.perf_counter()
     blank = args.blank
     if blank is not None and not os.path.exists(blank):

@@ -38,6 +38,7 @@ Limited-angle data (less than complete angular coverage) are reported once, as o
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import sys
@@ -330,6 +331,7 @@ class _Unit:
     sinogram: np.ndarray
     weights: np.ndarray | None
     start: np.ndarray | None = None  # a first image (the rebinned FBP for the cone mode)
+    crop: slice | None = None  # the slices of the result (the cone mode reconstructs more)
 
 
 def _coverage_warning(geometry: Geometry, source: str) -> None:
@@ -372,19 +374,48 @@ def _units(data: CTData, config: ReconConfig, show: bool):
         i0 = np.mean(scan.photon_statistics, axis=0)
         weights = [weights_from_line_integrals(s, i0[None, :]) for s in reb.sinograms]
     if config.helical == "cone" and config.method in ("sirt", "os-sart", "pwls-tv", "piccs"):
-        from .fbp import fbp
-
-        start = np.asarray(fbp(reb.sinograms, reb.geometry, config.filter, config.cutoff), dtype=np.float32)
-        g = scan.to_geometry((z.size, n, n), (dz, vs, vs), z_centre=zc)
-        p = scan.flat_projections()
-        w = None
-        if scan.photon_statistics is not None and scan.photon_statistics.shape[1] == scan.detector.cols:
-            from .counts import weights_from_line_integrals
-
-            w = weights_from_line_integrals(p, scan.photon_statistics[:, None, :])
-        return [_Unit(g, p, w, np.maximum(start, 0.0))], (dz, vs, vs), zc
+        units, zc_volume = _cone_unit(scan, z, n, vs, dz, config)
+        return units, (dz, vs, vs), zc_volume
     units = [_Unit(reb.geometry, s, None if weights is None else weights[i]) for i, s in enumerate(reb.sinograms)]
     return units, (dz, vs, vs), zc
+
+
+def _cone_unit(scan: HelicalScan, z: np.ndarray, n: int, vs: float, dz: float, config: ReconConfig):
+    """The helical scan as one cone-beam problem (``[_Unit]``) in its own vector geometry
+    (:meth:`HelicalScan.to_geometry`, data on the virtual flat detector). Every ray of the data must
+    cross only reconstructed voxels, so the volume spans the slices ``z`` extended (in steps of
+    ``dz``) over the z range the rays reach inside the field of view; the result is cropped back to
+    ``z`` (``_Unit.crop``). Started from the rebinned FBP of every slice of that volume. Flat-detector
+    pixels whose rays miss the real detector get weight 0 (also for SIRT/OS-SART, which have no
+    weights: their data there are the projections of the start image). Returns
+    ``(units, z centre of the volume)``."""
+    from .counts import weights_from_line_integrals
+    from .fbp import fbp
+    from .rebin import rebin_ssrb
+
+    d = scan.detector
+    rho = float(np.median(scan.radius))
+    reach = 0.5 * d.rows * d.row_spacing * (rho + 0.5 * n * vs * math.sqrt(2.0)) / d.radius
+    below = int(math.ceil(max(0.0, z.min() - (scan.z.min() - reach)) / dz))
+    above = int(math.ceil(max(0.0, (scan.z.max() + reach) - z.max()) / dz))
+    zz = np.r_[z.min() - dz * np.arange(below, 0, -1), z, z.max() + dz * np.arange(1, above + 1)]
+    if zz.size > 4 * max(z.size, 64):
+        raise ValueError(f"helical cone mode: the rays of this scan reach {zz.size} slices of {dz:.3g} mm; "
+                         "reconstruct a shorter part of the scan or use --helical rebin")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the slices beyond the scan's ends lack rays: only a start image
+        reb = rebin_ssrb(scan, zz, image_shape=(n, n), voxel_size=vs, check_coverage=False)
+        start = np.asarray(fbp(reb.sinograms, reb.geometry, config.filter, config.cutoff), dtype=np.float32)
+    zc = 0.5 * float(zz.min() + zz.max())
+    g = scan.to_geometry((zz.size, n, n), (dz, vs, vs), z_centre=zc)
+    p = scan.flat_projections()
+    # flat-detector pixels whose rays miss the real detector hold no data: weight 0
+    seen = dataclasses.replace(scan, projections=np.ones_like(scan.projections)).flat_projections() > 0.999
+    w = np.ones_like(p)
+    if scan.photon_statistics is not None and scan.photon_statistics.shape[1] == d.cols:
+        w = weights_from_line_integrals(p, scan.photon_statistics[:, None, :])
+    w = np.where(seen, w, 0.0).astype(np.float32)
+    return [_Unit(g, p, w, np.maximum(start, 0.0), crop=slice(below, below + z.size))], zc
 
 
 def _first_image(unit: _Unit, config: ReconConfig) -> np.ndarray:
@@ -476,7 +507,8 @@ def reconstruct(data: CTData, config: ReconConfig | None = None, *, prior=None) 
             cov = None if covered is None else (covered[i] if nd == 2 else covered)
             x, hist, extra = _reconstruct_unit(u, config, show and len(units) == 1, pr, cov,
                                                None if firsts is None else firsts[i])
-            images.append(np.asarray(x, dtype=np.float32))
+            x = np.asarray(x, dtype=np.float32)
+            images.append(x if u.crop is None else x[u.crop])
             if hist is not None:
                 hists.append(hist)
             if extra.get("change") is not None:
@@ -485,6 +517,12 @@ def reconstruct(data: CTData, config: ReconConfig | None = None, *, prior=None) 
             for k, v in extra.get("info", {}).items():
                 info.setdefault(k, v)
     image = np.stack(images) if nd == 2 else images[0]
+    if units[0].crop is not None:  # the cone mode's volume is larger than the slices asked for
+        origin = origin + direction[:, 2] * vs3[0] * units[0].crop.start
+        crop = units[0].crop
+        prior_img = None if prior_img is None else prior_img[crop]
+        changes = [c[crop] for c in changes]
+        alphas = [a[crop] for a in alphas]
     info["iterations"] = hists[0].n_iter if hists else 0
     res = CTResult(image, tuple(float(v) for v in vs3), direction, origin, data.mu_water, data.kvp, info, hists, reg,
                    prior_img, np.stack(changes) if changes and nd == 2 else (changes[0] if changes else None),
@@ -513,6 +551,8 @@ def _reconstruct_unit(u: _Unit, config: ReconConfig, progress: bool, prior, cove
         return fbp(p, g, config.filter, config.cutoff), None, {"info": {"filter": config.filter,
                                                                         "cutoff": config.cutoff}}
     A = Projector(g)
+    if m in ("sirt", "os-sart") and u.start is not None and u.weights is not None:
+        p = np.where(u.weights > 0, p, np.asarray(A.forward(u.start)))  # no data there: the start's projection
     if m == "sirt":
         x, h = sirt(A, p, config.iters or DEFAULT_ITERS["sirt"], x0=u.start, progress=progress)
         return x, h, {}
