@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from .. import _array
 from ..ops.finite_difference import Differences
 from ..solvers.regularizers.tv import group_magnitude
