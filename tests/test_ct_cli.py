@@ -151,10 +151,10 @@ def test_piccs_with_a_prior_file(fan_files, tmp_path, capsys):
     assert "prior: 2D rigid registration" in text and "changed_fraction" in text
     img, attrs, names = _h5(out)
     assert names == ["alpha", "change_map", "prior_registered", "reconstruction"]
-    assert attrs["alpha"] == 0.5 and attrs["change_aware"] and attrs["registration"].startswith("2D rigid")
+    assert attrs["alpha"] == 0.9 and attrs["change_aware"] and attrs["registration"].startswith("2D rigid")
     with h5py.File(out, "r") as f:
         alpha = f["alpha"][0]
-    assert alpha.min() == 0.0 and alpha.max() == pytest.approx(0.5) and np.mean(alpha < 0.25) < 0.05
+    assert alpha.min() == 0.0 and alpha.max() == pytest.approx(0.9) and np.mean(alpha < 0.45) < 0.1
 
 
 # ---- errors and the output rules ------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import pytest
 
 import recon.ct as ct
 from recon.ct.change import CHANGE_HIGH
+from recon.ct.pipeline import PICCS_BETA_SCALE
 from recon.ct.iterative import default_subsets
 from recon.io import read_dicom_ct_pd, write_ct_series, write_dicom_ct_pd
 from recon.ops import Projector
@@ -70,17 +71,34 @@ def test_os_solver_reaches_the_fista_minimiser(lesion_case):
     assert xo.min() >= 0 and h.n_iter == 20
 
 
-def test_default_beta_is_near_the_best(lesion_case):
-    """beta=None (default_beta: 0.1 x median(A^T W A 1) x FBP noise) is within 0.5 dB of the best of
-    beta x {1/4, 1/2, 2, 4} here (measured: the default is the best)."""
-    c = lesion_case
-    x, h = ct.pwls_tv(c["A"], c["noisy"], c["W"], None, 12, method="os")
+def test_default_beta_is_near_the_best():
+    """beta=None (default_beta: 0.01 x median(A^T W A 1) x FBP noise) is within 0.5 dB of the best of
+    beta x {1/4, 1/2, 2, 4} on the real head slice it was tuned on (CQ500 693_UNCI of pydicom-data at
+    96^2, 180 views, I0 = 1e4; measured 32.77 dB against the best 32.93 dB at 1/2)."""
+    from pydicom.data import get_testdata_file
+    from scipy.ndimage import zoom
+
+    try:
+        path = get_testdata_file("693_UNCI.dcm")
+    except Exception:  # noqa: BLE001 - pydicom-data absent and no network
+        path = None
+    if path is None:
+        pytest.skip("pydicom-data's 693_UNCI.dcm is not installed: the default beta's check on real CT not run")
+    ds = pydicom.dcmread(path)
+    n, px = 96, 0.478516 * 512 / 96
+    truth = np.maximum(ct.hu_to_mu(zoom(ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept),
+                                        n / 512, order=1)), 0).astype(np.float32)
+    g = ct.FanBeam2D(np.linspace(0, 2 * np.pi, 180, endpoint=False), 144, px * 1.6, 595.0, 490.6, "flat", (n, n), px)
+    fine = ct.FanBeam2D(g.angles, 144, px * 1.6, 595.0, 490.6, "flat", (2 * n, 2 * n), px / 2)
+    sino = Projector(fine).forward(np.maximum(zoom(truth, 2, order=1), 0).astype(np.float32))
+    noisy, counts = ct.simulate_low_dose(sino, 1e4, 5.0, seed=0)
+    A, W = Projector(g), ct.pwls_weights(counts, 5.0)
+    x, h = ct.pwls_tv(A, noisy, W, None, 12, method="os")
     b = h.extra["beta"][0]
-    assert b == pytest.approx(ct.default_beta(c["A"].adjoint(c["W"] * c["A"].forward(np.ones((N, N), np.float32))),
-                                              ct.fbp(c["noisy"], c["g"], "hann")), rel=1e-6)
-    best = max(psnr(ct.pwls_tv(c["A"], c["noisy"], c["W"], b * f, 12, method="os")[0], c["truth"])
-               for f in (0.25, 0.5, 2.0, 4.0))
-    assert psnr(x, c["truth"]) > best - 0.5
+    assert b == pytest.approx(ct.default_beta(A.adjoint(W * A.forward(np.ones((n, n), np.float32))),
+                                              ct.fbp(noisy, g, "hann")), rel=1e-6)
+    best = max(psnr(ct.pwls_tv(A, noisy, W, b * f, 12, method="os")[0], truth) for f in (0.25, 0.5, 2.0, 4.0))
+    assert psnr(x, truth) > best - 0.5
 
 
 def test_os_solver_input_errors(lesion_case):
@@ -101,33 +119,36 @@ def test_os_solver_input_errors(lesion_case):
 # ---- change-aware PICCS ---------------------------------------------------------------------------------
 
 def test_change_aware_piccs_keeps_a_new_lesion(lesion_case):
-    """The prior lacks the lesion. Plain PICCS paints the prior over it (contrast 0.25 of the truth's;
-    PWLS-TV flattens it too: 0.23); the change map finds it (> CHANGE_HIGH noise units over its core,
-    about 2 % of the image lowered) and the change-aware PICCS keeps it (contrast 1.02, lesion-region
-    RMSE halved) while keeping the prior's gain elsewhere (PSNR 48.6 dB vs TV 37.6, PICCS 47.3)."""
+    """The prior lacks the lesion. With the pipeline's defaults (PWLS-TV's default beta; PICCS 8x that,
+    alpha 0.9) plain PICCS paints the prior over the lesion (contrast 0.40 of the truth's); the change
+    map finds it (> CHANGE_HIGH noise units over its core, 4 % of the image lowered) and the
+    change-aware PICCS keeps it (contrast 1.03, like PWLS-TV's 1.03) with a lesion-region RMSE below
+    both (4.6e-4 vs 7.3e-4 and 4.9e-4) while keeping the prior's gain elsewhere (PSNR 49.4 dB vs
+    PWLS-TV 34.6, plain PICCS 49.7)."""
     c = lesion_case
     A, p, W = c["A"], c["noisy"], c["W"]
     x_tv, h = ct.pwls_tv(A, p, W, None, 12, method="os")
-    beta = h.extra["beta"][0]
-    x_pi, _ = ct.pwls_tv(A, p, W, beta, 12, method="os", prior=c["prior"], alpha=0.5)
+    beta = PICCS_BETA_SCALE * h.extra["beta"][0]
+    x_pi, _ = ct.pwls_tv(A, p, W, beta, 12, method="os", prior=c["prior"], alpha=0.9)
     change = ct.change_map(A, p, c["prior"], W)
-    alpha, beta_map = ct.change_aware_maps(change, 0.5)
+    alpha, beta_map = ct.change_aware_maps(change, 0.9)
     x_ca, _ = ct.pwls_tv(A, p, W, beta, 12, method="os", prior=c["prior"], alpha=alpha, beta_map=beta_map)
     tv, pi, ca = (lesion_metrics(x, c) for x in (x_tv, x_pi, x_ca))
-    assert change[c["core"]].min() > CHANGE_HIGH and np.all(alpha[c["core"]] == 0)
-    assert np.mean(alpha < 0.25) < 0.05
-    assert pi[1] < 0.5 and tv[1] < 0.5  # painted over / flattened
+    assert change[c["core"]].min() > CHANGE_HIGH
+    assert np.all(alpha[c["core"]] == 0) and np.allclose(beta_map[c["core"]], 1 / PICCS_BETA_SCALE)
+    assert np.mean(alpha < 0.45) < 0.06
+    assert pi[1] < 0.5  # painted over
     assert 0.85 < ca[1] < 1.15  # the change keeps its contrast
-    assert ca[2] < 0.7 * min(tv[2], pi[2])  # and the lesion region's error drops
-    assert ca[0] > tv[0] + 5.0 and ca[0] > pi[0] - 0.5
+    assert ca[2] < 0.7 * pi[2] and ca[2] <= tv[2]  # and the lesion region's error drops
+    assert ca[0] > tv[0] + 10.0 and ca[0] > pi[0] - 0.5
 
 
 def test_piccs_pipeline_registers_a_moved_prior(lesion_case, tmp_path):
-    """``reconstruct`` with a prior rotated by 3 deg and shifted by (3, -2) mm: the registration
-    recovers the motion (within 0.3 mm / 0.2 deg), the registered change-aware PICCS beats PWLS-TV by
-    > 2 dB (measured 40.4 vs 37.6 dB: the resampled prior is smoother than the exact one of the test
-    above) and keeps the lesion (contrast 1.00); without registration the prior hurts (34.9 dB, the
-    change map flags 43 % of the image)."""
+    """``reconstruct`` with a prior rotated by 3 deg and shifted by (3, -2) mm, all defaults: the
+    registration recovers the motion (within 0.3 mm / 0.2 deg), the registered change-aware PICCS
+    beats PWLS-TV by > 4 dB (measured 40.1 vs 34.6 dB: the resampled prior is smoother than the exact
+    one of the test above) and keeps the lesion (contrast 1.03, lesion-region RMSE 4.6e-4 vs 4.9e-4);
+    without registration the change map flags 57 % of the image and the gain is gone (34.9 dB)."""
     c = lesion_case
     moved = [E(e.value, e.axes, _rotate(e.centre, 3.0, (3.0, -2.0)), math.radians(3.0)) for e in BODY]
     prior_img = ct.rasterize(moved, (N, N), VS, supersample=4).astype(np.float32)
@@ -145,8 +166,8 @@ def test_piccs_pipeline_registers_a_moved_prior(lesion_case, tmp_path):
     tv = ct.reconstruct(data, ct.ReconConfig(method="pwls-tv"))
     no_reg = ct.reconstruct(data, ct.ReconConfig(method="piccs", register="none"), prior=prior)
     m_pi, m_tv, m_no = (lesion_metrics(r.image[0], c) for r in (res, tv, no_reg))
-    assert m_pi[0] > m_tv[0] + 2.0 and m_no[0] < m_tv[0]
-    assert 0.8 < m_pi[1] < 1.2
+    assert m_pi[0] > m_tv[0] + 4.0 and m_no[0] < m_pi[0] - 3.0
+    assert 0.85 < m_pi[1] < 1.15 and m_pi[2] <= m_tv[2]
     assert res.info["registration"].startswith("2D rigid registration")
     assert res.prior.shape == res.change.shape == res.alpha.shape == (1, N, N)
 
@@ -162,7 +183,7 @@ def _rotate(xy, deg, shift):
 def test_pipeline_methods_on_a_sinogram(lesion_case):
     """Every method through ``reconstruct`` on one sinogram: the right shape, units and placement;
     SIRT and OS-SART beat the ram-lak FBP by > 1 dB (measured 28.9 / 30.0 vs 27.4 dB), PWLS-TV the
-    Hann FBP by > 3 dB (31.0 dB); fdk, net and piccs without a prior refuse with a clear message."""
+    Hann FBP (31.0 dB) by > 2 dB; fdk, net and piccs without a prior refuse with a clear message."""
     c = lesion_case
     data = ct.CTData(sinogram=c["noisy"], geometry=c["g"], weights=c["W"])
     fbp = ct.reconstruct(data, ct.ReconConfig(method="fbp"))
@@ -171,7 +192,7 @@ def test_pipeline_methods_on_a_sinogram(lesion_case):
     np.testing.assert_allclose(fbp.origin, [-(N - 1) / 2 * VS, -(N - 1) / 2 * VS, 0.0])  # geometric centre
     ramlak = psnr(ct.reconstruct(data, ct.ReconConfig(filter="ram-lak")).image[0], c["truth"])
     hann = psnr(fbp.image[0], c["truth"])
-    for method, iters, base in (("sirt", 30, ramlak + 1.0), ("os-sart", 6, ramlak + 1.0), ("pwls-tv", 8, hann + 3.0)):
+    for method, iters, base in (("sirt", 30, ramlak + 1.0), ("os-sart", 6, ramlak + 1.0), ("pwls-tv", 8, hann + 2.0)):
         r = ct.reconstruct(data, ct.ReconConfig(method=method, iters=iters))
         assert r.info["iterations"] == iters and psnr(r.image[0], c["truth"]) > base, method
     with pytest.raises(ValueError, match="fdk needs a circular cone-beam"):

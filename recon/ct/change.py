@@ -29,10 +29,14 @@ from ..geometry import ConeBeam3D, FanBeam2D, ParallelBeam2D
 __all__ = ["CHANGE_HIGH", "CHANGE_KEEP", "CHANGE_LOW", "change_aware_maps", "change_map"]
 
 #: noise units below which ``alpha`` is kept, and above which it is 0
-CHANGE_LOW = 4.0
-CHANGE_HIGH = 6.0
-#: the factor on beta where the patient changed
-CHANGE_KEEP = 0.1
+CHANGE_LOW = 3.0
+CHANGE_HIGH = 5.0
+#: Gaussian smoothing of the change map (pixels) and the dilation of the changed region (pixels)
+CHANGE_SMOOTH = 2.5
+CHANGE_GROW = 3
+#: the factor on (PICCS's) beta where the patient changed: 1 / recon.ct.pipeline.PICCS_BETA_SCALE, so
+#: that a change gets PWLS-TV's default beta (and no prior)
+CHANGE_KEEP = 0.125
 
 
 def _smooth(image: np.ndarray, sigma: float) -> np.ndarray:
@@ -41,7 +45,7 @@ def _smooth(image: np.ndarray, sigma: float) -> np.ndarray:
     return gaussian_filter(image, sigma, mode="nearest") if sigma > 0 else image
 
 
-def change_map(projector, sinogram, prior, weights=None, *, smooth: float = 1.5) -> np.ndarray:
+def change_map(projector, sinogram, prior, weights=None, *, smooth: float = CHANGE_SMOOTH) -> np.ndarray:
     """Where the data disagree with ``prior`` (module docstring): a float32 map of the image's shape
     in noise units (positive: more attenuation in the data than in the prior).
 
@@ -74,8 +78,8 @@ def change_map(projector, sinogram, prior, weights=None, *, smooth: float = 1.5)
     return (img / scale).astype(np.float32)
 
 
-def change_aware_maps(change, alpha: float = 0.5, *, low: float = CHANGE_LOW, high: float = CHANGE_HIGH,
-                      grow: int = 2, keep: float = CHANGE_KEEP):
+def change_aware_maps(change, alpha: float = 0.9, *, low: float = CHANGE_LOW, high: float = CHANGE_HIGH,
+                      grow: int = CHANGE_GROW, keep: float = CHANGE_KEEP):
     """``(alpha_map, beta_map)`` (float32, ``change``'s shape) for :func:`recon.ct.pwls_tv`: with the
     drop ``d = clip((|change| - low) / (high - low), 0, 1)`` dilated by ``grow`` pixels, ``alpha_map =
     alpha (1 - d)`` (no prior where the patient changed) and ``beta_map = 1 - d (1 - keep)`` (the

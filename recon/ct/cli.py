@@ -60,8 +60,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--cutoff", type=float, default=1.0, help="filter cut-off, fraction of Nyquist (default 1)")
     p.add_argument("--iters", type=int, default=None,
                    help="iterations (defaults: sirt 50, os-sart 10, pwls-tv/piccs 12 with --solver os, 100 others)")
-    p.add_argument("--beta", type=float, default=None, help="TV weight of pwls-tv/piccs (default: from the data)")
-    p.add_argument("--alpha", type=float, default=0.5, help="PICCS prior weight in [0, 1] (default 0.5)")
+    p.add_argument("--beta", type=float, default=None,
+                   help="TV weight of pwls-tv/piccs (default: from the data; piccs 8x pwls-tv's)")
+    p.add_argument("--alpha", type=float, default=0.9, help="PICCS prior weight in [0, 1] (default 0.9)")
     p.add_argument("--solver", choices=SOLVERS, default="os",
                    help="pwls-tv/piccs solver: os (ordered subsets + momentum, default), fista, pdhg")
     p.add_argument("--subsets", type=int, default=None, help="ordered subsets (default: about 30 views each)")

@@ -52,7 +52,8 @@ from ..geometry import ConeBeam3D, FanBeam2D, Geometry, ParallelBeam2D
 from ..io.dicom_ct_pd import DEFAULT_WATER_ATTENUATION, HelicalScan
 from .fbp import FILTERS, IncompleteCoverageWarning
 
-__all__ = ["METHODS", "SOLVERS", "REGISTRATIONS", "HELICAL", "DEFAULT_ITERS", "OPTION", "ReconConfig", "CTData",
+__all__ = ["METHODS", "SOLVERS", "REGISTRATIONS", "HELICAL", "DEFAULT_ITERS", "PICCS_BETA_SCALE", "OPTION",
+           "ReconConfig", "CTData",
            "CTResult", "load", "reconstruct", "slice_heights"]
 
 METHODS = ("fbp", "fdk", "sirt", "os-sart", "pwls-tv", "piccs", "net")
@@ -61,6 +62,9 @@ REGISTRATIONS = ("rigid", "affine", "none")
 HELICAL = ("rebin", "cone")
 #: iterations when ``iters`` is None: per method, and for pwls-tv/piccs per solver
 DEFAULT_ITERS = {"sirt": 50, "os-sart": 10, "os": 12, "fista": 100, "pdhg": 100}
+#: PICCS's default beta: this times PWLS-TV's (:func:`recon.ct.default_beta`); with ``alpha = 0.9`` the
+#: PSNR-best pair on the tuning slice (docs/ct.md): a registered prior carries most of the image
+PICCS_BETA_SCALE = 8.0
 _ANALYTIC = (ParallelBeam2D, FanBeam2D, ConeBeam3D)
 
 
@@ -87,7 +91,7 @@ class ReconConfig:
     cutoff: float = 1.0
     iters: int | None = None
     beta: float | None = None
-    alpha: float = 0.5
+    alpha: float = 0.9
     change_aware: bool = True
     register: str = "rigid"
     solver: str = "os"
@@ -347,7 +351,7 @@ def _coverage_warning(geometry: Geometry, source: str) -> None:
                           stacklevel=3)
 
 
-def _units(data: CTData, config: ReconConfig, show: bool):
+def _units(data: CTData, config: ReconConfig):
     """``(units, image_shape per unit, voxel_size (dz, dy, dx), centre z (mm))``."""
     from .rebin import rebin_ssrb
 
@@ -483,7 +487,7 @@ def reconstruct(data: CTData, config: ReconConfig | None = None, *, prior=None) 
     t0 = time.perf_counter()
     show = config.progress if config.progress is not None else (
         not config.quiet and bool(getattr(sys.stderr, "isatty", lambda: False)()))
-    units, vs3, zc = _units(data, config, show)
+    units, vs3, zc = _units(data, config)
     _coverage_warning(units[0].geometry, data.source)
     nd = units[0].geometry.ndim
     shape3 = (len(units),) + tuple(units[0].geometry.image_shape) if nd == 2 else tuple(units[0].geometry.image_shape)
@@ -500,7 +504,7 @@ def reconstruct(data: CTData, config: ReconConfig | None = None, *, prior=None) 
             prior_img, covered, reg = _prior_on_grid(prior, first, vs3, direction, origin, config)
             if reg is not None:
                 info["registration"] = reg.summary()
-        images, hists, changes, alphas = [], [], [], []
+        images, hists, changes, alphas, changed = [], [], [], [], []
         it = units if (len(units) == 1 or not show) else tqdm(units, desc="slices", leave=False)
         for i, u in enumerate(it):
             pr = None if prior_img is None else (prior_img[i] if nd == 2 else prior_img)
@@ -513,6 +517,8 @@ def reconstruct(data: CTData, config: ReconConfig | None = None, *, prior=None) 
                 hists.append(hist)
             if extra.get("change") is not None:
                 changes.append(extra["change"])
+                changed.append(extra["changed"])
+            if extra.get("alpha") is not None:
                 alphas.append(extra["alpha"])
             for k, v in extra.get("info", {}).items():
                 info.setdefault(k, v)
@@ -527,8 +533,8 @@ def reconstruct(data: CTData, config: ReconConfig | None = None, *, prior=None) 
     res = CTResult(image, tuple(float(v) for v in vs3), direction, origin, data.mu_water, data.kvp, info, hists, reg,
                    prior_img, np.stack(changes) if changes and nd == 2 else (changes[0] if changes else None),
                    np.stack(alphas) if alphas and nd == 2 else (alphas[0] if alphas else None))
-    if res.alpha is not None and config.change_aware:
-        info["changed_fraction"] = float(np.mean(res.alpha < config.alpha * 0.5)) if config.alpha > 0 else 0.0
+    if changed:
+        info["changed_fraction"] = float(np.mean(changed))
     res.elapsed_s = time.perf_counter() - t0
     return res
 
@@ -566,6 +572,8 @@ def _reconstruct_unit(u: _Unit, config: ReconConfig, progress: bool, prior, cove
     kw = {"method": config.solver, "x0": x0, "progress": progress}
     if config.solver == "os":
         kw["n_subsets"] = config.subsets
+    if m == "piccs":
+        kw["beta_scale"] = PICCS_BETA_SCALE
     iters = config.iters or DEFAULT_ITERS[config.solver]
     extra: dict = {}
     if m == "piccs":
@@ -575,7 +583,7 @@ def _reconstruct_unit(u: _Unit, config: ReconConfig, progress: bool, prior, cove
             alpha, beta_map = change_aware_maps(change, config.alpha)
             alpha = alpha * covered
             kw["beta_map"] = beta_map
-            extra["change"] = change
+            extra["change"], extra["changed"] = change, float(np.mean(beta_map < 1.0))
         elif not covered.all():
             if config.solver != "os":
                 raise ValueError("the prior does not cover the whole grid: PICCS with partial coverage needs "
