@@ -6,7 +6,6 @@ DICOM CT series, NIfTI placement, PNG window presets); one-line errors with exit
 import json
 import os
 import shutil
-import subprocess
 import sys
 import warnings
 
@@ -15,24 +14,15 @@ import numpy as np
 import pydicom
 import pytest
 
-import recon
 import recon.ct as ct
 from recon.cli import main
 from recon.io import read_nifti, write_dicom_ct_pd, write_geometry_file
 from recon.io.dicom_ct_pd import CylindricalDetector, HelicalScan
 
 sys.path.insert(0, os.path.dirname(__file__))
+from test_cli import _run_cli  # noqa: E402
 from test_ct_pipeline import BODY, LESION, N, VS, _dciodvfy_errors  # noqa: E402
 from test_rebin import PHANTOM  # noqa: E402
-
-
-def _run_cli(args, cwd):
-    """``python -m recon.cli ARGS`` in a subprocess importing the same recon as this test."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(recon.__file__)))
-    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    env.pop("RECON_DEBUG", None)
-    return subprocess.run([sys.executable, "-m", "recon.cli"] + list(args), cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
 
 
 def _h5(path):

@@ -101,6 +101,22 @@ def test_default_beta_is_near_the_best():
     assert psnr(x, truth) > best - 0.5
 
 
+def test_os_solver_torch_in_torch_out(lesion_case):
+    """The fast solver computes in the input's library: torch tensors in (maps included) give a torch
+    tensor out, equal to the numpy result within float32 rounding."""
+    torch = pytest.importorskip("torch")
+    c = lesion_case
+    x0 = np.maximum(ct.fbp(c["noisy"], c["g"], "hann"), 0).astype(np.float32)
+    am = np.full((N, N), 0.5, np.float32)
+    kw = dict(method="os", prior=c["prior"], alpha=am, beta_map=2 * am)
+    xn, _ = ct.pwls_tv(c["A"], c["noisy"], c["W"], 2000.0, 3, x0=x0, **kw)
+    t = {k: torch.from_numpy(v) for k, v in kw.items() if isinstance(v, np.ndarray)}
+    xt, _ = ct.pwls_tv(c["A"], torch.from_numpy(c["noisy"]), torch.from_numpy(c["W"]), 2000.0, 3,
+                       x0=torch.from_numpy(x0), method="os", **t)
+    assert isinstance(xt, torch.Tensor) and xt.dtype == torch.float32
+    np.testing.assert_allclose(xt.numpy(), xn, atol=1e-5 * float(xn.max()))
+
+
 def test_os_solver_input_errors(lesion_case):
     c = lesion_case
     a = np.full((N, N), 0.5, np.float32)

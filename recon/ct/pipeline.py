@@ -168,19 +168,13 @@ class CTData:
     info: dict = field(default_factory=dict)
 
 
-def _is_dicom(path: str) -> bool:
-    if os.path.isdir(path):
-        return True
-    with open(path, "rb") as f:
-        return f.read(132)[128:132] == b"DICM"
-
-
 def load(path=None, *, geometry=None, blank=None, sample: str | None = None) -> CTData:
     """Read CT raw data (module docstring): ``path`` a sinogram file (with ``geometry``: a geometry
     file, a :class:`recon.geometry.Geometry` or a description dict) or a DICOM-CT-PD folder/file; or
     ``sample`` (a name of :data:`recon.ct.data.SAMPLES`). ``blank``: the blank scan I0 (a number or an
     array file name) of raw counts; it makes the data counts unless the geometry file says
     ``units: line_integrals`` (then it only gives the PWLS weights)."""
+    from ..io.dicom import is_dicom
     from ..io.dicom_ct_pd import read_dicom_ct_pd
     from ..io.files import check_input_file
     from ..io.sinogram import read_array, read_geometry_file, read_sinogram
@@ -198,7 +192,7 @@ def load(path=None, *, geometry=None, blank=None, sample: str | None = None) -> 
         raise FileNotFoundError(f"no such file or folder: {path}")
     if not os.path.isdir(path):
         check_input_file(path)
-    if _is_dicom(path):
+    if is_dicom(path):
         if geometry is not None:
             raise ValueError(f"{path}: DICOM-CT-PD data carry their geometry; --geometry is for plain sinograms")
         scan = read_dicom_ct_pd(path)

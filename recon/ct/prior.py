@@ -23,7 +23,7 @@ import os
 
 import numpy as np
 
-from ..io.dicom import read_dicom_series
+from ..io.dicom import is_dicom, read_dicom_series
 from ..io.dicom_ct_pd import DEFAULT_WATER_ATTENUATION
 from ..io.geometry import centred_origin, check_direction, check_voxel_size
 from ..io.nifti import read_nifti
@@ -101,14 +101,6 @@ class PriorImage:
         self.origin = o
 
 
-def _is_dicom(path: str) -> bool:
-    if os.path.isdir(path):
-        return True
-    with open(path, "rb") as f:
-        head = f.read(132)
-    return head[128:132] == b"DICM"
-
-
 def read_prior(path, *, units: str | None = None, mu_water: float | None = None, voxel_size=None) -> PriorImage:
     """Read a prior image: a DICOM CT series (a folder or one file; HU unless ``units="1/mm"``), a
     NIfTI file or a ``.npy`` array (1/mm unless ``units="HU"``), converted to 1/mm with ``mu_water``
@@ -120,7 +112,7 @@ def read_prior(path, *, units: str | None = None, mu_water: float | None = None,
         raise FileNotFoundError(f"read_prior: no such file or folder: {path}")
     if units is not None and units not in PRIOR_UNITS:
         raise ValueError(f"read_prior: units must be one of {PRIOR_UNITS}, got {units!r}")
-    if _is_dicom(path):
+    if is_dicom(path):
         vol, vs, direction, origin = read_dicom_series(path)
         units = units or "HU"
     else:

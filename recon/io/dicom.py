@@ -86,6 +86,16 @@ def new_dataset(sop_class_uid: str, *, explicit_vr: bool = True):
     return ds
 
 
+def is_dicom(path) -> bool:
+    """True for a folder (a series) or a file that starts with DICOM's 128-byte preamble and ``DICM``:
+    how recon tells DICOM inputs from others by their content."""
+    p = os.fspath(path)
+    if os.path.isdir(p):
+        return True
+    with open(p, "rb") as f:
+        return f.read(132)[128:132] == b"DICM"
+
+
 def _check_volume(volume) -> np.ndarray:
     v = np.asarray(volume)
     if v.ndim == 2:
@@ -95,6 +105,11 @@ def _check_volume(volume) -> np.ndarray:
     if not np.all(np.isfinite(v)):
         raise ValueError("volume contains NaN or Inf")
     return v
+
+
+#: the keyword options of every series writer, passed through to :func:`_write_series`
+_SERIES_OPTIONS = ("direction", "origin_mm", "series_description", "series_number", "patient_name", "patient_id",
+                   "study_uid", "frame_of_reference_uid", "slice_thickness_mm", "prefix", "overwrite")
 
 
 def _write_series(directory, stored, voxel_size_mm, *, sop_class_uid, modality, direction, origin_mm,
@@ -177,6 +192,7 @@ def write_dicom_series(directory, volume, voxel_size_mm, *, direction=None, orig
     temporary folder renamed onto ``directory`` when complete (``recon.io.atomic``); an existing
     ``directory`` is replaced (``overwrite``) only when it holds nothing but ``.dcm`` files.
     """
+    series = dict(locals())  # the options every series takes (_SERIES_OPTIONS)
     v = _check_volume(volume)
     if acquisition_type not in ("2D", "3D"):
         raise ValueError(f"acquisition_type must be '2D' or '3D', got {acquisition_type!r}")
@@ -203,11 +219,8 @@ def write_dicom_series(directory, volume, voxel_size_mm, *, direction=None, orig
         ds.RescaleSlope = ds_string(slope)
         ds.RescaleType = "US"
 
-    return _write_series(directory, stored, voxel_size_mm, sop_class_uid=MR_IMAGE_STORAGE, modality="MR",
-                         direction=direction, origin_mm=origin_mm, series_description=series_description,
-                         series_number=series_number, patient_name=patient_name, patient_id=patient_id,
-                         study_uid=study_uid, frame_of_reference_uid=frame_of_reference_uid,
-                         slice_thickness_mm=slice_thickness_mm, prefix=prefix, overwrite=overwrite, fill=fill)
+    return _write_series(directory, stored, voxel_size_mm, sop_class_uid=MR_IMAGE_STORAGE, modality="MR", fill=fill,
+                         **{k: series[k] for k in _SERIES_OPTIONS})
 
 
 def write_ct_series(directory, hu, voxel_size_mm, *, direction=None, origin_mm=None, kvp: float | None = None,
@@ -223,6 +236,7 @@ def write_ct_series(directory, hu, voxel_size_mm, *, direction=None, origin_mm=N
     tube voltage when known (empty otherwise). Returns the file paths in slice order; atomic and
     ``overwrite`` rules as :func:`write_dicom_series`.
     """
+    series = dict(locals())  # the options every series takes (_SERIES_OPTIONS)
     v = _check_volume(hu)
     if np.iscomplexobj(v) or v.dtype.kind not in "fiu":
         raise ValueError(f"hu must be real numbers (Hounsfield units), got dtype {v.dtype}")
@@ -241,11 +255,8 @@ def write_ct_series(directory, hu, voxel_size_mm, *, direction=None, origin_mm=N
         ds.WindowWidth = [ds_string(CT_WINDOWS[n][1]) for n in names]
         ds.WindowCenterWidthExplanation = [n.upper().replace("-", " ") for n in names]
 
-    return _write_series(directory, stored, voxel_size_mm, sop_class_uid=CT_IMAGE_STORAGE, modality="CT",
-                         direction=direction, origin_mm=origin_mm, series_description=series_description,
-                         series_number=series_number, patient_name=patient_name, patient_id=patient_id,
-                         study_uid=study_uid, frame_of_reference_uid=frame_of_reference_uid,
-                         slice_thickness_mm=slice_thickness_mm, prefix=prefix, overwrite=overwrite, fill=fill)
+    return _write_series(directory, stored, voxel_size_mm, sop_class_uid=CT_IMAGE_STORAGE, modality="CT", fill=fill,
+                         **{k: series[k] for k in _SERIES_OPTIONS})
 
 
 def read_dicom_series(directory_or_files, *, max_bytes: int | None = None):
