@@ -295,9 +295,11 @@ class NonCartesianSense(_SenseBase):
     def __init__(self, maps, coord, tol: float = 1e-4, weights=None, dtype=None, *, sets: bool = False,
                  coord_batched: bool = False, toeplitz: bool = True, nthreads: int | None = None,
                  check: bool = True, check_finite: bool = True):
-        from .nufft import Nufft
+        from .nufft import Nufft, is_frame_list
 
-        frames = isinstance(coord, (list, tuple))
+        frames = is_frame_list(coord)
+        if not frames and isinstance(coord, (list, tuple)):
+            coord = np.asarray(coord)  # nested lists of numbers: one trajectory
         first = coord[0] if frames and len(coord) else coord
         if first is None or (frames and len(coord) == 0):
             raise ValueError("coord: expected a trajectory (..., M, d) or a non-empty list of them")
