@@ -1,0 +1,1 @@
+"""Unrolled networks on recon's operators (see docs/nets.md)."""
