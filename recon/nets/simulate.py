@@ -121,14 +121,23 @@ def cartesian_mask(task: MriTask, rng, n: int) -> np.ndarray:
     return np.asarray(mask, dtype=np.float32).reshape(1, n)
 
 
-def radial_trajectory(task: MriTask, rng, n: int):
-    """Golden-angle radial ``coord`` ``(spokes, 2n, 2)`` (cycles/FOV) with a random rotation, and
-    its Pipe-Menon density weights ``(spokes, 2n)``."""
+@functools.lru_cache(maxsize=8)
+def _radial_base(spokes: int, n: int):
     from ..mri.dcf import pipe_menon_dcf
     from ..mri.trajectory import radial_2d
 
-    coord = radial_2d(task.spokes, 2 * n, n, golden=True, offset=int(rng.integers(0, 100000))).astype(np.float32)
-    return coord, pipe_menon_dcf(coord, (n, n)).astype(np.float32)
+    coord = radial_2d(spokes, 2 * n, n, golden=True).astype(np.float64)
+    return coord, pipe_menon_dcf(coord.astype(np.float32), (n, n)).astype(np.float32)
+
+
+def radial_trajectory(task: MriTask, rng, n: int):
+    """Golden-angle radial ``coord`` ``(spokes, 2n, 2)`` (cycles/FOV) rotated by a random angle,
+    and its Pipe-Menon density weights ``(spokes, 2n)`` (rotation-invariant: computed once)."""
+    coord, w = _radial_base(task.spokes, n)
+    a = rng.uniform(0, 2 * np.pi)
+    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    c = np.clip(coord @ rot.T, -n / 2, n / 2 - 1e-3)
+    return c.astype(np.float32), w.copy()
 
 
 def simulate_mri(task: MriTask, target: np.ndarray, rng, *, maps=None) -> dict:

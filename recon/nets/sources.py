@@ -201,16 +201,20 @@ def _warp(img: np.ndarray, rng, max_disp: float, max_shift: float) -> np.ndarray
     return ndimage.map_coordinates(img, [yy + dy, xx + dx], order=1, mode="constant").astype(np.float32)
 
 
-def prior_pair(img: np.ndarray, rng, *, max_disp: float = 1.5, max_shift: float = 2.0):
+def prior_pair(img: np.ndarray, rng, *, max_disp: float = 1.5, max_shift: float = 2.0, kind: str | None = None):
     """``(target, prior, changed)`` from an augmented image: a lesion (contrast +-0.25 to 0.6 of
     the image maximum) only in the target (new), only in the prior (removed) or in both (unchanged
     anatomy), the prior deformed (smooth displacement up to ``max_disp`` px) and shifted (up to
     ``max_shift`` px) and its intensity scaled by 0.9-1.1; ``changed`` marks the lesion region
-    that differs (all False when the lesion is in both)."""
+    that differs (all False when the lesion is in both). ``kind`` forces 'new', 'removed' or 'both'."""
     support = img > 0.2 * float(img.max())
     blob, region = _lesion(rng, img.shape, support)
     amp = rng.choice([-1, 1]) * rng.uniform(0.25, 0.6)
-    kind = rng.choice(["new", "removed", "both"], p=[0.4, 0.3, 0.3])
+    kinds = ("new", "removed", "both")
+    if kind is None:
+        kind = kinds[int(rng.choice(3, p=[0.4, 0.3, 0.3]))]
+    elif kind not in kinds:
+        raise ValueError(f"kind must be one of {kinds}, got {kind!r}")
     lesioned = np.clip(img + amp * blob * float(img.max()), 0, None).astype(np.float32)
     target = lesioned if kind in ("new", "both") else img
     prior = lesioned if kind in ("removed", "both") else img
