@@ -13,12 +13,19 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("safetensors")
 
-from fastmri_data import simulate_coil_maps  # noqa: E402
-
 import recon.ct as ct  # noqa: E402
+from fastmri_data import simulate_coil_maps  # noqa: E402
 from recon.mri.trajectory import radial_2d  # noqa: E402
-from recon.nets import (LearnedPrimalDual, LearnedPWLS, MoDL, VarNet, load, make_card, read_card,  # noqa: E402
-                        save)
+from recon.nets import (  # noqa: E402
+    LearnedPrimalDual,
+    LearnedPWLS,
+    MoDL,
+    VarNet,
+    load,
+    make_card,
+    read_card,
+    save,
+)
 from recon.ops import Projector  # noqa: E402
 from recon.ops.sense import CartesianSense, NonCartesianSense  # noqa: E402
 
@@ -113,6 +120,20 @@ def test_prior_model_runs_with_and_without_prior(name):
         plain(y, params, x.abs())
     with pytest.raises(ValueError, match="prior: expected shape"):
         model(y, params, x.abs()[:, :-1])
+
+
+def test_cone_beam_lpd_with_3d_convolutions():
+    n = 6
+    geom = ct.ConeBeam3D(np.linspace(0, 2 * np.pi, 10, endpoint=False), det_shape=(8, 10), det_spacing=1.5,
+                         source_origin=40.0, origin_det=20.0, image_shape=(n, n, n))
+    P = Projector(geom, nthreads=1)
+    x = torch.rand(1, n, n, n) * 0.02
+    model = LearnedPrimalDual(**TINY_CT, ndim=3, prior=True)
+    out = model(P(x), {"projector": P}, x)
+    assert out.shape == x.shape
+    _grads_reach_all(model, out, x)
+    with pytest.raises(ValueError, match="built for 2D"):
+        LearnedPrimalDual(**TINY_CT)(P(x), {"projector": P})
 
 
 def test_untrained_mri_model_is_near_its_classical_iteration():

@@ -65,9 +65,9 @@ def _split_positions(n: int, lo: int, hi: int, split: str) -> list[int]:
 @functools.lru_cache(maxsize=4)
 def mni_slices(split: str = "train") -> list[tuple[str, int]]:
     """(plane, index) of the MNI slices of a split (axial z and coronal y slices with brain)."""
-    t1, gm, wm, csf = _mni_volumes()
+    t1 = _mni_volumes()[0]
     out = []
-    nx, ny, nz = t1.shape
+    _, ny, nz = t1.shape
     out += [("axial", z) for z in _split_positions(nz, int(0.18 * nz), int(0.80 * nz), split)]
     out += [("coronal", y) for y in _split_positions(ny, int(0.22 * ny), int(0.78 * ny), split)]
     return out

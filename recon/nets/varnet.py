@@ -27,7 +27,15 @@ from torch import nn
 
 from .base import UnrolledNet, register
 from .blocks import NormUNet, expand_as_item, from_channels, item_scale, to_channels
-from .physics import CARTESIAN, TRAJECTORIES, MriPhysics, _tensor, check_kspace, check_params, trajectory_of
+from .physics import (
+    CARTESIAN,
+    TRAJECTORIES,
+    MriPhysics,
+    _tensor,
+    check_kspace,
+    check_params,
+    trajectory_of,
+)
 
 
 @dataclass

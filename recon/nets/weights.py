@@ -25,8 +25,6 @@ import os
 import tempfile
 from importlib import resources
 
-import torch
-
 from .. import __version__
 from .base import ARCHITECTURES
 
