@@ -58,8 +58,8 @@ def _fmt(m):
 def quality(quick: bool, log=print, runs: str | None = None, figure: Path | None = None) -> dict:
     import torch
 
-    from recon.nets import load
     from recon.nets import evaluate as ev
+    from recon.nets import load
 
     torch.set_num_threads(2)
     res = {"mri": [], "ct": [], "prior": []}

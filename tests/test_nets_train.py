@@ -86,6 +86,26 @@ def test_prior_pairs_differ_by_the_lesion_and_a_small_warp():
         sources.prior_pair(img, np.random.default_rng(0), kind="moved")
 
 
+def test_folder_source_splits_a_users_images(tmp_path):
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "a.npy", rng.random((4, 20, 20)).astype(np.float32))
+    np.save(tmp_path / "b.npy", rng.random((20, 24)).astype(np.float32))
+    (tmp_path / "notes.txt").write_text("not an image")
+    folder = str(tmp_path)
+    tr, va = sources.folder_slices(folder, "train"), sources.folder_slices(folder, "val")
+    assert len(tr) == 4 and va == [(str(tmp_path / "a.npy"), 2)]
+    data = DataConfig(sources={"folder": 1.0}, folder=folder)
+    ds = SimulatedDataset(MriTask(size=16, coils=2), data, "train", 2)
+    assert ds[0]["image"].shape == (16, 16) and ds.counts() == {"folder": 4}
+    res = train(TrainConfig(**dict(TINY, mri=MriTask(size=16, coils=2), data=data, out_dir=str(tmp_path / "run"))),
+                log=lambda s: None)
+    assert res["steps"] == 2
+    with pytest.raises(ValueError, match="does not exist"):
+        sources.folder_slices(str(tmp_path / "nope"), "train")
+    with pytest.raises(ValueError, match="needs DataConfig.folder"):
+        sources.base_image("folder", "train", 0, rng, 16)
+
+
 def test_train_writes_log_curves_weights_and_resumes(tmp_path):
     out = str(tmp_path / "run")
     res = train(TrainConfig(**dict(TINY, out_dir=out, name="tiny")), log=lambda s: None)

@@ -201,6 +201,7 @@ class DataConfig:
 
     sources: dict = field(default_factory=lambda: {"mni": 0.6, "ellipses": 0.25, "shepp": 0.15})
     prior: bool = False                 # make (target, prior) pairs (recon.nets.sources.prior_pair)
+    folder: str | None = None           # the 'folder' source: a folder of .npy/.dcm/.nii(.gz) images
 
 
 class SimulatedDataset(torch.utils.data.Dataset):
@@ -230,7 +231,8 @@ class SimulatedDataset(torch.utils.data.Dataset):
         rng = np.random.default_rng([self.seed, 1 if self.split == "val" else 0, self.epoch, int(i)])
         name = self.names[int(rng.choice(len(self.names), p=self.probs))]
         n = self.task.size
-        img = src.augment(src.base_image(name, self.split, int(rng.integers(1 << 30)), rng, n), rng, n)
+        img = src.augment(src.base_image(name, self.split, int(rng.integers(1 << 30)), rng, n, self.data.folder),
+                          rng, n)
         prior = changed = None
         if self.data.prior:
             img, prior, changed = src.prior_pair(img, rng)
@@ -246,4 +248,4 @@ class SimulatedDataset(torch.utils.data.Dataset):
 
     def counts(self) -> dict:
         """Source names with the number of distinct images in this split (None: generated)."""
-        return {name: src.source_size(name, self.split) for name in self.names}
+        return {name: src.source_size(name, self.split, self.data.folder) for name in self.names}

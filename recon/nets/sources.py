@@ -10,6 +10,9 @@ that share no image:
 - ``ellipses``: random ellipses (:func:`recon.ct.random_ellipses`) with smooth texture and, for
   half of them, a bright shell (skull-like); validation from a disjoint seed range.
 - ``shepp``: recon's Shepp-Logan head (:func:`fastmri_data.phantom`, slices of its 3D variant).
+- ``folder``: a user's own images: every ``.npy`` (2D, or 3D as slices along the first axis),
+  ``.dcm`` and ``.nii``/``.nii.gz`` file (slices along the last axis) in a folder, magnitudes;
+  slices sorted by file and index, every 5th slice is validation.
 
 Augmentations (:func:`augment`): flips, rotation, zoom, gamma, a smooth multiplicative bias field,
 random crop/pad to the training size. MRI adds a random smooth phase (in the simulator).
@@ -26,7 +29,8 @@ import functools
 import numpy as np
 from scipy import ndimage
 
-SOURCES = ("mni", "ellipses", "shepp")
+SOURCES = ("mni", "ellipses", "shepp", "folder")
+FOLDER_SUFFIXES = (".npy", ".dcm", ".nii", ".nii.gz")
 
 
 # ---- MNI152 ----------------------------------------------------------------------------------------
@@ -116,8 +120,51 @@ def _shepp_image(rng, n: int) -> np.ndarray:
     return (img * (1 + 0.1 * _smooth_noise(rng, img.shape, 2.0))).astype(np.float32)
 
 
-def base_image(source: str, split: str, index: int, rng, n: int) -> np.ndarray:
+@functools.lru_cache(maxsize=64)
+def _read_volume(path: str) -> np.ndarray:
+    """A file of the ``folder`` source as slices ``(S, y, x)`` float32 magnitudes."""
+    if path.endswith(".npy"):
+        a = np.load(path)
+        a = a[None] if a.ndim == 2 else a
+    elif path.endswith(".dcm"):
+        import pydicom
+
+        a = pydicom.dcmread(path).pixel_array
+        a = a[None] if a.ndim == 2 else a
+    else:
+        import nibabel as nib
+
+        a = np.asarray(nib.load(path).get_fdata())
+        a = np.moveaxis(a[..., None] if a.ndim == 2 else a, -1, 0)
+    if a.ndim != 3 or min(a.shape[1:]) < 8:
+        raise ValueError(f"{path}: expected 2D images or a stack of them (at least 8x8), got shape {a.shape}")
+    return np.abs(a).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def folder_slices(folder: str, split: str) -> list[tuple[str, int]]:
+    """(file, slice) of the ``folder`` source in a split (every 5th slice is validation)."""
+    import os
+
+    if not os.path.isdir(folder):
+        raise ValueError(f"training folder {folder!r} does not exist")
+    files = sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(FOLDER_SUFFIXES))
+    all_slices = [(f, i) for f in files for i in range(_read_volume(f).shape[0])]
+    if len(all_slices) < 2:
+        raise ValueError(f"training folder {folder!r} holds {len(all_slices)} image slices "
+                         f"({', '.join(FOLDER_SUFFIXES)}); need at least 2")
+    return [sl for k, sl in enumerate(all_slices) if (k % 5 == 2) == (split == "val")]
+
+
+def base_image(source: str, split: str, index: int, rng, n: int, folder: str | None = None) -> np.ndarray:
     """A raw image of ``source`` (before augmentation), roughly ``n`` pixels across."""
+    if source == "folder":
+        if folder is None:
+            raise ValueError("the 'folder' training source needs DataConfig.folder")
+        sl = folder_slices(folder, split)
+        f, i = sl[index % len(sl)]
+        img = _read_volume(f)[i]
+        return img / max(float(img.max()), 1e-12)
     if source == "mni":
         sl = mni_slices(split)
         plane, pos = sl[index % len(sl)]
@@ -129,8 +176,10 @@ def base_image(source: str, split: str, index: int, rng, n: int) -> np.ndarray:
     raise ValueError(f"unknown training source {source!r}; known: {SOURCES}")
 
 
-def source_size(source: str, split: str) -> int | None:
+def source_size(source: str, split: str, folder: str | None = None) -> int | None:
     """Number of distinct images of a split (None: generated, unlimited)."""
+    if source == "folder":
+        return len(folder_slices(folder, split))
     return len(mni_slices(split)) if source == "mni" else None
 
 

@@ -364,6 +364,12 @@ def _rewrite_card(path: str, card: dict):
     _atomic(path, write)
 
 
+SOURCE_NOTES = {"mni": "nilearn MNI152 2009 template (T1, GM/WM/CSF mixes), axial + coronal slices",
+                "ellipses": "random textured ellipses (recon.ct.random_ellipses)",
+                "shepp": "Shepp-Logan head (fastmri_data.phantom) with texture",
+                "folder": "the user's images in DataConfig.folder"}
+
+
 def _card(cfg: TrainConfig, model, train_set, val_set, state) -> dict:
     task = dataclasses.asdict(cfg.task_config())
     task["modality"] = cfg.task
@@ -373,9 +379,8 @@ def _card(cfg: TrainConfig, model, train_set, val_set, state) -> dict:
     training = {
         "sources": {k: {"weight": v, "train_images": train_set.counts()[k], "val_images": val_set.counts()[k]}
                     for k, v in cfg.data.sources.items()},
-        "source_notes": {"mni": "nilearn MNI152 2009 template (T1, GM/WM/CSF mixes), axial + coronal slices",
-                         "ellipses": "random textured ellipses (recon.ct.random_ellipses)",
-                         "shepp": "Shepp-Logan head (fastmri_data.phantom) with texture"},
+        "source_notes": {k: v for k, v in SOURCE_NOTES.items() if k in cfg.data.sources},
+        "folder": cfg.data.folder,
         "samples_seen": state["step"] * cfg.batch_size, "steps": state["step"], "epoch": state["epoch"],
         "time_s": round(state["elapsed"], 1), "batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed,
         "prior": cfg.data.prior, "prior_dropout": cfg.prior_dropout if cfg.data.prior else None,
