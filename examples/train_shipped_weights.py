@@ -31,13 +31,14 @@ RECIPES = {
                         mri=MriTask(trajectory="noncartesian", size=128, coils=8, spokes_fraction=0.125)),
     "lpd-fan": dict(task="ct", model="lpd",
                     model_config=dict(iterations=8, primal=5, dual=5, features=24, layers=3),
-                    ct=CtTask(size=128, voxel_size=1.5, views=180, dose_range=(0.03, 0.3))),
+                    ct=CtTask(size=128, voxel_size=1.5, views=180, dose_range=(0.02, 0.3), mu_range=(0.02, 0.045))),
 }
 
 
-def config(name: str, out: str, time_limit: float | None, resume: bool, threads: int) -> TrainConfig:
+def config(name: str, out: str, time_limit: float | None, resume: bool, threads: int,
+           init: str | None = None) -> TrainConfig:
     r = dict(RECIPES[name])
-    return TrainConfig(**r, data=DataConfig(prior=True), prior_dropout=0.3, out_dir=out, name=name,
+    return TrainConfig(**r, data=DataConfig(prior=True), prior_dropout=0.3, out_dir=out, name=name, init_weights=init,
                        epochs=1000, steps_per_epoch=100, val_samples=16, batch_size=2, lr=1e-3, lr_final=5e-5,
                        time_limit=time_limit, seed=0, resume=resume, num_threads=threads, progress=False)
 
@@ -74,13 +75,14 @@ def main(argv=None):
     ap.add_argument("--time-limit", type=float, default=None, help="seconds of training")
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--init", help="start from these weights (same recipe)")
     ap.add_argument("--install", action="store_true", help="copy OUT's best weights into recon/data/weights")
     a = ap.parse_args(argv)
     if a.install:
         install(a.name, a.out)
         return 0
     torch.set_num_threads(a.threads)
-    res = train(config(a.name, a.out, a.time_limit, a.resume, a.threads), log=lambda s: print(s, flush=True))
+    res = train(config(a.name, a.out, a.time_limit, a.resume, a.threads, a.init), log=lambda s: print(s, flush=True))
     print(res, flush=True)
     return 0
 

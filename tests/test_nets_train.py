@@ -149,6 +149,20 @@ def test_resume_equals_uninterrupted_training(tmp_path, monkeypatch):
     assert a["steps"] == b["steps"] == 4
 
 
+def test_init_weights_starts_from_a_trained_model(tmp_path):
+    train(TrainConfig(**dict(TINY, out_dir=str(tmp_path / "a"), name="a")), log=lambda s: None)
+    msgs = []
+    res = train(TrainConfig(**dict(TINY, out_dir=str(tmp_path / "b"), init_weights=str(tmp_path / "a" / "a"))),
+                log=msgs.append)
+    assert msgs[0].startswith("initialised from") and res["steps"] == 2
+    from recon.nets import load
+
+    assert load(tmp_path / "b" / "model").card["training"]["init_weights"] == str(tmp_path / "a" / "a")
+    with pytest.raises(ValueError, match="differs from the configured"):
+        train(TrainConfig(**dict(TINY, out_dir=str(tmp_path / "c"), init_weights=str(tmp_path / "a" / "a"),
+                                 model_config=dict(features=5, layers=2, unrolls=1, cg_iter=2))), log=lambda s: None)
+
+
 def test_time_limit_and_bad_configs(tmp_path):
     res = train(TrainConfig(**dict(TINY, out_dir=str(tmp_path), epochs=50, time_limit=1e-3)), log=lambda s: None)
     assert res["steps"] == 1

@@ -54,6 +54,7 @@ class TrainConfig:
     time_limit: float | None = None     # seconds of training (None: epochs only)
     seed: int = 0
     resume: bool = False
+    init_weights: str | None = None     # start from these weights (same architecture; fresh optimizer)
     checkpointing: bool = False
     num_threads: int | None = 1
     progress: bool | None = None        # tqdm bar (None: only on a terminal)
@@ -268,6 +269,15 @@ def train(cfg: TrainConfig, log=print) -> dict:
     base = os.path.join(cfg.out_dir, "checkpoint")
     log_path = os.path.join(cfg.out_dir, "log.csv")
     state = {"epoch": 0, "step": 0, "elapsed": 0.0, "best": -np.inf, "best_metrics": {}}
+    if cfg.init_weights and not (cfg.resume and os.path.exists(base + ".json")):
+        from .weights import load
+
+        init = load(cfg.init_weights)
+        if init.arch != model.arch or init.config != model.config:
+            raise ValueError(f"init_weights {cfg.init_weights}: architecture {init.arch} {init.config} differs from "
+                             f"the configured {model.arch} {model.config}")
+        model.load_state_dict(init.state_dict())
+        log(f"initialised from {cfg.init_weights}")
     if cfg.resume and os.path.exists(base + ".json"):
         state.update(_load_checkpoint(base, model, opt))
         log(f"resumed from {base} at epoch {state['epoch']}, step {state['step']}")
@@ -386,7 +396,7 @@ def _card(cfg: TrainConfig, model, train_set, val_set, state) -> dict:
         "prior": cfg.data.prior, "prior_dropout": cfg.prior_dropout if cfg.data.prior else None,
         "machine": f"{platform.machine()} {platform.processor() or ''} {torch.get_num_threads()} thread(s), "
                    f"{cfg.device}".strip(),
-        "torch": torch.__version__,
+        "torch": torch.__version__, "init_weights": cfg.init_weights,
     }
     metrics = {"validation": dict(state["best_metrics"], split="val split of the training sources")}
     return make_card(model, task=task, training=training, metrics=metrics, name=cfg.name)
