@@ -35,16 +35,34 @@ FOLDER_SUFFIXES = (".npy", ".dcm", ".nii", ".nii.gz")
 
 # ---- MNI152 ----------------------------------------------------------------------------------------
 
+MNI_FILES = ("mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz", "mni_icbm152_gm_tal_nlin_sym_09a_converted.nii.gz",
+             "mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz")
+
+
+def _mni_paths() -> list[str]:
+    """The template files inside the installed nilearn package (found without importing nilearn,
+    whose import takes seconds)."""
+    import importlib.util
+    import os
+
+    spec = importlib.util.find_spec("nilearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("the 'mni' training source needs nilearn (pip install nilearn)")
+    folder = os.path.join(list(spec.submodule_search_locations)[0], "datasets", "data")
+    paths = [os.path.join(folder, f) for f in MNI_FILES]
+    if not all(os.path.isfile(p) for p in paths):  # another nilearn layout: ask nilearn itself
+        from nilearn import datasets
+
+        paths = [datasets.MNI152_FILE_PATH, datasets.GM_MNI152_FILE_PATH, datasets.WM_MNI152_FILE_PATH]
+    return paths
+
+
 @functools.lru_cache(maxsize=1)
 def _mni_volumes():
     """(t1, gm, wm, csf) float32 volumes in [0, 1], axes (x, y, z) as stored by nilearn."""
-    try:
-        import nibabel as nib
-        from nilearn import datasets
-    except ImportError as e:  # pragma: no cover - nilearn is a dependency of recon[nets]
-        raise ImportError("the 'mni' training source needs nilearn (pip install nilearn)") from e
-    vols = [np.asarray(nib.load(p).get_fdata(), dtype=np.float32)
-            for p in (datasets.MNI152_FILE_PATH, datasets.GM_MNI152_FILE_PATH, datasets.WM_MNI152_FILE_PATH)]
+    import nibabel as nib
+
+    vols = [np.asarray(nib.load(p).get_fdata(), dtype=np.float32) for p in _mni_paths()]
     t1, gm, wm = (v / max(float(v.max()), 1e-6) for v in vols)
     brain = ndimage.binary_fill_holes(ndimage.binary_closing((gm + wm) > 0.2, iterations=3))
     brain = ndimage.binary_dilation(brain, iterations=2)
