@@ -43,7 +43,7 @@ def config(name: str, out: str, time_limit: float | None, resume: bool, threads:
                        time_limit=time_limit, seed=0, resume=resume, num_threads=threads, progress=False)
 
 
-def install(name: str, out: str):
+def install(name: str, out: str, note: str | None = None):
     import json
     import shutil
 
@@ -59,6 +59,9 @@ def install(name: str, out: str):
     card = read_card(src)
     model = load(src)
     card["metrics"]["held_out"] = evaluate_shipped(model, name)
+    card["name"] = name
+    if note:
+        card["training"]["note"] = note
 
     def write(tmp):
         with open(tmp, "w") as f:
@@ -77,9 +80,10 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--init", help="start from these weights (same recipe)")
     ap.add_argument("--install", action="store_true", help="copy OUT's best weights into recon/data/weights")
+    ap.add_argument("--note", help="with --install: a note on the training history for the card")
     a = ap.parse_args(argv)
     if a.install:
-        install(a.name, a.out)
+        install(a.name, a.out, a.note)
         return 0
     torch.set_num_threads(a.threads)
     res = train(config(a.name, a.out, a.time_limit, a.resume, a.threads, a.init), log=lambda s: print(s, flush=True))
