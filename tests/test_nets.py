@@ -240,6 +240,9 @@ def test_save_load_identical_outputs(tmp_path, name):
     path = save(model, tmp_path / "m", _card(model))
     assert path.endswith(".safetensors") and os.path.isfile(tmp_path / "m.json")
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".tmp")]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask          # not mkstemp's 0600
     loaded = load(tmp_path / "m")
     assert type(loaded) is type(model) and loaded.config == model.config and not loaded.training
     with torch.no_grad():
