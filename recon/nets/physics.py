@@ -105,8 +105,9 @@ class MriPhysics:
                     raise ValueError(f"weights: expected (B, *sample) = {(B,) + tuple(data.shape[2:])}, "
                                      f"got {tuple(w.shape)}")
                 self.sqrt_w = w.sqrt()[:, None]
+            # plans and Toeplitz kernels from the plan cache: the same trajectories come back every call
             self.op = NonCartesianSense(maps, np.asarray(coord, dtype=np.float32), tol=nufft_tol, weights=w,
-                                        coord_batched=True, check=False)
+                                        coord_batched=True, check=False, cached=True)
 
     def forward(self, x):
         return self.op.forward(x)

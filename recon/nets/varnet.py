@@ -134,7 +134,7 @@ class VarNet(UnrolledNet):
         wt = torch.from_numpy(inside).to(data.device)
         if w is not None:
             wt = wt * _tensor(w, "weights", data.device, wt.dtype)
-        nu = Nufft(c.reshape((B, 1) + c.shape[1:]), im_shape, tol=self.config.nufft_tol, frame_ndim=2,
+        nu = Nufft.cached(c.reshape((B, 1) + c.shape[1:]), im_shape, tol=self.config.nufft_tol, frame_ndim=2,
                    dtype="complex64" if data.dtype == torch.complex64 else "complex128")
         return nu.adjoint((data * wt[:, None]).contiguous())
 

@@ -501,13 +501,29 @@ class Nufft(Operator):
         ``weights`` (real or complex numbers, finite; shape broadcastable to ``(*frame_shape,
         *sample_shape)``, i.e. ``(M_total,)`` for ragged frames) are typically density-compensation or
         noise weights; None means ones. The embedding kernels (one per frame) are computed once (one
-        NUFFT on the 2N grid per frame) and cached for ``weights=None``.
+        NUFFT on the 2N grid per frame) and kept on this Nufft: for ``weights=None`` and, by content
+        (:func:`~recon.ops.backend.array_digest`), for the last few host weight arrays, so an operator
+        rebuilt per call with the same trajectory and weights (inside a network, with
+        :meth:`cached`) does not recompute them.
         """
         if weights is None:
-            if None not in self._toeplitz:
-                self._toeplitz[None] = ToeplitzNormal(self, None)
-            return self._toeplitz[None]
-        return ToeplitzNormal(self, weights)
+            key = None
+        elif _array.is_torch(weights) and weights.requires_grad:
+            return ToeplitzNormal(self, weights)  # its value may change between calls: never cached
+        else:
+            try:
+                key = array_digest(weights)
+            except (TypeError, ValueError):
+                return ToeplitzNormal(self, weights)  # the constructor says what is wrong
+        if key not in self._toeplitz:
+            if len(self._toeplitz) >= _TOEPLITZ_CACHE:
+                self._toeplitz.pop(next(k for k in self._toeplitz if k is not None), None)
+            self._toeplitz[key] = ToeplitzNormal(self, weights)
+        return self._toeplitz[key]
+
+
+#: Weighted Toeplitz operators kept per Nufft (besides the unweighted one).
+_TOEPLITZ_CACHE = 4
 
 
 class _Points(NamedTuple):
