@@ -28,6 +28,7 @@ from recon.ct.fbp import (
     parker_weight,
     ramp_kernel,
 )
+from recon.ops.backend import max_threads
 
 N = 128
 VS = 1.0
@@ -414,7 +415,10 @@ def test_numpy_scalars_and_bad_options():
     no_parker = fbp(sino, g, short_scan=False)
     assert np.array_equal(fbp(sino, g, short_scan=np.bool_(False)), no_parker)
     assert not np.allclose(no_parker, fbp(sino, g))
+    # one thread cap (recon.ops.backend.max_threads); None and 0 both mean the default thread count
+    assert np.array_equal(fbp(sino, g, nthreads=None), fbp(sino, g, nthreads=0))
     for kw, match in [(dict(nthreads=-1), "nthreads"), (dict(nthreads=10 ** 6), "nthreads"),
+                      (dict(nthreads=max_threads() + 1), "at most"),
                       (dict(nthreads=True), "nthreads"), (dict(nthreads=1.5), "nthreads"),
                       (dict(padding="no"), "padding"), (dict(short_scan="yes"), "short_scan")]:
         with pytest.raises(ValueError, match=match):
