@@ -1,9 +1,10 @@
 #!/usr/bin/env python
-"""CT projector benchmark runner: recon's Joseph projector against ASTRA (CPU) and scikit-image.
+"""CT benchmark runner: recon's Joseph projector and its FBP/FDK against ASTRA (CPU) and scikit-image.
 
-    python benchmarks/run_ct.py            # full run (a few minutes on 2 cores; the cone case dominates)
+    python benchmarks/run_ct.py            # full run (a few minutes on 2 cores; the cone cases dominate)
     python benchmarks/run_ct.py --quick    # half-size cases, one repetition (checks the runner)
     python benchmarks/run_ct.py --cases parallel,fan --reps 5
+    python benchmarks/run_ct.py --parts fbp --fbp-cases parallel,fan,fan_arc,cone
 
 Cases (fixed inputs: the modified Shepp-Logan phantom, values x 0.02 /mm, rasterised with 4x4
 sub-samples per pixel (2x2x2 in 3D)):
@@ -24,8 +25,23 @@ rotation centre at pixel (n/2, n/2), accounted for in its reference; back = irad
 not an exact adjoint). ASTRA's CPU projectors are single-threaded; recon uses RECON_NUM_THREADS /
 OMP_NUM_THREADS or all cores (printed).
 
-Results: printed, written to benchmarks/results/cpu.md (section "## CT projectors"; other sections
-are kept), benchmarks/results/ct_cpu.json and a bar chart benchmarks/results/ct_cpu.png.
+FBP/FDK part (``--parts fbp``): the same parallel and fan cases, ``fan_arc`` (the fan case with an
+equiangular detector of 888 bins of 1.0 mm along the arc) and ``cone`` (FDK). Inputs: the analytic line
+integrals of the phantom (float32); cone: the Joseph projection of the rasterised phantom (analytic line
+integrals of 360 x 256^2 rays take minutes in numpy). Ram-Lak filter, full scans. Printed per case and
+library: median wall time and process CPU time of the whole reconstruction (filtering included), the
+peak memory of one call (the rise of the peak resident set size over the inputs, measured in a fresh
+subprocess: ``/proc/self/clear_refs``, ``VmHWM``), the wall-time ratio peer / recon and the relative l2
+error against the rasterised phantom in the central disk (radius 0.6 x half the image; cone: the two
+slices next to the mid-plane). Peers, same inputs: ASTRA's CPU ``FBP`` algorithm (parallel beams only:
+ASTRA refuses fan geometries on the CPU, "FBP currently only supports parallel projection geometries";
+its FBP_CUDA / FDK_CUDA need a GPU) with the ``linear`` (Joseph) projector, and scikit-image's
+``iradon`` (parallel only; ramp filter, linear interpolation, on its own detector and rotation centre as
+for the projectors).
+
+Results: printed, written to benchmarks/results/cpu.md (sections "## CT projectors" and "## FBP / FDK";
+other sections are kept), benchmarks/results/ct_cpu.json, benchmarks/results/fbp_cpu.json and a bar
+chart benchmarks/results/ct_cpu.png.
 """
 
 from __future__ import annotations
@@ -205,6 +221,13 @@ def markdown(results, meta) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_atomic(path: Path, text: str):
+    """Write through a temporary file in the same folder and a rename: never a half-written file."""
+    tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def write_section(md_path: Path, section: str, title: str = "## CT projectors"):
     text = md_path.read_text() if md_path.exists() else "# CPU benchmarks\n\n"
     lines = text.splitlines()
@@ -214,7 +237,7 @@ def write_section(md_path: Path, section: str, title: str = "## CT projectors"):
     else:
         end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
         text = "\n".join(lines[:start] + section.rstrip("\n").splitlines() + [""] + lines[end:]).rstrip("\n") + "\n"
-    md_path.write_text(text)
+    write_atomic(md_path, text)
 
 
 def plot(results, path: Path):
@@ -242,20 +265,250 @@ def plot(results, path: Path):
     plt.close(fig)
 
 
+# ---- FBP / FDK -------------------------------------------------------------------------------------------
+
+FBP_CASES = ("parallel", "fan", "fan_arc", "cone")
+
+
+def fbp_geometry(case: str, quick: bool = False):
+    """The projector cases plus ``fan_arc``: the fan case with an equiangular detector (888 bins of 1.0 mm
+    along the arc)."""
+    if case != "fan_arc":
+        return make_geometry(case, quick)
+    from recon.ct import FanBeam2D
+
+    g = make_geometry("fan", quick)
+    return FanBeam2D(g.angles, g.det_count, g.det_spacing, g.source_origin, g.origin_det, "arc", g.image_shape,
+                     g.voxel_size)
+
+
+def fbp_inputs(case: str, quick: bool = False):
+    """(geometry, ellipses, rasterised truth, float32 sinogram): analytic line integrals in 2D, the Joseph
+    projection of the rasterised phantom for the cone case."""
+    geom = fbp_geometry(case, quick)
+    ell, truth = make_phantom(geom)
+    if geom.ndim == 3:
+        from recon.ops import Projector
+
+        sino = np.asarray(Projector(geom, dtype="float32")(truth))
+    else:
+        sino = reference(ell, geom).astype(np.float32)
+    return geom, ell, truth, sino
+
+
+def fbp_error(rec, truth) -> float:
+    """Relative l2 error in the central disk (radius 0.6 x half the image); 3D: the two mid-plane slices."""
+    rec = np.asarray(rec, np.float64)
+    if truth.ndim == 3:
+        m = truth.shape[0] // 2
+        rec, truth = rec[m - 1:m + 1], truth[m - 1:m + 1]
+    ny, nx = truth.shape[-2:]
+    yy, xx = np.mgrid[:ny, :nx]
+    disk = (xx - (nx - 1) / 2) ** 2 + (yy - (ny - 1) / 2) ** 2 < (0.6 * nx / 2) ** 2
+    return float(np.linalg.norm((rec - truth)[..., disk]) / np.linalg.norm(truth[..., disk]))
+
+
+def fbp_callable(lib: str, geom, ell, sino):
+    """(call, model) for one library's FBP on the case, or a str saying why it is skipped."""
+    if lib == "recon":
+        from recon.ct import fbp
+        from recon.ops.backend import default_threads
+
+        n = default_threads()
+        return (lambda: fbp(sino, geom, "ram-lak", nthreads=n)), "fdk" if geom.ndim == 3 else "fbp"
+    if lib == "astra":
+        try:
+            import astra
+        except Exception as e:
+            return f"astra not importable ({e})"
+        if geom.kind != 0:
+            return ("ASTRA's CPU FBP supports parallel beams only (FBP_CUDA / FDK_CUDA need a GPU)"
+                    if geom.ndim == 2 else "ASTRA's FDK needs CUDA")
+
+        def run():
+            vol, proj = geom.to_astra()
+            pid = astra.create_projector("linear", proj, vol)
+            sid = astra.data2d.create("-sino", proj, sino)
+            rid = astra.data2d.create("-vol", vol)
+            cfg = astra.astra_dict("FBP")
+            cfg.update(ReconstructionDataId=rid, ProjectionDataId=sid, ProjectorId=pid,
+                       option={"FilterType": "Ram-Lak"})
+            aid = astra.algorithm.create(cfg)
+            try:
+                astra.algorithm.run(aid)
+                return astra.data2d.get(rid)
+            finally:
+                astra.algorithm.delete(aid)
+                astra.data2d.delete([sid, rid])
+                astra.projector.delete(pid)
+
+        return run, "FBP, linear (Joseph) projector"
+    if lib == "skimage":
+        if geom.kind != 0:
+            return "scikit-image has parallel beam only"
+        try:
+            from skimage.transform import iradon
+        except Exception as e:
+            return f"scikit-image not importable ({e})"
+        # the line integrals on radon's detector (odd, 725 bins at 512^2) of the phantom placed around
+        # iradon's rotation centre, in pixel units: iradon puts it back where recon's image has it
+        v = geom.voxel_size[-1]
+        nbins = int(np.ceil(np.hypot(*geom.image_shape))) + 1
+        nbins += 1 - nbins % 2
+        sk_sino = (skimage_reference(ell, geom, nbins) / v).T  # (bins, angles)
+        theta = np.rad2deg(geom.angles)
+        return (lambda: iradon(sk_sino, theta=theta, output_size=geom.image_shape[0], filter_name="ramp",
+                               interpolation="linear", circle=False)), "iradon, ramp, linear"
+    raise ValueError(f"unknown library {lib!r}")
+
+
+def fbp_peak_memory_here(case: str, lib: str, quick: bool):
+    """In this (fresh) process: MiB by which one FBP call raises the peak resident set size over the
+    inputs (Linux: resets VmHWM through /proc/self/clear_refs); None where that is unavailable."""
+    geom, ell, _, sino = fbp_inputs(case, quick)
+    job = fbp_callable(lib, geom, ell, sino)
+    if isinstance(job, str):
+        return None
+
+    def status(key):
+        with open("/proc/self/status") as f:
+            return next(int(l.split()[1]) for l in f if l.startswith(key + ":"))  # kB
+
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        before = status("VmRSS")
+    except (OSError, StopIteration):
+        return None
+    job[0]()
+    return (status("VmHWM") - before) / 1024.0
+
+
+def fbp_peak_memory(case: str, lib: str, quick: bool):
+    import subprocess
+
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--peak-memory", f"{case}:{lib}"] + (["--quick"] if quick else [])
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=1800).stdout
+        return json.loads(out.strip().splitlines()[-1])["peak_mib"]
+    except (subprocess.SubprocessError, ValueError, IndexError, KeyError):
+        return None
+
+
+def fbp_markdown(results, meta) -> str:
+    load = f", load average {meta['load']:.1f} at the start" if "load" in meta else ""
+    lines = ["## FBP / FDK", "",
+             f"`python benchmarks/run_ct.py --parts fbp{' --quick' if meta['quick'] else ''}` on {meta['date']}, "
+             f"{meta['cpu']} ({meta['cores']} cores{load}), recon threads {meta['threads']}; peers as they run "
+             f"(ASTRA's CPU FBP and scikit-image single-threaded). Whole reconstruction (filtering included): "
+             f"median wall time of {meta['reps']} calls (process CPU time, all threads), peak memory of one call "
+             "over its inputs, wall-time ratio peer / recon, and the relative l2 error against the rasterised "
+             "phantom in the central disk (cone: mid-plane slices). Ram-Lak filter, float32 inputs.",
+             "", "| case | library | method | wall s (cpu s) | peak MiB | ratio peer/recon | error |",
+             "|---|---|---|---|---|---|---|"]
+    for case, libs in results.items():
+        rec = libs.get("recon", {})
+        for lib, r in libs.items():
+            if "skipped" in r:
+                lines.append(f"| {case} | {lib} | {r['skipped']} | | | | |")
+                continue
+            ratio = f"{r['wall_s'] / rec['wall_s']:.1f}" if lib != "recon" and "wall_s" in rec else "1.0"
+            mem = f"{r['peak_mib']:.0f}" if r.get("peak_mib") is not None else "n/a"
+            lines.append(f"| {case} | {lib} | {r['model']} | {r['wall_s']:.3f} ({r['cpu_s']:.3f}) | {mem} | {ratio} | "
+                         f"{r['error']:.4f} |")
+    return "\n".join(lines) + "\n"
+
+
+def run_fbp_part(args, libs, reps):
+    from tqdm import tqdm
+
+    cases = [c for c in args.fbp_cases.split(",") if c]
+    bad = [c for c in cases if c not in FBP_CASES]
+    if bad:
+        raise SystemExit(f"--fbp-cases: unknown case(s) {bad}; expected some of {FBP_CASES}")
+    results, threads = {}, None
+    for case in tqdm(cases, desc="fbp cases"):
+        geom, ell, truth, sino = fbp_inputs(case, args.quick)
+        results[case] = {}
+        for lib in libs:
+            job = fbp_callable(lib, geom, ell, sino)
+            if isinstance(job, str):
+                results[case][lib] = {"skipped": job}
+                tqdm.write(f"{case:9s} {lib:8s} skipped: {job}")
+                continue
+            call, model = job
+            wall, rec = timed(call, 1 if geom.ndim == 3 and not args.reps else reps)
+            r = {"model": model, "wall_s": wall, "cpu_s": _CPU["last"], "error": fbp_error(rec, truth),
+                 "peak_mib": fbp_peak_memory(case, lib, args.quick)}
+            if lib == "recon":
+                from recon.ops.backend import default_threads
+
+                threads = default_threads()
+            results[case][lib] = r
+            base = results[case].get("recon", {}).get("wall_s", wall)
+            mem = f"{r['peak_mib']:.0f} MiB" if r["peak_mib"] is not None else "n/a"
+            tqdm.write(f"{case:9s} {lib:8s} {wall:8.3f} s (cpu {r['cpu_s']:.3f} s, {wall / base:5.1f}x recon)  "
+                       f"peak {mem}  error {r['error']:.4f}")
+    meta = machine_meta(args.quick, reps, threads)
+    md = fbp_markdown(results, meta)
+    print()
+    print(md)
+    if not args.no_write:
+        RESULTS.mkdir(exist_ok=True)
+        write_section(RESULTS / "cpu.md", md, "## FBP / FDK")
+        write_atomic(RESULTS / "fbp_cpu.json", json.dumps({"meta": meta, "results": results}, indent=1))
+        print(f"wrote {RESULTS / 'cpu.md'}, {RESULTS / 'fbp_cpu.json'}")
+    return results
+
+
+def machine_meta(quick: bool, reps: int, threads) -> dict:
+    meta = {"date": datetime.date.today().isoformat(), "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(), "threads": threads, "reps": reps, "quick": quick}
+    try:
+        meta["cpu"] = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    try:
+        meta["load"] = os.getloadavg()[0]
+    except OSError:
+        pass
+    return meta
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="half-size cases, one repetition")
-    ap.add_argument("--cases", default="parallel,fan,cone")
+    ap.add_argument("--parts", default="projectors,fbp", help="projectors and/or fbp")
+    ap.add_argument("--cases", default="parallel,fan,cone", help="projector cases")
+    ap.add_argument("--fbp-cases", default=",".join(FBP_CASES), help="FBP/FDK cases")
     ap.add_argument("--libs", default="recon,astra,skimage")
     ap.add_argument("--reps", type=int, default=None, help="timed repetitions (default 3; quick: 1; cone: 1)")
     ap.add_argument("--no-write", action="store_true", help="print only")
+    ap.add_argument("--peak-memory", metavar="CASE:LIB", help=argparse.SUPPRESS)  # child of fbp_peak_memory
     args = ap.parse_args(argv)
+    if args.peak_memory:
+        case, lib = args.peak_memory.split(":")
+        print(json.dumps({"peak_mib": fbp_peak_memory_here(case, lib, args.quick)}))
+        return None
+    parts = [p for p in args.parts.split(",") if p]
+    unknown = set(parts) - {"projectors", "fbp"}
+    if unknown:
+        ap.error(f"--parts: unknown part(s) {sorted(unknown)}; expected projectors and/or fbp")
+    libs = [l for l in args.libs.split(",") if l]
+    reps = args.reps or (1 if args.quick else 3)
+    results = {}
+    if "projectors" in parts:
+        results["projectors"] = run_projectors(args, libs, reps)
+    if "fbp" in parts:
+        results["fbp"] = run_fbp_part(args, libs, reps)
+    return results
+
+
+def run_projectors(args, libs, reps):
     from tqdm import tqdm
 
     runners = {"recon": run_recon, "astra": run_astra, "skimage": run_skimage}
-    libs = [l for l in args.libs.split(",") if l]
     cases = [c for c in args.cases.split(",") if c]
-    reps = args.reps or (1 if args.quick else 3)
     results = {}
     threads = None
     for case in tqdm(cases, desc="cases"):
@@ -281,19 +534,14 @@ def main(argv=None):
                 rec = results[case]["recon"]
                 tqdm.write(f"{case:9s} {lib:8s} forward {r['forward_s']:8.3f} s ({r['forward_s'] / rec['forward_s']:5.1f}x) "
                            f"back {r['back_s']:8.3f} s ({r['back_s'] / rec['back_s']:5.1f}x)  error {r['error']:.2e}")
-    meta = {"date": datetime.date.today().isoformat(), "cpu": platform.processor() or platform.machine(),
-            "cores": os.cpu_count(), "threads": threads, "reps": reps, "quick": args.quick}
-    try:
-        meta["cpu"] = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    meta = machine_meta(args.quick, reps, threads)
     md = markdown(results, meta)
     print()
     print(md)
     if not args.no_write:
         RESULTS.mkdir(exist_ok=True)
         write_section(RESULTS / "cpu.md", md)
-        (RESULTS / "ct_cpu.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
+        write_atomic(RESULTS / "ct_cpu.json", json.dumps({"meta": meta, "results": results}, indent=1))
         plot(results, RESULTS / "ct_cpu.png")
         print(f"wrote {RESULTS / 'cpu.md'}, {RESULTS / 'ct_cpu.json'}, {RESULTS / 'ct_cpu.png'}")
     return results

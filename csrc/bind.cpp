@@ -18,6 +18,7 @@
 #include "kernels/es_kernel_setup.h"
 #include "nufft/nufft.h"
 #include "ct/backproject.h"  // CT analytic reconstruction
+#include "kernels/ct_backproject.h"  // its fan-angle function, exposed for tests
 #include "ct/projector.h"    // CT projectors
 
 namespace py = pybind11;
@@ -126,6 +127,21 @@ void require_finite_result(const py::array& out, int nthreads, const char* what)
     throw py::value_error(std::string(what) + ": the result holds Inf or NaN: the input holds NaN/Inf, or the "
                           "result exceeds the range of " + std::string(py::str(out.dtype())) +
                           " (use float64 or scale the data)");
+}
+
+// Checks shared by the analytic backprojectors: view weights finite and >= 0 (they are folded into
+// the distance weight as 1/sqrt(W)); image rows and detector sizes up to 2^24 (voxel and bin indices are
+// exact in float32 lanes) and detector images under 2^31 samples (32-bit gather offsets).
+void check_backprojection(const double* weights, int64_t nproj, int64_t nv, int64_t nu, int64_t nx, const char* what) {
+  for (int64_t p = 0; p < nproj; ++p)
+    if (!(weights[p] >= 0.0) || !std::isfinite(weights[p]))
+      throw py::value_error(std::string(what) + ": weights must be finite and >= 0, got " + std::to_string(weights[p]) +
+                            " at view " + std::to_string(p));
+  constexpr int64_t kMaxIndex = int64_t(1) << 24;
+  if (nv < 1 || nu < 1) throw py::value_error(std::string(what) + ": q: empty detector");
+  if (nv > kMaxIndex || nu > kMaxIndex || nx > kMaxIndex || nv * nu >= (int64_t(1) << 31))
+    throw py::value_error(std::string(what) + ": detector rows/columns and image rows are limited to 2^24 and a "
+                          "detector image to 2^31 samples");
 }
 
 template <typename T>
@@ -395,7 +411,7 @@ PYBIND11_MODULE(_core, m) {
         if (weights.ndim() != 1 || weights.shape(0) != np_)
           throw py::value_error("weights: expected shape (" + std::to_string(np_) + ",), got " + shape_str(weights));
         if (origin.size() != 3 || step.size() != 3) throw py::value_error("origin, step: expected 3 values (z, y, x)");
-        if (nv < 1 || nu < 1) throw py::value_error("q: empty detector");
+        check_backprojection(wp, np_, nv, nu, out.shape(2), "ct_backproject_projective");
         const int64_t vs[3] = {out.shape(0), out.shape(1), out.shape(2)};
         if (q.dtype().is(py::dtype::of<float>())) {
           const float* qp = checked_buffer<float>(q, "q", false);
@@ -412,7 +428,25 @@ PYBIND11_MODULE(_core, m) {
       py::arg("q"), py::arg("P"), py::arg("weights"), py::arg("origin"), py::arg("step"), py::arg("out"),
       py::arg("nthreads") = 0,
       "Voxel-driven weighted backprojection (flat/parallel): out += sum_p weights[p]/w^2 q[p](b, a), "
-      "(a w, b w, w) = P[p] (x, y, z, 1). Unmatched (not the projector's adjoint).");
+      "(a w, b w, w) = P[p] (x, y, z, 1); weights finite and >= 0. Unmatched (not the projector's adjoint).");
+  m.def(
+      "ct_fan_angle",
+      [](const py::array& across, const py::array& along) {
+        const float* y = checked_buffer<float>(across, "across", false);
+        const float* x = checked_buffer<float>(along, "along", false);
+        if (across.ndim() != 1 || along.ndim() != 1 || across.shape(0) != along.shape(0))
+          throw py::value_error("across, along: expected two 1D arrays of the same length");
+        py::array_t<float> out(across.shape(0));
+        float* o = out.mutable_data();
+        for (py::ssize_t k = 0; k < across.shape(0); ++k) {
+          float weight;  // unit dgamma, centre 0: the column is the fan angle in radians
+          o[k] = ct_arc_column(y[k], x[k], 1.0f, 0.0f, &weight);
+        }
+        return out;
+      },
+      py::arg("across"), py::arg("along"),
+      "The arc backprojector's float32 fan angle atan2(across, along) (radians; -1 where along <= 0), "
+      "exposed so that tests can measure its error.");
   m.def(
       "ct_backproject_arc2d",
       [](const py::array& q, const py::array& src, const py::array& frame, double dgamma, double centre,
@@ -434,8 +468,8 @@ PYBIND11_MODULE(_core, m) {
         if (weights.ndim() != 1 || weights.shape(0) != np_)
           throw py::value_error("weights: expected shape (" + std::to_string(np_) + ",), got " + shape_str(weights));
         if (origin.size() != 2 || step.size() != 2) throw py::value_error("origin, step: expected 2 values (y, x)");
-        if (!(dgamma > 0)) throw py::value_error("dgamma must be positive");
-        if (nu < 1) throw py::value_error("q: empty detector");
+        if (!(dgamma > 0) || !std::isfinite(dgamma)) throw py::value_error("dgamma must be finite and positive");
+        check_backprojection(wp, np_, 1, nu, out.shape(1), "ct_backproject_arc2d");
         const int64_t vs[2] = {out.shape(0), out.shape(1)};
         if (q.dtype().is(py::dtype::of<float>())) {
           const float* qp = checked_buffer<float>(q, "q", false);
@@ -452,6 +486,6 @@ PYBIND11_MODULE(_core, m) {
       py::arg("q"), py::arg("src"), py::arg("frame"), py::arg("dgamma"), py::arg("centre"), py::arg("weights"),
       py::arg("origin"), py::arg("step"), py::arg("out"), py::arg("nthreads") = 0,
       "Voxel-driven weighted backprojection, equiangular fan: out += sum_p weights[p]/|r-s_p|^2 q[p](a), "
-      "a = atan2(e.(r-s), c.(r-s))/dgamma + centre, frame[p] = (c, e). "
+      "a = atan2(e.(r-s), c.(r-s))/dgamma + centre, frame[p] = (c, e); weights finite and >= 0. "
       "Unmatched (not the projector's adjoint).");
 }

@@ -1,5 +1,8 @@
 // Analytic (voxel-driven, distance-weighted) CT backprojection for FBP/FDK. NOT the adjoint of the
-// matched projector (recon.ops.Projector): see csrc/kernels/ct_backproject.h for the maths.
+// matched projector (recon.ops.Projector): see csrc/kernels/ct_backproject.h for the maths and
+// csrc/ct/backproject.cpp for the loops. float data is evaluated in float32 (detector positions within
+// float32 rounding of the float64 path), double data in float64. The view weights must be finite and
+// >= 0 (checked by the bindings); views of weight 0 are skipped.
 #pragma once
 
 #include <cstdint>

@@ -41,7 +41,6 @@ accurate discretisation of the FBP integral.
 from __future__ import annotations
 
 import math
-import os
 import warnings
 
 import numpy as np
@@ -49,6 +48,7 @@ import numpy as np
 from .. import _array
 from ..geometry import ConeBeam3D, FanBeam2D, Geometry, ParallelBeam2D
 from ..geometry._checks import check_allocation, count, flag, positive
+from ..ops.backend import check_threads, default_threads
 
 __all__ = ["FILTERS", "IncompleteCoverageWarning", "angular_coverage", "ramp_kernel", "filter_response", "filter_sinogram",
            "parker_weight", "parker_weights", "redundancy_weights", "fbp", "fdk"]
@@ -339,14 +339,13 @@ def _require_analytic(geometry, fn: str, kinds=_ANALYTIC):
         raise ValueError(f"{fn}: needs a {names} geometry (its angles and distances), got {got}{extra}")
 
 
-def _check_threads(nthreads, fn: str) -> int:
-    """0 (all cores) or a thread count up to 4 x the cores (more only slows down, and far more makes
-    OpenMP abort)."""
-    cap = 4 * (os.cpu_count() or 1)
-    if isinstance(nthreads, (bool, np.bool_)) or not isinstance(nthreads, (int, np.integer)) \
-            or not 0 <= nthreads <= cap:
-        raise ValueError(f"{fn}: nthreads must be an integer in [0, {cap}] (0: all cores), got {nthreads!r}")
-    return int(nthreads)
+def _threads(nthreads, fn: str) -> int:
+    """The backprojector's thread count: None or 0 give :func:`recon.ops.backend.default_threads`, anything
+    else must pass :func:`recon.ops.backend.check_threads` (a positive integer up to 4 per core)."""
+    if nthreads is None or (isinstance(nthreads, (int, np.integer)) and not isinstance(nthreads, bool)
+                            and nthreads == 0):
+        return default_threads()
+    return check_threads(nthreads, fn)
 
 
 def _check_sinogram(sinogram, geometry: Geometry, fn: str):
@@ -485,7 +484,7 @@ def _backproject_arc(q: np.ndarray, geometry: FanBeam2D, weights: np.ndarray, nt
 # ---- public API --------------------------------------------------------------------------------------
 
 def fbp(sinogram, geometry: Geometry, filter: str = "ram-lak", cutoff: float = 1.0, padding: bool = True,
-        *, short_scan=None, nthreads: int = 0):
+        *, short_scan=None, nthreads: int | None = 0):
     """Filtered backprojection for :class:`ParallelBeam2D` and :class:`FanBeam2D` (flat or arc);
     :class:`ConeBeam3D` dispatches to :func:`fdk`.
 
@@ -498,7 +497,8 @@ def fbp(sinogram, geometry: Geometry, filter: str = "ram-lak", cutoff: float = 1
     cutoff : window cutoff as a fraction of the Nyquist frequency, in (0, 1].
     padding : zero-pad each row to the next power of two ``>= 2 * bins`` before the FFT.
     short_scan : None (detect from the angles), True (require Parker weights), False (never).
-    nthreads : OpenMP threads of the backprojector (0: default).
+    nthreads : OpenMP threads of the backprojector: None or 0 for the default
+        (:func:`recon.ops.backend.default_threads`), else 1 up to 4 per core.
 
     Returns
     -------
@@ -512,7 +512,7 @@ def fbp(sinogram, geometry: Geometry, filter: str = "ram-lak", cutoff: float = 1
     _filter_name(filter)
     _check_cutoff(cutoff)
     padding = flag("fbp", "padding", padding)
-    nthreads = _check_threads(nthreads, "fbp")
+    nthreads = _threads(nthreads, "fbp")
     red, red_scalar, dbeta, kind = redundancy_weights(geometry, short_scan, fn="fbp")
     view_w = dbeta * red_scalar
     flat, out = _batch(s, geometry, dt, "fbp")
@@ -555,7 +555,7 @@ def _batch(s: np.ndarray, geometry: Geometry, dt, fn: str):
 
 
 def fdk(sinogram, geometry: ConeBeam3D, filter: str = "ram-lak", cutoff: float = 1.0, padding: bool = True,
-        *, short_scan=None, nthreads: int = 0):
+        *, short_scan=None, nthreads: int | None = 0):
     """Feldkamp-Davis-Kress reconstruction for :class:`ConeBeam3D` (circular orbit, flat detector).
 
     ``sinogram`` ``(..., n_angles, rows, cols)``; each detector row is cosine-weighted
@@ -570,7 +570,7 @@ def fdk(sinogram, geometry: ConeBeam3D, filter: str = "ram-lak", cutoff: float =
     _filter_name(filter)
     _check_cutoff(cutoff)
     padding = flag("fdk", "padding", padding)
-    nthreads = _check_threads(nthreads, "fdk")
+    nthreads = _threads(nthreads, "fdk")
     red, red_scalar, dbeta, kind = redundancy_weights(geometry, short_scan, fn="fdk")
     view_w = dbeta * red_scalar
     D, SD = geometry.source_origin, geometry.source_det
