@@ -98,6 +98,8 @@ def spokes_from_raw(raw, *, tick_ms: float = 2.5, virtual_coils: int | None = No
     if raw.acquisitions is None or raw.is_cartesian:
         raise ValueError(f"{label}: motion-resolved reconstruction needs radial (golden-angle) data; this is Cartesian")
     samples, traj, counters = raw.samples, raw.trajectory, raw.counters  # (N, C, S), (N, S, d)
+    if samples.shape[0] < 2:
+        raise ValueError(f"{label}: a single spoke: motion-resolved reconstruction needs many spokes")
     stamps = raw.acquisitions.head["acquisition_time_stamp"][raw.imaging].astype(np.float64)
     _check_times(stamps, label, tick_ms)
     times = (stamps - stamps.min()) * (tick_ms / 1000.0)

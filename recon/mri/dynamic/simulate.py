@@ -138,6 +138,13 @@ class ScanConfig:
         return cls(**d).validate()
 
 
+#: the bundled sample ``recon mri --sample abdomen-4d-sos`` (recon/data/mri/abdomen_4d_sos.h5): a small 3D
+#: stack of stars (12 x 64 x 64, 10 x 5.6 x 5.6 mm, 4 coils, 128 angles, readouts without oversampling)
+#: read slowly (a readout every 25 ms, an angle every 0.3 s) so that 4.9 MB span 38 s, nine breaths, one deep
+SAMPLE_CONFIG = ScanConfig(kind="stack-of-stars", matrix=(12, 64, 64), fov_mm=(120.0, 360.0, 360.0), n_angles=128,
+                           oversampling=1, n_coils=4, tr_ms=25.0, noise=0.01, seed=1)
+
+
 @dataclass
 class Simulation:
     """A simulated acquisition: ``samples`` ``(R, C, S)`` complex64 (readouts in time order),
