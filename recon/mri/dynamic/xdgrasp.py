@@ -36,6 +36,7 @@ of each bin, ``S^H``-combined) and :func:`cg_sense_bins` (each bin alone by CG-S
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass, field
@@ -54,17 +55,20 @@ SOLVERS = ("admm", "pdhg")
 @dataclass
 class BinnedData:
     """Binned golden-angle data, ready for the per-slice problems: ``frames`` (per bin the spokes
-    ``(n_b, S, 2)``), ``nufft`` (ragged frames), density ``weights`` ``(M,)``, ``toeplitz`` (``F^H W F``),
-    ``y`` ``(Z, C, M)`` the data of every slice multiplied by ``sqrt(weights)``, ``members`` the angles
-    of each bin, ``im_shape`` ``(Ny, Nx)``."""
+    ``(n_b, S, 2)``), ``nufft`` (ragged frames), density ``weights`` ``(M,)``, ``y`` ``(Z, C, M)`` the data
+    of every slice multiplied by ``sqrt(weights)``, ``members`` the angles of each bin, ``im_shape``
+    ``(Ny, Nx)``; ``toeplitz`` (``F^H W F``, its kernels computed on first use, then shared)."""
 
     frames: list
     members: list
     nufft: object
     weights: np.ndarray
-    toeplitz: object
     y: np.ndarray
     im_shape: tuple
+
+    @functools.cached_property
+    def toeplitz(self):
+        return self.nufft.toeplitz(self.weights)
 
     @property
     def n_bins(self) -> int:
@@ -79,9 +83,10 @@ class BinnedData:
         return np.sqrt(self.weights)
 
 
-def bin_data(data, bins, *, tol: float = 1e-4) -> BinnedData:
+def bin_data(data, bins, *, tol: float = 1e-4, slices=None) -> BinnedData:
     """:class:`BinnedData` of :class:`~recon.mri.dynamic.data.SpokeData` ``data`` for ``bins``
-    (:class:`~recon.mri.dynamic.binning.Bins`, over ``data``'s angles). ValueError for an empty bin."""
+    (:class:`~recon.mri.dynamic.binning.Bins`, over ``data``'s angles); ``slices`` the z slices to keep
+    (indices; default all). ValueError for an empty bin."""
     from ...ops import Nufft
     from ..dcf import pipe_menon_dcf
 
@@ -95,10 +100,10 @@ def bin_data(data, bins, *, tol: float = 1e-4) -> BinnedData:
     frames = [np.ascontiguousarray(data.spokes[m]) for m in members]
     nufft = Nufft(frames, im_shape, tol=tol)
     w = pipe_menon_dcf(frames, im_shape).astype(np.float32)
-    slices = data.slices()                                                  # (Z, C, A, S)
-    y = np.concatenate([slices[:, :, m].reshape(slices.shape[0], slices.shape[1], -1) for m in members], axis=-1)
+    k = data.slices()[_slice_index(slices, data.im_shape[0])]               # (Z, C, A, S)
+    y = np.concatenate([k[:, :, m].reshape(k.shape[0], k.shape[1], -1) for m in members], axis=-1)
     y *= np.sqrt(w)
-    return BinnedData(frames, members, nufft, w, nufft.toeplitz(w), y.astype(np.complex64), im_shape)
+    return BinnedData(frames, members, nufft, w, y.astype(np.complex64), im_shape)
 
 
 def slice_operator(bd: BinnedData, maps_z):
@@ -126,24 +131,31 @@ def slice_sense(bd: BinnedData, maps_z):
     return NonCartesianSense(maps_z, bd.frames, tol=bd.nufft.tol, weights=bd.weights, check=False)
 
 
+def _slice_index(slices, n: int) -> np.ndarray:
+    idx = np.arange(n) if slices is None else np.arange(n)[slices]
+    if idx.size == 0:
+        raise ValueError(f"slices {slices!r} select none of the {n} slices")
+    return np.atleast_1d(idx)
+
+
 def estimate_maps(data, *, method: str = "espirit", calib_width: int | None = None, crop: float | None = None,
-                  tol: float = 1e-4) -> np.ndarray:
-    """Coil maps ``(Z, C, Ny, Nx)`` of every slice from all spokes together (the motion-averaged
-    data): the gridded k-space centre (``recon.mri.coils.calib_from_noncartesian``) and ``method``
-    (espirit | lowres | walsh; ESPIRiT crop default 0.8 as for non-Cartesian data)."""
+                  tol: float = 1e-4, slices=None) -> np.ndarray:
+    """Coil maps ``(Z, C, Ny, Nx)`` of every slice (or of ``slices``) from all spokes together (the
+    motion-averaged data): the gridded k-space centre (``recon.mri.coils.calib_from_noncartesian``)
+    and ``method`` (espirit | lowres | walsh; ESPIRiT crop default 0.8 as for non-Cartesian data)."""
     from .. import coils
     from ..dcf import pipe_menon_dcf
     from ..pipeline import default_calib_width
     from ..recon import DEFAULT_CROP_NONCARTESIAN
 
     im_shape = tuple(data.im_shape[1:])
-    slices = data.slices()
-    cw = calib_width or default_calib_width(slices.shape[1:], False, im_shape)
+    k = data.slices()[_slice_index(slices, data.im_shape[0])]
+    cw = calib_width or default_calib_width(k.shape[1:], False, im_shape)
     w = pipe_menon_dcf(data.spokes, im_shape)
     kw = {"crop": DEFAULT_CROP_NONCARTESIAN if crop is None else crop} if method == "espirit" else {}
-    maps = np.empty((slices.shape[0], slices.shape[1]) + im_shape, dtype=np.complex64)
-    for z in range(slices.shape[0]):
-        calib = coils.calib_from_noncartesian(slices[z], data.spokes, im_shape, cw, dcf=w, tol=tol)
+    maps = np.empty((k.shape[0], k.shape[1]) + im_shape, dtype=np.complex64)
+    for z in range(k.shape[0]):
+        calib = coils.calib_from_noncartesian(k[z], data.spokes, im_shape, cw, dcf=w, tol=tol)
         maps[z] = coils.maps_from_calib(calib, im_shape, method, **kw)
     return maps
 
@@ -250,6 +262,26 @@ def _regularizer(shape, lam_t, lam_s, periodic, prior_n, alpha):
         ops.append(Ds)
         conj.append(lambda p, s: project_l2inf_ball(p, lam_s * (1 - alpha), axis=-4))
     return ops, conj
+
+
+def objective(bd: BinnedData, maps, images, *, lam_t: float = DEFAULT_LAM_T, lam_s: float = DEFAULT_LAM_S,
+              periodic: bool = False) -> float:
+    """XD-GRASP's objective (module docstring, no prior) of ``images`` ``(B, Z, Ny, Nx)`` in the
+    normalised units the solvers use (data divided by ``sqrt(L) s``, images by ``s``)."""
+    from ...ops import FiniteDifference
+
+    maps = _check_maps(bd, maps)
+    L, s, _ = _scaling(bd, maps)
+    shape = (bd.n_bins,) + bd.im_shape
+    Dt = FiniteDifference(shape, axes=(0,), boundary="periodic" if periodic else "neumann")
+    Ds = FiniteDifference(shape, axes=(1, 2))
+    total = 0.0
+    for z in range(bd.n_slices):
+        x = (np.asarray(images)[:, z] / s).astype(np.complex64)
+        r = slice_sense(bd, maps[z])(x) / math.sqrt(L) - bd.y[z] / (math.sqrt(L) * s)
+        total += 0.5 * float(np.vdot(r, r).real) + lam_t * float(np.abs(Dt(x)).sum())
+        total += lam_s * float(np.sqrt((np.abs(Ds(x)) ** 2).sum(0)).sum())
+    return total
 
 
 def xdgrasp_bins(bd: BinnedData, maps, *, lam_t: float = DEFAULT_LAM_T, lam_s: float = DEFAULT_LAM_S,
