@@ -11,8 +11,7 @@ from recon.io import read_raw
 from recon.mri.dynamic import (ScanConfig, bin_signal, respiratory_signal, simulate, simulation_from_raw,
                                spokes_from_raw)
 from recon.mri.dynamic import xdgrasp as xd
-from recon.mri.dynamic.evaluate import bin_truth, edge_errors, psnr
-from recon.mri.dynamic.phantom import AbdomenPhantom, Grid
+from recon.mri.dynamic.evaluate import bin_truth, edge_errors, lesion_contrast, psnr
 from recon.mri.dynamic.simulate import state_image
 
 SLICES = slice(4, 10)   # z slices holding the right hemidiaphragm and the lesion
@@ -59,15 +58,8 @@ def test_moving_edge_within_one_voxel_in_every_bin(case, recons):
 
 
 def _lesion_contrast(img, case, b):
-    """Lesion minus surrounding liver (magnitudes), the image first scaled to the truth by least squares."""
-    cfg, s = case["cfg"], case["si_b"][b]
-    (cz, cy, cx), r = AbdomenPhantom.lesion_centre_mm(s, 0.3 * s)
-    z, y, x = Grid(cfg.matrix, tuple(f / n for f, n in zip(cfg.fov_mm, cfg.matrix))).points()
-    dist = np.sqrt((z - cz) ** 2 + (y - cy) ** 2 + (x - cx) ** 2)[SLICES]
-    t, a = np.abs(case["truths"][b][SLICES]), np.abs(img)
-    a = a * (a * t).sum() / (a * a).sum()
-    inside, shell = dist < r, (dist > 1.6 * r) & (dist < 2.6 * r)
-    return a[inside].mean() - a[shell].mean()
+    s = case["si_b"][b]
+    return lesion_contrast(img, case["truths"][b][SLICES], case["cfg"], s, 0.3 * s, SLICES)
 
 
 def test_prior_without_the_lesion_helps_and_keeps_the_lesion(case, recons):

@@ -6,7 +6,9 @@
   global intensity factor, e.g. of density-compensated gridding, does not count), peak ``max |t|``;
 - :func:`edge_position`: the sub-voxel position (voxels along z) where a column's magnitude profile
   crosses halfway between its two levels, searched in a window around the truth's edge: the
-  diaphragm-like lung/liver interface.
+  diaphragm-like lung/liver interface;
+- :func:`lesion_contrast`: the lesion's mean magnitude minus that of the liver around it (is a lesion
+  that a prior image lacks kept?).
 """
 
 from __future__ import annotations
@@ -91,3 +93,23 @@ def edge_errors(images, truths, sim_config, si_b, ap_ratio: float) -> np.ndarray
             guess, prof_t, prof_x = n_si - 1 - n_si // 2 - z_mm / v, truths[b][0, :, x], images[b][0, :, x]
         out.append(edge_position(prof_x, guess) - edge_position(prof_t, guess))
     return np.asarray(out)
+
+
+def lesion_contrast(image, truth, sim_config, si_mm: float, ap_mm: float, z_slices=slice(None)) -> float:
+    """Mean magnitude inside the lesion minus that of a shell of liver around it (1.6 to 2.6 radii), of
+    ``image`` (stack of stars, ``(Z, Ny, Nx)`` or the slices ``z_slices`` of it) first scaled to ``truth``
+    (same shape) by least squares; the lesion where it sits in the state ``si_mm``/``ap_mm``."""
+    from .phantom import AbdomenPhantom, Grid
+
+    if sim_config.kind != "stack-of-stars":
+        raise ValueError("lesion_contrast: needs a stack-of-stars (3D) simulation")
+    (cz, cy, cx), r = AbdomenPhantom.lesion_centre_mm(si_mm, ap_mm)
+    vox = tuple(f / n for f, n in zip(sim_config.fov_mm, sim_config.matrix))
+    z, y, x = Grid(tuple(sim_config.matrix), vox).points()
+    dist = np.sqrt((z - cz) ** 2 + (y - cy) ** 2 + (x - cx) ** 2)[z_slices]
+    t, a = np.abs(np.asarray(truth)), np.abs(np.asarray(image))
+    if a.shape != t.shape or a.shape != dist.shape:
+        raise ValueError(f"lesion_contrast: image {a.shape}, truth {t.shape} and slices {dist.shape} differ")
+    a = a * (a * t).sum() / (a * a).sum()
+    inside, shell = dist < r, (dist > 1.6 * r) & (dist < 2.6 * r)
+    return float(a[inside].mean() - a[shell].mean())
