@@ -38,7 +38,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                     "See docs/mri.md.")
     p.add_argument("input", nargs="?", help="raw data file (format detected from its content)")
     p.add_argument("-o", "--output", help="output file, or a folder (then named after the input and method)")
-    p.add_argument("--sample", choices=sorted(SAMPLES), help="use a bundled real data set instead of INPUT")
+    p.add_argument("--sample", choices=sorted(SAMPLES), help="use a bundled data set instead of INPUT (real, or the simulated 4D sample)")
     p.add_argument("--list-samples", action="store_true", help="list the bundled samples and exit")
     p.add_argument("--method", choices=("zf", "sense", "cs", "xdgrasp"), default=None,
                    help="zero-filled, CG-SENSE (default), or compressed sensing; with --dynamic respiratory: "

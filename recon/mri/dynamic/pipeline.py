@@ -234,6 +234,8 @@ def reconstruct_dynamic(raw, config: DynamicConfig | None = None) -> DynamicResu
     timings = {}
     data = spokes_from_raw(raw, tick_ms=config.tick_ms, virtual_coils=config.virtual_coils,
                            prewhiten=config.prewhiten)
+    if config.bins > data.n_angles:
+        _bad("bins", f"= {config.bins} exceeds the {data.n_angles} angles (spokes) of {data.label}")
     t1 = time.perf_counter()
     bell = bellows_at(raw, data.angle_times_s, tick_ms=config.tick_ms)
     sig = respiratory_signal(data, band_hz=config.band_hz, bellows=bell, source=config.signal)
