@@ -3,14 +3,11 @@ NIfTI 4D, DICOM with temporal positions, GIF/strip/plot), per-readout signal and
 MRSIGMA signature matching; the bundled sample's registration."""
 
 import os
-import subprocess
-import sys
 
 import h5py
 import numpy as np
 import pytest
 
-import recon
 from recon.cli import main
 from recon.data import path as sample_path
 from recon.io import read_raw
@@ -19,6 +16,7 @@ from recon.mri.dynamic import (DynamicConfig, ScanConfig, build_dictionary, matc
 from recon.mri.dynamic.gating import correlation
 from recon.mri.dynamic.mrsigma import match, segments
 from recon.mri.dynamic.simulate import SAMPLE_CONFIG
+from test_cli import _run_cli
 
 CFG = ScanConfig(matrix=(6, 32, 32), fov_mm=(90.0, 360.0, 360.0), n_angles=72, oversampling=1, n_coils=3,
                  tr_ms=40.0, noise=0.01, seed=2)
@@ -131,14 +129,6 @@ def test_cli_nifti_and_dicom(tmp_path, small):
     assert {int(d.NumberOfTemporalPositions) for d in ds} == {3}
     assert len({d.SeriesInstanceUID for d in ds}) == 1 and len({int(d.InstanceNumber) for d in ds}) == 18
     assert "respiratory bin" in ds[0].ImageComments
-
-
-def _run_cli(args, cwd):
-    root = os.path.dirname(os.path.dirname(os.path.abspath(recon.__file__)))
-    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    env.pop("RECON_DEBUG", None)
-    return subprocess.run([sys.executable, "-m", "recon.cli"] + list(args), cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
 
 
 @pytest.mark.parametrize("args, message", [

@@ -19,12 +19,14 @@ respiratory signal (self-gating or bellows: :mod:`~recon.mri.dynamic.gating`), t
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from .. import pipeline as static_pipeline
 from . import binning
 from . import xdgrasp as xd
 
@@ -116,13 +118,8 @@ OPTION = {"mode": "--dynamic", "bins": "--bins", "method": "--method", "gating":
           "outlier_threshold": "--outlier-threshold", "prior": "--prior"}
 
 
-def _bad(name, msg):
-    raise ValueError(f"{name} ({OPTION[name]}) {msg}" if name in OPTION else f"{name} {msg}")
-
-
-def _choice(name, v, choices):
-    if v not in choices:
-        _bad(name, f"must be one of {', '.join(choices)}; got {v!r}")
+_bad = functools.partial(static_pipeline._bad, options=OPTION)
+_choice = functools.partial(static_pipeline._choice, options=OPTION)
 
 
 @dataclass
