@@ -145,3 +145,10 @@ def test_no_time_stamps_and_a_single_spoke(tmp_path):
     raw1.acquisitions.head["acquisition_time_stamp"][0] = 5   # a time stamp, but still one spoke
     with pytest.raises(ValueError, match="single spoke"):
         spokes_from_raw(raw1)
+
+
+def test_non_finite_kspace_is_refused():
+    raw = read_raw(sample_path("abdomen-4d-sos"))
+    raw.samples[7, 1, 3] = np.nan
+    with pytest.raises(ValueError, match=r"k-space samples contain NaN or Inf \(imaging readout 7 and 0 more\)"):
+        spokes_from_raw(raw)

@@ -90,7 +90,7 @@ def spokes_from_raw(raw, *, tick_ms: float = 2.5, virtual_coils: int | None = No
                     prewhiten: bool = True) -> SpokeData:
     """:class:`SpokeData` of a golden-angle radial or stack-of-stars ``recon.io.RawData`` (module
     docstring). ValueError, naming the file, for Cartesian data, missing time stamps, fewer than two
-    spokes, or a stack of stars whose angles lack partitions."""
+    spokes, NaN/Inf samples or trajectory, or a stack of stars whose angles lack partitions."""
     from ..coils import coil_compress
     from ..noise import prewhiten as whiten
 
@@ -100,6 +100,11 @@ def spokes_from_raw(raw, *, tick_ms: float = 2.5, virtual_coils: int | None = No
     samples, traj, counters = raw.samples, raw.trajectory, raw.counters  # (N, C, S), (N, S, d)
     if samples.shape[0] < 2:
         raise ValueError(f"{label}: a single spoke: motion-resolved reconstruction needs many spokes")
+    for name, arr in (("k-space samples", samples), ("trajectory", traj)):
+        bad = ~np.isfinite(arr).reshape(arr.shape[0], -1).all(axis=1)
+        if bad.any():
+            raise ValueError(f"{label}: {name} contain NaN or Inf (imaging readout {int(np.argmax(bad))} and "
+                             f"{int(bad.sum()) - 1} more)")
     stamps = raw.acquisitions.head["acquisition_time_stamp"][raw.imaging].astype(np.float64)
     _check_times(stamps, label, tick_ms)
     times = (stamps - stamps.min()) * (tick_ms / 1000.0)
