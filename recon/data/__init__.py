@@ -18,6 +18,10 @@ SAMPLES = {
     "brain-poisson": ("mri/brain_8coil_poisson.h5",
                       "in-vivo brain, 8-coil Cartesian, Poisson-disc undersampled (12.4 % of k-space) "
                       "(fastMRI-format HDF5; SigPy MRI tutorial data, BSD-3-Clause)"),
+    "abdomen-4d-sos": ("mri/abdomen_4d_sos.h5",
+                       "SIMULATED free-breathing abdomen, 4-coil golden-angle stack of stars 12x64x64, 128 angles, "
+                       "38 s with a deep breath, bellows and true motion trace (ISMRMRD; made by "
+                       "recon.mri.dynamic.simulate, BSD-3-Clause)"),
 }
 
 

@@ -38,10 +38,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
                     "See docs/mri.md.")
     p.add_argument("input", nargs="?", help="raw data file (format detected from its content)")
     p.add_argument("-o", "--output", help="output file, or a folder (then named after the input and method)")
-    p.add_argument("--sample", choices=sorted(SAMPLES), help="use a bundled real data set instead of INPUT")
+    p.add_argument("--sample", choices=sorted(SAMPLES), help="use a bundled data set instead of INPUT (real, or the simulated 4D sample)")
     p.add_argument("--list-samples", action="store_true", help="list the bundled samples and exit")
-    p.add_argument("--method", choices=("zf", "sense", "cs"), default="sense",
-                   help="zero-filled, CG-SENSE (default), or compressed sensing")
+    p.add_argument("--method", choices=("zf", "sense", "cs", "xdgrasp"), default=None,
+                   help="zero-filled, CG-SENSE (default), or compressed sensing; with --dynamic respiratory: "
+                        "xdgrasp (default), sense or zf on the binned data")
     p.add_argument("--format", choices=FORMATS, default=None,
                    help="output format (default: from the output's extension, else h5)")
     p.add_argument("--regularizer", choices=("wavelet", "tv"), default="wavelet", help="CS regulariser (default wavelet)")
@@ -69,6 +70,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the retrospective mask (default 0)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files (never the input)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
+    from .dynamic.command import add_arguments
+
+    add_arguments(p)
     p.set_defaults(func=run)
     return p
 
@@ -80,7 +84,7 @@ def config_from_args(args):
     retro = None
     if args.retrospective_mask is not None:
         retro = RetrospectiveMask(args.retrospective_mask, args.accel, args.center_fraction, args.seed)
-    return ReconConfig(method=args.method, regularizer=args.regularizer, wavelet=args.wavelet, lam=args.lam,
+    return ReconConfig(method=args.method or "sense", regularizer=args.regularizer, wavelet=args.wavelet, lam=args.lam,
                        iters=args.iters, maps=args.maps, calib_width=args.calib_width, crop=args.crop,
                        virtual_coils=args.virtual_coils, prewhiten=not args.no_prewhiten,
                        density_weights=not args.no_density_weights, nufft_tol=args.nufft_tol, slices=args.slices,
@@ -88,6 +92,15 @@ def config_from_args(args):
 
 
 # ---- output ---------------------------------------------------------------------------------------
+
+
+def _stem(src: str) -> str:
+    """The input's file name without its raw-data extension (names the outputs in a folder)."""
+    stem = os.path.basename(src)
+    for suf in (".h5", ".hdf5", ".mrd"):
+        if stem.lower().endswith(suf):
+            stem = stem[: -len(suf)]
+    return stem
 
 
 def _resolve_output(args, stem):
@@ -192,6 +205,14 @@ def run(args) -> int:
     src = sample_path(args.sample) if args.sample else args.input
     if src is None:
         raise ValueError("no input: give a raw data file or --sample NAME (see --list-samples)")
+    if args.dynamic is not None:
+        from .dynamic.command import run_dynamic
+
+        return run_dynamic(args, src, _stem(src))
+    if args.method is None:
+        args.method = "sense"
+    if args.method == "xdgrasp":
+        raise ValueError("--method xdgrasp needs --dynamic respiratory (motion-resolved data)")
     if args.output is None and args.retrospective_mask is None:
         raise ValueError("give -o OUTPUT (a file or a folder)")
     config = config_from_args(args)
@@ -204,10 +225,7 @@ def run(args) -> int:
     t0 = time.perf_counter()
     raw = read_raw(src)
     parse_slices(config.slices, len(raw.slices))  # a bad --slices fails before anything is written or computed
-    stem = os.path.basename(src)
-    for suf in (".h5", ".hdf5", ".mrd"):
-        if stem.lower().endswith(suf):
-            stem = stem[: -len(suf)]
+    stem = _stem(src)
     out_path, fmt, preview = _resolve_output(args, stem)
     outputs = _planned_outputs(out_path, fmt, preview, args.retrospective_mask is not None)
     check_outputs(outputs["files"], outputs["folders"], inputs=[src], overwrite=args.overwrite,

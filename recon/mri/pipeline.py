@@ -121,13 +121,15 @@ OPTION = {"method": "--method", "regularizer": "--regularizer", "maps": "--maps"
           "retrospective.accel": "--accel", "retrospective.center_fraction": "--center-fraction"}
 
 
-def _bad(name, msg):
-    raise ValueError(f"{name} ({OPTION[name]}) {msg}" if name in OPTION else f"{name} {msg}")
+def _bad(name, msg, options=None):
+    """ValueError naming the config field and the ``recon mri`` option (``options``, default OPTION) setting it."""
+    options = OPTION if options is None else options
+    raise ValueError(f"{name} ({options[name]}) {msg}" if name in options else f"{name} {msg}")
 
 
-def _choice(name, v, choices):
+def _choice(name, v, choices, options=None):
     if v not in choices:
-        _bad(name, f"must be one of {', '.join(choices)}; got {v!r}")
+        _bad(name, f"must be one of {', '.join(choices)}; got {v!r}", options)
 
 
 @dataclass
