@@ -25,7 +25,8 @@ not an exact adjoint). ASTRA's CPU projectors are single-threaded; recon uses RE
 OMP_NUM_THREADS or all cores (printed).
 
 Results: printed, written to benchmarks/results/cpu.md (section "## CT projectors"; other sections
-are kept), benchmarks/results/ct_cpu.json and a bar chart benchmarks/results/ct_cpu.png.
+are kept), benchmarks/results/ct_cpu.json and a bar chart benchmarks/results/ct_cpu.png. The cases and
+library runners live in ``recon.bench.ct_projectors`` (shared with ``recon bench``).
 """
 
 from __future__ import annotations
@@ -34,10 +35,7 @@ import argparse
 import datetime
 import json
 import os
-import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -46,139 +44,21 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 sys.path.insert(0, str(HERE.parent))
 
-SO, SD = 595.0, 1085.6
-
-
-# ---- cases ------------------------------------------------------------------------------------------------
-
-def make_geometry(case: str, quick: bool = False):
-    from recon.ct import ConeBeam3D, FanBeam2D, ParallelBeam2D
-
-    h = 2 if quick else 1
-    if case == "parallel":
-        n = 512 // h
-        return ParallelBeam2D(np.linspace(0, np.pi, 720 // h, endpoint=False), 729 // h, 1.0 * h, (n, n), 1.0 * h)
-    if case == "fan":
-        n = 512 // h
-        return FanBeam2D(np.linspace(0, 2 * np.pi, 720 // h, endpoint=False), 888 // h, 1.0 * h, SO, SD - SO,
-                         "flat", (n, n), 0.8 * h)
-    if case == "cone":
-        n = 256 // (2 * h)  if quick else 256
-        views = 90 if quick else 360
-        return ConeBeam3D(np.linspace(0, 2 * np.pi, views, endpoint=False), (n, n), 2.0 * 256 / n, SO, SD - SO,
-                          (n, n, n), 256.0 / n)
-    raise ValueError(f"unknown case {case!r}")
-
-
-def make_phantom(geom):
-    """(ellipses, rasterised float32 image) of the modified Shepp-Logan phantom filling the image."""
-    from recon.ct import rasterize, shepp_logan_ellipses
-
-    radius = geom.image_shape[-1] * geom.voxel_size[-1] / 2
-    ell = shepp_logan_ellipses(radius, geom.ndim, scale=0.02)
-    img = rasterize(ell, geom, supersample=4 if geom.ndim == 2 else 2).astype(np.float32)
-    return ell, img
-
-
-def reference(ell, geom, every: int = 1):
-    from recon.ct import analytic_sinogram
-
-    g = geom.subset(slice(None, None, every)) if every > 1 else geom
-    return analytic_sinogram(ell, g)
-
-
-def rel(a, b) -> float:
-    return float(np.linalg.norm(np.asarray(a, np.float64) - b) / np.linalg.norm(b))
-
-
-_CPU: dict = {}
-
-
-def timed(fn, reps: int):
-    """Median wall time of `reps` calls after a warm-up; the median process CPU time (all threads)
-    of the same calls is kept in _CPU["last"] (robust on a busy machine, where wall time is not)."""
-    out = fn()  # warm-up (plans, first touch)
-    ts, cs = [], []
-    for _ in range(reps):
-        t, c = time.perf_counter(), time.process_time()
-        out = fn()
-        ts.append(time.perf_counter() - t)
-        cs.append(time.process_time() - c)
-    _CPU["last"] = statistics.median(cs)
-    return statistics.median(ts), out
-
-
-# ---- libraries ------------------------------------------------------------------------------------------------
-
-def run_recon(geom, img, reps):
-    from recon.ops import Projector
-
-    P = Projector(geom, dtype="float32")
-    tf, sino = timed(lambda: P(img), reps)
-    cf = _CPU["last"]
-    tb, _ = timed(lambda: P.H(sino), reps)
-    return {"forward_s": tf, "back_s": tb, "forward_cpu_s": cf, "back_cpu_s": _CPU["last"], "sino": sino,
-            "threads": P.nthreads}
-
-
-def run_astra(geom, img, reps):
-    try:
-        import astra
-    except Exception as e:
-        return {"skipped": f"astra not importable ({e})"}
-    if geom.ndim == 3:
-        return {"skipped": "ASTRA's 3D projectors need CUDA"}
-    vol, proj = geom.to_astra()
-    model = "linear" if geom.kind == 0 else "line_fanflat"
-    pid = astra.create_projector(model, proj, vol)
-    try:
-        def fwd():
-            sid, s = astra.create_sino(img, pid)
-            astra.data2d.delete(sid)
-            return s
-
-        tf, sino = timed(fwd, reps)
-        cf = _CPU["last"]
-
-        def back():
-            bid, b = astra.create_backprojection(sino, pid)
-            astra.data2d.delete(bid)
-            return b
-
-        tb, _ = timed(back, reps)
-    finally:
-        astra.projector.delete(pid)
-    return {"forward_s": tf, "back_s": tb, "forward_cpu_s": cf, "back_cpu_s": _CPU["last"], "sino": sino,
-            "model": model, "threads": 1}
-
-
-def run_skimage(geom, img, reps):
-    if geom.kind != 0:
-        return {"skipped": "scikit-image has parallel beam only"}
-    try:
-        from skimage.transform import iradon, radon
-    except Exception as e:
-        return {"skipped": f"scikit-image not importable ({e})"}
-    theta = np.rad2deg(geom.angles)
-    v = geom.voxel_size[-1]
-    img64 = img.astype(np.float64)
-    tf, s = timed(lambda: radon(img64, theta=theta, circle=False), reps)
-    cf = _CPU["last"]
-    tb, _ = timed(lambda: iradon(s, theta=theta, filter_name=None, circle=False, output_size=img.shape[0]), reps)
-    return {"forward_s": tf, "back_s": tb, "forward_cpu_s": cf, "back_cpu_s": _CPU["last"], "sino": s.T * v,
-            "model": "radon (rotate + sum)", "threads": 1}
-
-
-def skimage_reference(ell, geom, nbins):
-    """Analytic line integrals on scikit-image's detector (nbins of one pixel, centre bin nbins // 2)
-    with its rotation centre at pixel (n/2, n/2), i.e. our image shifted by half a pixel."""
-    from recon.ct import Ellipse, ParallelBeam2D, analytic_sinogram
-
-    v = geom.voxel_size[-1]
-    g = ParallelBeam2D(geom.angles, nbins, v, geom.image_shape, v, check_coverage=False)
-    shifted = [Ellipse(e.value, e.axes, (e.centre[0] - 0.5 * v, e.centre[1] + 0.5 * v), e.angle) for e in ell]
-    return analytic_sinogram(shifted, g)
-
+from recon.bench.ct_projectors import (  # noqa: E402,F401  (the cases and runners: one home, shared with recon bench)
+    SD,
+    SO,
+    make_geometry,
+    make_phantom,
+    reference,
+    rel,
+    run_astra,
+    run_case,
+    run_recon,
+    run_skimage,
+    skimage_reference,
+    timed,
+)
+from recon.bench.report import cpu_model, replace_section  # noqa: E402
 
 # ---- report -----------------------------------------------------------------------------------------------------
 
@@ -203,18 +83,6 @@ def markdown(results, meta) -> str:
             lines.append(f"| {case} | {lib} | {r.get('model', 'joseph')} | {r['forward_s']:.3f} ({r['forward_cpu_s']:.3f}) | "
                          f"{r['back_s']:.3f} ({r['back_cpu_s']:.3f}) | {rf:.1f} | {rb:.1f} | {r['error']:.2e} |")
     return "\n".join(lines) + "\n"
-
-
-def write_section(md_path: Path, section: str, title: str = "## CT projectors"):
-    text = md_path.read_text() if md_path.exists() else "# CPU benchmarks\n\n"
-    lines = text.splitlines()
-    start = next((i for i, l in enumerate(lines) if l.strip() == title), None)
-    if start is None:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        text = "\n".join(lines[:start] + section.rstrip("\n").splitlines() + [""] + lines[end:]).rstrip("\n") + "\n"
-    md_path.write_text(text)
 
 
 def plot(results, path: Path):
@@ -252,7 +120,6 @@ def main(argv=None):
     args = ap.parse_args(argv)
     from tqdm import tqdm
 
-    runners = {"recon": run_recon, "astra": run_astra, "skimage": run_skimage}
     libs = [l for l in args.libs.split(",") if l]
     cases = [c for c in args.cases.split(",") if c]
     reps = args.reps or (1 if args.quick else 3)
@@ -260,39 +127,24 @@ def main(argv=None):
     threads = None
     for case in tqdm(cases, desc="cases"):
         geom = make_geometry(case, args.quick)
-        ell, img = make_phantom(geom)
-        every = 10 if geom.ndim == 3 else 1
-        ref = reference(ell, geom, every)
-        results[case] = {}
-        for lib in libs:
-            r = runners[lib](geom, img, 1 if case == "cone" and not args.reps else reps)
-            if "sino" in r:
-                s = r.pop("sino")
-                if lib == "skimage":
-                    r["error"] = rel(s, skimage_reference(ell, geom, s.shape[1]))
-                else:
-                    r["error"] = rel(s[::every], ref)
+        results[case] = run_case(geom, libs, 1 if case == "cone" and not args.reps else reps)
+        for lib, r in results[case].items():
             if lib == "recon":
                 threads = r["threads"]
-            results[case][lib] = r
             if "skipped" in r:
                 tqdm.write(f"{case:9s} {lib:8s} skipped: {r['skipped']}")
             else:
                 rec = results[case]["recon"]
                 tqdm.write(f"{case:9s} {lib:8s} forward {r['forward_s']:8.3f} s ({r['forward_s'] / rec['forward_s']:5.1f}x) "
                            f"back {r['back_s']:8.3f} s ({r['back_s'] / rec['back_s']:5.1f}x)  error {r['error']:.2e}")
-    meta = {"date": datetime.date.today().isoformat(), "cpu": platform.processor() or platform.machine(),
-            "cores": os.cpu_count(), "threads": threads, "reps": reps, "quick": args.quick}
-    try:
-        meta["cpu"] = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    meta = {"date": datetime.date.today().isoformat(), "cpu": cpu_model(), "cores": os.cpu_count(), "threads": threads,
+            "reps": reps, "quick": args.quick}
     md = markdown(results, meta)
     print()
     print(md)
     if not args.no_write:
         RESULTS.mkdir(exist_ok=True)
-        write_section(RESULTS / "cpu.md", md)
+        replace_section(RESULTS / "cpu.md", md)
         (RESULTS / "ct_cpu.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
         plot(results, RESULTS / "ct_cpu.png")
         print(f"wrote {RESULTS / 'cpu.md'}, {RESULTS / 'ct_cpu.json'}, {RESULTS / 'ct_cpu.png'}")
