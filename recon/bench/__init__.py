@@ -18,9 +18,9 @@ part       recon                               peers (those installed), same inp
 nufft      ``Nufft`` type 1/2 (2D radial)      FINUFFT, ducc0, SigPy, torchkbnufft (GPU: cuFINUFFT)
 ct-proj.   ``Projector`` forward/back          ASTRA (CPU), scikit-image radon/iradon
 mri        CG-SENSE, L1-wavelet CS             SigPy, BART ``pics``
-ct         FBP, SIRT, PWLS-TV, PICCS           ASTRA SIRT (CPU; ASTRA's CPU FBP is parallel-beam only)
-nets       shipped MoDL / learned primal-dual  recon's classical methods (no peer network installed)
-4d, stream (when their modules exist)          -
+ct         FBP, SIRT, PWLS-TV (low dose)       ASTRA FBP (parallel beam) and SIRT (CPU)
+nets       (recon.bench.nets: not yet;         (``python benchmarks/run_nets.py`` benchmarks the networks)
+4d, stream (recon.bench.dynamic/stream: not yet) -
 ========== =================================== ======================================================
 
 Every part reports times (seconds), ratios peer / recon (> 1: recon faster) and an accuracy (relative
@@ -45,7 +45,7 @@ PARTS = {
     "nufft": ("NUFFT", "recon.bench.nufft"),
     "ct-projectors": ("CT projectors", "recon.bench.ct_projectors"),
     "mri": ("MRI reconstruction", "recon.bench.mri"),
-    "ct": ("CT reconstruction (FBP, SIRT, PWLS-TV, PICCS)", "recon.bench.ct_recon"),
+    "ct": ("CT reconstruction (FBP, SIRT, PWLS-TV)", "recon.bench.ct_recon"),
     "nets": ("Unrolled networks", "recon.bench.nets"),
     "4d": ("4D MRI", "recon.bench.dynamic"),
     "stream": ("Streaming", "recon.bench.stream"),
@@ -57,17 +57,23 @@ DEVICES = ("cpu", "cuda")
 @dataclass
 class Context:
     """What a part needs: ``scale`` tiny | quick | full (case sizes), ``device`` cpu | cuda, ``threads``
-    for recon and every peer, ``workdir`` (a temporary folder), ``log`` (progress lines)."""
+    for recon and every peer, ``workdir`` (a temporary folder), ``log`` (progress lines), ``peers``
+    (the peer libraries to run when installed; None: every one)."""
 
     scale: str = "quick"
     device: str = "cpu"
     threads: int = 1
     workdir: str = "."
     log: object = print
+    peers: tuple | None = None
 
     def pick(self, tiny, quick, full):
         """The value for this run's scale."""
         return {"tiny": tiny, "quick": quick, "full": full}[self.scale]
+
+    def wants(self, library: str) -> bool:
+        """True for recon and for a peer this run includes (installed or not: the part checks that)."""
+        return library == "recon" or self.peers is None or library in self.peers
 
 
 @dataclass
@@ -130,7 +136,9 @@ def run_part(key: str, ctx: Context) -> Section:
         mod = importlib.import_module(modname)
         why = mod.unavailable(ctx) if hasattr(mod, "unavailable") else None
     except ImportError as exc:
-        mod, why = None, f"needs {exc.name or exc}: not installed"
+        mod = None
+        why = (f"no benchmark module {modname} in this recon yet" if exc.name == modname
+               else f"needs {exc.name or exc}: not installed")
     if why:
         sec = Section(key, title, status="skipped", note=why)
     else:
@@ -164,10 +172,11 @@ def _plots(sec: Section, out_dir: Path, device: str) -> None:
 
 
 def run_bench(out_dir, *, scale: str = "quick", device: str = "cpu", parts=None, threads: int | None = None,
-              log=print, command: str | None = None) -> Path:
+              peers=None, log=print, command: str | None = None) -> Path:
     """Run the parts (default all, in :data:`PARTS` order) and write ``out_dir``/report.md, results.json
     and the PNGs; returns the report's path. ``threads``: for recon and every peer (default
-    ``RECON_NUM_THREADS``, else the usable cores)."""
+    ``RECON_NUM_THREADS``, else the usable cores); ``peers``: names of the peer libraries to run
+    (default every installed one)."""
     import tempfile
 
     from ..batch import available_cores
@@ -193,7 +202,8 @@ def run_bench(out_dir, *, scale: str = "quick", device: str = "cpu", parts=None,
     os.environ["RECON_NUM_THREADS"] = str(threads)  # recon's operators; the peers get ``ctx.threads``
     try:
         with tempfile.TemporaryDirectory(prefix="recon-bench-") as tmp:
-            ctx = Context(scale=scale, device=device, threads=threads, workdir=tmp, log=log)
+            ctx = Context(scale=scale, device=device, threads=threads, workdir=tmp, log=log,
+                          peers=None if peers is None else tuple(peers))
             for key in keys:
                 log(f"== {PARTS[key][0]} ==")
                 sec = run_part(key, ctx)

@@ -22,6 +22,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="case sizes: tiny (seconds, for tests), quick, full (default full; --quick: quick)")
     p.add_argument("--device", choices=DEVICES, default="cpu", help="where recon runs (default cpu)")
     p.add_argument("--parts", default=None, help=f"comma-separated parts (default all: {','.join(PARTS)})")
+    p.add_argument("--peers", default=None,
+                   help="comma-separated peer libraries to run (default every installed one), e.g. finufft,astra")
     p.add_argument("--threads", type=int, default=None,
                    help="threads for recon and every peer (default RECON_NUM_THREADS, else the usable cores)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing report in REPORT_DIR")
@@ -42,7 +44,10 @@ def run(args) -> int:
     if os.path.lexists(args.output) and not os.path.isdir(args.output):
         raise ValueError(f"-o {args.output}: the report is a folder, and this is a file")
     parts = [p.strip() for p in args.parts.split(",") if p.strip()] if args.parts else None
+    peers = [p.strip() for p in args.peers.split(",") if p.strip()] if args.peers is not None else None
     if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be an integer >= 1, got {args.threads}")
         for var in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
             os.environ[var] = str(args.threads)  # peers that read them when they load (numpy's BLAS already has)
 
@@ -52,9 +57,10 @@ def run(args) -> int:
 
     command = " ".join(["recon bench", f"--scale {scale}", f"--device {args.device}"]
                        + ([f"--parts {','.join(parts)}"] if parts else [])
+                       + ([f"--peers {','.join(peers)}"] if peers is not None else [])
                        + ([f"--threads {args.threads}"] if args.threads else []) + [f"-o {args.output}"])
-    path = run_bench(args.output, scale=scale, device=args.device, parts=parts, threads=args.threads, log=log,
-                     command=command)
+    path = run_bench(args.output, scale=scale, device=args.device, parts=parts, threads=args.threads, peers=peers,
+                     log=log, command=command)
     if not args.quiet:
         print(f"wrote {path}")
     return 0

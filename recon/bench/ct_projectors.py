@@ -212,7 +212,7 @@ def bench(ctx):
     divisors = ctx.pick((8, 4), (4, 2), (4, 2, 1))
     cases = [(c, h) for h in divisors for c in ("parallel", "fan")] + ctx.pick([], [("cone", 4)], [("cone", 1)])
     reps = ctx.pick(1, 2, 3)
-    libs = ["recon", "astra", "skimage"]
+    libs = [lib for lib in RUNNERS if ctx.wants(lib)]
     sec = Section("ct-projectors", "CT projectors", size_label="image side n (pixels; n^2 image, ~1.4 n views)")
     lines, rows = [], []
     for case, h in cases:

@@ -207,3 +207,62 @@ def time_maps(ks, libs, bart):
             tt += dt
         out["bart"] = (tt, agree(bm))
     return maps, out
+
+
+# ---- recon bench: the MRI part ------------------------------------------------------------------------
+
+def bench(ctx):
+    """``recon bench``'s MRI part: CG-SENSE and L1-wavelet CS of synthetic fastMRI-format slices (4x
+    random Cartesian undersampling, 8 coils) of growing size by recon, SigPy and BART ``pics`` (those
+    installed), with the same ESPIRiT maps and iterations; PSNR against the fully sampled truth, each
+    library at its best weight of :data:`QUICK_LAMBDAS` (all its weights in the accuracy plot)."""
+    from . import Section
+    from .report import table
+
+    sizes = ctx.pick((64,), (128, 256), (128, 256, 320))
+    bart = Bart(ctx.threads)
+    libs = ["recon"]
+    missing = []
+    if ctx.wants("sigpy"):
+        try:
+            import sigpy  # noqa: F401
+            libs.append("sigpy")
+        except ImportError:
+            missing.append("sigpy")
+    if ctx.wants("bart"):
+        (libs if bart.available else missing).append("bart")
+    grid = {lib: {m: v[:1] for m, v in QUICK_LAMBDAS[lib].items()} for lib in libs} if ctx.scale == "tiny" else \
+        {lib: (QUICK_LAMBDAS if ctx.scale == "quick" else LAMBDAS)[lib] for lib in libs}
+    sec = Section("mri", "MRI reconstruction", size_label="image side n (n x n, 8 coils, 4x)",
+                  accuracy_label="PSNR (dB) against the fully sampled image", accuracy_log=False)
+    rows, lines = [], []
+    for n in sizes:
+        ks, ref = synthetic_case(4, 0.08, 1, (n, n), ctx.workdir)
+        maps, _ = time_maps(ks, ["recon"], bart)
+        for method in ("sense", "cs"):
+            base = None
+            for lib in libs:
+                best = None
+                for lam in grid[lib][method]:
+                    vol, dt = run_method(lib, method, ks, maps, lam, bart)
+                    m = metrics(ref, vol)
+                    sec.accuracy.setdefault(f"{lib} {method}", []).append((dt, m["psnr"]))
+                    if best is None or m["psnr"] > best["psnr"]:
+                        best = dict(m, lam=lam, time_s=dt)
+                base = best["time_s"] if lib == "recon" else base
+                row = dict(library=lib, case=f"{n}x{n} {method}", size=n, method=method, **best,
+                           ratio=best["time_s"] / base)
+                rows.append(row)
+                sec.sizes.setdefault(f"{lib} {method}", []).append((n, best["time_s"]))
+                lines.append((f"{n}x{n}", method, lib, f"{best['lam']:g}", f"{best['time_s']:.3f}",
+                              f"{row['ratio']:.2f}", f"{best['psnr']:.2f}", f"{best['ssim']:.4f}"))
+                ctx.log(f"   {n}x{n} {method} {lib}: {best['time_s']:.3f} s, PSNR {best['psnr']:.2f} dB")
+    sec.rows = rows
+    sec.text = (f"One synthetic slice per size (textured phantom, 8 coils, noise 0.01, 4x random Cartesian "
+                f"undersampling with 8 % centre); every library with recon's ESPIRiT maps and {SENSE_ITERS} (SENSE) / "
+                f"{CS_ITERS} (CS) iterations; *time* = wall seconds of the reconstruction alone (BART: its command "
+                "line, process start and .cfl files included); *ratio* = library / recon (> 1: recon faster); "
+                "PSNR/SSIM against the fully sampled image at the best weight of each library."
+                + (f" Not installed: {', '.join(missing)}." if missing else "") + "\n\n"
+                + table(("size", "model", "library", "weight", "time s", "ratio", "PSNR dB", "SSIM"), lines))
+    return sec

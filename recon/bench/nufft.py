@@ -552,7 +552,7 @@ def bench(ctx):
     reps = ctx.pick(2, 3, 7)
     max_call = ctx.pick(2.0, 5.0, 60.0)
     sweep_n = ctx.pick(64, 128, 256)
-    installed = {n: cls for n, cls in ADAPTERS.items() if cls.available()}
+    installed = {n: cls for n, cls in ADAPTERS.items() if ctx.wants(n) and cls.available()}
     if "torchkbnufft" in installed:
         import torch
 
@@ -604,7 +604,7 @@ def bench(ctx):
             sec.accuracy.setdefault(name, []).append((exec_s, err))
             rows.append(dict(library=name, case=f"2D {sweep_n}x{sweep_n} type 1 sweep", size=sweep_n, kind=1,
                              setting=ad.describe(param), error=err, plan_s=plan_s, time_s=exec_s, sweep=True))
-    missing = sorted(set(ADAPTERS) - set(installed))
+    missing = sorted(n for n in ADAPTERS if ctx.wants(n) and n not in installed)
     sec.rows = rows
     sec.text = ("Equal measured accuracy: every library at its cheapest setting whose error is below the target "
                 "(calibrated on a small proxy, moved up when the error measured on the case is above it); *error* "
@@ -636,7 +636,7 @@ def _bench_gpu(ctx):
         for target in targets:
             for kind in (2, 1):
                 before = len(raw)
-                G.bench_case(lib, case, f"2D {N}x{N}", kind, target, list(G.LIBS), rng, raw)
+                G.bench_case(lib, case, f"2D {N}x{N}", kind, target, [n for n in G.LIBS if ctx.wants(n)], rng, raw)
                 for r in raw[before:]:
                     r["size"] = N
     lines, rows = [], []
