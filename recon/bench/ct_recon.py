@@ -237,8 +237,8 @@ def bench(ctx):
     from .ct_projectors import make_geometry, make_phantom
     from .report import table
 
-    divisors = ctx.pick((8,), (4, 2), (4, 2, 1))
-    sirt_iters, pwls_iters = ctx.pick(10, 50, 100), ctx.pick(5, 30, None)
+    divisors = ctx.pick((8,), (8, 4), (4, 2, 1))
+    sirt_iters, pwls_iters = ctx.pick(10, 30, 100), ctx.pick(5, 20, None)
     astra_ok = False
     if ctx.wants("astra"):
         try:
