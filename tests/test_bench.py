@@ -20,7 +20,7 @@ from recon.bench import PARTS, Context, Section, run_part
 from recon.cli import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(recon.__file__)))
-RUN = ["nufft", "ct-projectors", "mri", "ct", "nets"]
+RUN = ["nufft", "ct-projectors", "mri", "ct", "nets", "stream"]
 PEERS = {"nufft": "finufft", "ct-projectors": "astra", "mri": "sigpy", "ct": "astra"}
 
 
@@ -34,7 +34,7 @@ def _installed(name):
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    """``recon bench --scale tiny`` over every part that exists (and ``nets``, which does not yet) with
+    """``recon bench --scale tiny`` over every part that exists (and ``stream``, which does not yet) with
     one peer per part, in a subprocess with one thread: (report folder, report.md text, results.json)."""
     out = tmp_path_factory.mktemp("bench") / "report"
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -65,13 +65,13 @@ def test_every_part_that_exists_has_real_numbers(report):
     time (recon's rows 1), recon and the part's peer both present; the Markdown table has a line per row."""
     out, md, res = report
     parts = {p["key"]: p for p in res["parts"]}
-    for key in ("nufft", "ct-projectors", "mri", "ct"):
+    for key in ("nufft", "ct-projectors", "mri", "ct", "nets"):
         p = parts[key]
         assert p["status"] == "ok", (key, p["note"])
         assert p["rows"] and p["seconds"] > 0
         libs = {r["library"] for r in p["rows"]}
         assert "recon" in libs
-        if _installed(PEERS[key]):
+        if key in PEERS and _installed(PEERS[key]):
             assert PEERS[key] in libs, key
         assert libs <= {"recon", "finufft", "astra", "sigpy"}, libs  # --peers is obeyed
         for r in p["rows"]:
@@ -104,9 +104,9 @@ def test_plots_are_pngs_linked_from_the_report(report):
 
 def test_missing_part_is_skipped_with_its_reason(report):
     out, md, res = report
-    nets = next(p for p in res["parts"] if p["key"] == "nets")
-    assert nets["status"] == "skipped" and "no benchmark module recon.bench.nets" in nets["note"]
-    assert "*skipped*: no benchmark module recon.bench.nets" in md
+    stream = next(p for p in res["parts"] if p["key"] == "stream")
+    assert stream["status"] == "skipped" and "no benchmark module recon.bench.stream" in stream["note"]
+    assert "*skipped*: no benchmark module recon.bench.stream" in md
 
 
 def test_a_failing_part_fails_alone(monkeypatch):

@@ -19,7 +19,7 @@ nufft      ``Nufft`` type 1/2 (2D radial)      FINUFFT, ducc0, SigPy, torchkbnuf
 ct-proj.   ``Projector`` forward/back          ASTRA (CPU), scikit-image radon/iradon
 mri        CG-SENSE, L1-wavelet CS             SigPy, BART ``pics``
 ct         FBP, SIRT, PWLS-TV (low dose)       ASTRA FBP (parallel beam) and SIRT (CPU)
-nets       (recon.bench.nets: not yet;         (``python benchmarks/run_nets.py`` benchmarks the networks)
+nets       shipped MoDL / learned primal-dual  recon's classical methods (no peer network installed)
 4d, stream (recon.bench.dynamic/stream: not yet) -
 ========== =================================== ======================================================
 
