@@ -7,7 +7,7 @@ scale), 8 simulated coils with true maps, fastMRI random masks 4x (and 8x at ful
 ``modl-cartesian``, the baselines zero-filled, CG-SENSE and L1-wavelet CS at their best weight for the
 case (an oracle grid; ``tiny``: zero-filled only). CT: pydicom's ``CT_small.dcm`` on ``lpd-fan``'s
 fan-beam geometry at 10 % dose (and 5 % at full scale); baselines FBP (best filter and cutoff;
-``tiny``: ram-lak or hann at full cutoff) and, at full scale, PWLS-TV (best weight). Baseline times are one run at the chosen setting; no peer network library is installed.
+below full scale: ram-lak or hann at full cutoff) and, at full scale, PWLS-TV (best weight). Baseline times are one run at the chosen setting; no peer network library is installed.
 """
 
 from __future__ import annotations
@@ -98,8 +98,8 @@ def bench(ctx):
     sec.rows = rows
     sec.text = ("The shipped networks against recon's classical methods on held-out real images "
                 "(`recon.nets.evaluate`; the full study is `python benchmarks/run_nets.py --quality`). Classical "
-                "methods at their best setting for the case (oracle grid; scale tiny: zero-filled and FBP only; "
-                "PWLS-TV at full scale only), timed "
+                "methods at their best setting for the case (oracle grid; FBP's cutoff and PWLS-TV at full scale "
+                "only; scale tiny: no CG-SENSE or CS), timed "
                 "in one run at that setting; networks timed after a warm-up (scale tiny: the first call); torch "
                 f"{ctx.threads} thread(s). No peer network library is "
                 "installed to compare with.\n\n"
