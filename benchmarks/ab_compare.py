@@ -51,15 +51,27 @@ CASES = {
 }
 
 
+def _cases_module(name):
+    """This checkout's ``recon/bench/<name>.py`` (the benchmark cases), loaded from its file: the cases
+    are this tree's, the operators they time are those of the recon the worker imported (the baseline
+    may predate ``recon.bench``)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"_ab_cases_{name}", ROOT / "recon" / "bench" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def _prepare(case, tmp):
     """Build (and cache on disk, shared by both trees) the inputs of a case; return a callable."""
     import numpy as np
 
-    import recon  # noqa: F401  (first, from the worker's PYTHONPATH: the runners put this checkout on sys.path)
+    import recon  # noqa: F401  (first, from the worker's PYTHONPATH: the tree under test)
 
-    sys.path.insert(0, str(HERE))
     if case.startswith("nufft"):
-        import nufft_peers as P
+        P = _cases_module("nufft")
 
         _, geom, coils, kind, tol = case.split("-", 4)
         nc, kind, tol = int(coils[:-4]), int(kind[-1]), float(tol)
@@ -74,7 +86,7 @@ def _prepare(case, tmp):
         data = z["data"]
         return (lambda: op.forward(data)) if kind == 2 else (lambda: op.adjoint(data))
     if case.startswith("ct"):
-        import run_ct
+        run_ct = _cases_module("ct_projectors")
 
         _, g, direction = case.split("-")
         geom = run_ct.make_geometry(g, False)
@@ -85,7 +97,7 @@ def _prepare(case, tmp):
         sino = P(img)
         return (lambda: P(img)) if direction == "forward" else (lambda: P.H(sino))
     if case.startswith("mri"):
-        import run_mri
+        run_mri = _cases_module("mri")
 
         path = Path(tmp) / "mri.npz"
         if not path.exists():
@@ -122,7 +134,7 @@ def worker(case, tmp, reps):
 
 def _run(tree, case, tmp, reps, threads, measure):
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(tree), str(HERE)])
+    env["PYTHONPATH"] = str(tree)
     for var in ("OMP_NUM_THREADS", "RECON_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         env[var] = str(threads) if var != "OPENBLAS_NUM_THREADS" else "1"
     env.setdefault("MALLOC_MMAP_THRESHOLD_", "131072")

@@ -45,19 +45,18 @@ helical: a simulated helical scan of 10 cm (32 rows x 736 columns, 1152 views pe
 cylindrical detector) rebinned (SSRB) and reconstructed by FBP (target <= 60 s; the simulation of
 the projections is not timed).
 
-Results: printed, and written to benchmarks/results/ldct.json.
+Results: printed, and written to benchmarks/results/ldct.json. The images, cases, methods and metrics
+live in ``recon.bench.ct_recon`` (shared with ``recon bench``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import sys
 import time
-import tracemalloc
 import warnings
 from pathlib import Path
 
@@ -66,179 +65,25 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-SO, SD = 595.0, 1085.6
-FULL_DOSE = 1e5
-DOSES = {"10%": 0.10, "5%": 0.05}
-SIGMA_E = 5.0
-PRIOR_ROTATION_DEG, PRIOR_SHIFT_MM = 3.0, (2.5, -1.5)
-LESION_HU = 60.0
-
-
-# ---- data ---------------------------------------------------------------------------------------------------
-
-def held_out_images(quick: bool):
-    """[(name, hu (n, n), pixel mm)] of the held-out real images."""
-    import pydicom
-    from pydicom.data import get_testdata_file
-    from scipy.ndimage import zoom
-
-    out = []
-    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
-    hu = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
-    px = float(ds.PixelSpacing[0])
-    if quick:
-        hu, px = zoom(hu, 0.5, order=1), 2 * px
-    out.append(("CT_small", hu.astype(np.float64), px))
-    try:
-        path = get_testdata_file("eCT_Supplemental.dcm")
-    except Exception:  # noqa: BLE001 - pydicom-data not installed or no network
-        path = None
-    if path is None:
-        print("eCT_Supplemental.dcm (pydicom-data) not available: skipped")
-        return out
-    ds = pydicom.dcmread(path)
-    tr = ds.SharedFunctionalGroupsSequence[0].PixelValueTransformationSequence[0]
-    hu = ds.pixel_array[0] * float(tr.RescaleSlope) + float(tr.RescaleIntercept)
-    px = float(ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].PixelSpacing[0])
-    f = 0.25 if quick else 0.5
-    out.append(("eCT_Supplemental", zoom(hu, f, order=1), px / f))
-    return out
-
-
-def full_size_ect():
-    """eCT_Supplemental at 512 x 512 for the speed part (HU, pixel mm)."""
-    import pydicom
-    from pydicom.data import get_testdata_file
-
-    ds = pydicom.dcmread(get_testdata_file("eCT_Supplemental.dcm"))
-    tr = ds.SharedFunctionalGroupsSequence[0].PixelValueTransformationSequence[0]
-    px = float(ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].PixelSpacing[0])
-    return ds.pixel_array[0] * float(tr.RescaleSlope) + float(tr.RescaleIntercept), px
-
-
-def fan_geometry(n: int, px: float, n_views: int, upsample: int = 1):
-    from recon.ct import FanBeam2D
-
-    fov = n * px * math.sqrt(2.0) * 1.05
-    bins = int(math.ceil(1.5 * n))
-    spacing = fov * SD / SO / bins
-    return FanBeam2D(np.linspace(0, 2 * np.pi, n_views, endpoint=False), bins, spacing, SO, SD - SO, "flat",
-                     (n * upsample, n * upsample), px / upsample)
-
-
-def lesion_site(hu: np.ndarray, radius_px: float):
-    """(row, col) of a soft-tissue site for the lesion: among the pixels whose neighbourhood (2.5 x the
-    radius) lies in [-150, 150] HU, the most uniform one (smallest HU range there), ties to the centre."""
-    from scipy.ndimage import maximum_filter, minimum_filter
-
-    size = int(2 * math.ceil(2.5 * radius_px) + 1)
-    lo, hi = minimum_filter(hu, size), maximum_filter(hu, size)
-    ok = (lo > -150) & (hi < 150)
-    if not ok.any():
-        raise RuntimeError("no soft-tissue site for the lesion")
-    r, c = np.nonzero(ok)
-    centre = (np.array(hu.shape) - 1) / 2
-    spread = (hi - lo)[r, c] + 1e-3 * np.hypot(r - centre[0], c - centre[1])
-    i = int(np.argmin(spread))
-    return int(r[i]), int(c[i])
-
-
-def rigid_move(img: np.ndarray, deg: float, shift_mm, px: float):
-    """The image rotated by ``deg`` (counter-clockwise in recon x-y) and shifted by ``shift_mm``
-    (recon x, y), cubic interpolation, 0 outside."""
-    from scipy.ndimage import affine_transform
-
-    n = img.shape[0]
-    a = math.radians(deg)
-    # output pixel (r, c) at recon (x, y) = ((c - cc) px, (cr - r) px); it shows the input at R^-1 (p - s)
-    R = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
-    Rinv = R.T
-    cc = (n - 1) / 2
-    # in (row, col) index space: x = (c - cc) px, y = (cc - r) px
-    M = np.array([[0.0, 1.0], [-1.0, 0.0]])  # (x, y) / px = M (r, c) + const: x = c, y = -r
-    Minv = np.linalg.inv(M)
-    A = Minv @ Rinv @ M
-    s = np.asarray(shift_mm, dtype=np.float64) / px
-    offset = np.array([cc, cc]) - A @ np.array([cc, cc]) - Minv @ Rinv @ s
-    return affine_transform(img, A, offset=offset, order=3, mode="constant", cval=0.0)
-
-
-def build_case(name, hu, px, dose, n_views, seed):
-    """Truth (with lesion), prior (lesion-free, moved), noisy data and weights of one image and dose."""
-    import recon.ct as ct
-    from recon.ops import Projector
-    from scipy.ndimage import zoom
-
-    n = hu.shape[0]
-    radius_px = max(2.5, 5.0 / px) if n >= 200 else max(2.5, 3.5 / px)
-    rr, cc = lesion_site(hu, radius_px)
-    yy, xx = np.mgrid[:n, :n]
-    dist = np.hypot(yy - rr, xx - cc)
-    lesion = np.clip(radius_px + 0.5 - dist, 0.0, 1.0)  # anti-aliased disk
-    truth_hu = hu + LESION_HU * lesion
-    truth = np.maximum(ct.hu_to_mu(truth_hu), 0.0).astype(np.float32)
-    prior = np.maximum(rigid_move(np.maximum(ct.hu_to_mu(hu), 0.0), PRIOR_ROTATION_DEG, PRIOR_SHIFT_MM, px),
-                       0.0).astype(np.float32)
-    fine = fan_geometry(n, px, n_views, upsample=2)
-    data = Projector(fine).forward(np.maximum(zoom(truth, 2, order=1), 0.0).astype(np.float32))
-    noisy, counts = ct.simulate_low_dose(data, FULL_DOSE * dose, SIGMA_E, seed=seed)
-    regions = {"core": dist <= 0.6 * radius_px, "ring": (dist >= 1.6 * radius_px) & (dist <= 2.6 * radius_px),
-               "region": dist <= 1.6 * radius_px}
-    return dict(name=name, px=px, truth=truth, prior=prior, geometry=fan_geometry(n, px, n_views), noisy=noisy,
-                weights=ct.pwls_weights(counts, SIGMA_E), regions=regions)
-
-
-# ---- metrics ------------------------------------------------------------------------------------------------
-
-def metrics(x, case):
-    from fastmri_data.metrics import ssim
-
-    t = case["truth"]
-    x = np.asarray(x, dtype=np.float64).reshape(t.shape)
-    r = case["regions"]
-
-    def cnr(img):
-        con = img[r["core"]].mean() - img[r["ring"]].mean()
-        return con, con / max(img[r["ring"]].std(), 1e-12)
-
-    con_t, cnr_t = cnr(t.astype(np.float64))
-    con, cnr_x = cnr(x)
-    return {"psnr": float(10 * np.log10(t.max() ** 2 / np.mean((x - t) ** 2))),
-            "ssim": ssim(t[None].astype(np.float64), x[None], maxval=float(t.max())),
-            "contrast_ratio": float(con / con_t), "cnr_ratio": float(cnr_x / cnr_t),
-            "lesion_rmse": float(np.sqrt(np.mean((x - t)[r["region"]] ** 2)))}
-
-
-def timed(fn):
-    """(result, wall s, process CPU s, peak MiB of numpy/Python allocations)."""
-    tracemalloc.start()
-    t0, c0 = time.perf_counter(), time.process_time()
-    out = fn()
-    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    peak = tracemalloc.get_traced_memory()[1] / 2 ** 20
-    tracemalloc.stop()
-    return out, wall, cpu, peak
-
-
-def methods(case, iters):
-    """name -> thunk of the benchmark's methods with recon's defaults."""
-    import recon.ct as ct
-
-    data = ct.CTData(sinogram=case["noisy"], geometry=case["geometry"], weights=case["weights"])
-    prior = ct.PriorImage(case["prior"], (1.0, case["px"], case["px"]), np.eye(3),
-                          ct.ct_grid_placement((1,) + case["prior"].shape, (1.0, case["px"], case["px"]))[1])
-    kw = {} if iters is None else {"iters": iters}
-
-    def run(cfg, with_prior=False):
-        return lambda: ct.reconstruct(data, cfg, prior=prior if with_prior else None)
-
-    return {
-        "fbp": run(ct.ReconConfig(method="fbp")),
-        "pwls-tv": run(ct.ReconConfig(method="pwls-tv", **kw)),
-        "piccs-noreg": run(ct.ReconConfig(method="piccs", register="none", change_aware=False, **kw), True),
-        "piccs-reg": run(ct.ReconConfig(method="piccs", change_aware=False, **kw), True),
-        "piccs-aware": run(ct.ReconConfig(method="piccs", **kw), True),
-    }
+from recon.bench.ct_recon import (  # noqa: E402,F401  (cases, methods, metrics: one home, shared with recon bench)
+    DOSES,
+    FULL_DOSE,
+    LESION_HU,
+    PRIOR_ROTATION_DEG,
+    PRIOR_SHIFT_MM,
+    SD,
+    SIGMA_E,
+    SO,
+    build_case,
+    fan_geometry,
+    full_size_ect,
+    held_out_images,
+    lesion_site,
+    methods,
+    metrics,
+    rigid_move,
+    timed,
+)
 
 
 # ---- parts --------------------------------------------------------------------------------------------------

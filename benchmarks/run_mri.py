@@ -29,7 +29,8 @@ tuning for everyone); the real brain uses each library's best weight of ``synthe
 Times: wall seconds of the reconstruction alone (maps excluded), recon and SigPy in-process, BART
 through its command line (process start and .cfl file I/O included: a few tens of ms). Threads: 2
 for all (OMP_NUM_THREADS). Results: printed, appended as section "## MRI reconstruction" of
-benchmarks/results/cpu.md (other sections kept) and benchmarks/results/mri_cpu.json.
+benchmarks/results/cpu.md (other sections kept) and benchmarks/results/mri_cpu.json. The cases and
+library runners live in ``recon.bench.mri`` (shared with ``recon bench``).
 """
 
 from __future__ import annotations
@@ -39,205 +40,34 @@ import datetime
 import json
 import os
 import platform
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 sys.path.insert(0, str(HERE.parent))
 
-SENSE_ITERS, CS_ITERS = 30, 60
-
-
-# ---- BART .cfl files ------------------------------------------------------------------------------
-
-def write_cfl(name: str, a) -> None:
-    """BART .hdr/.cfl pair: dimensions line, then complex64 data in column-major order."""
-    a = np.asarray(a, dtype=np.complex64)
-    dims = list(a.shape) + [1] * (16 - a.ndim)
-    with open(name + ".hdr", "w") as f:
-        f.write("# Dimensions\n" + " ".join(map(str, dims)) + "\n")
-    a.ravel(order="F").tofile(name + ".cfl")
-
-
-def read_cfl(name: str) -> np.ndarray:
-    with open(name + ".hdr") as f:
-        lines = [ln for ln in f.read().splitlines() if ln and not ln.startswith("#")]
-    dims = [int(v) for v in lines[0].split()]
-    data = np.fromfile(name + ".cfl", dtype=np.complex64)
-    while len(dims) > 1 and dims[-1] == 1:
-        dims.pop()
-    return data.reshape(dims, order="F")
-
-
-def _to_bart(a):
-    """recon (c, H, W) -> BART (H, W, 1, c)."""
-    return np.asarray(a).transpose(1, 2, 0)[:, :, None, :]
-
-
-class Bart:
-    def __init__(self, threads: int):
-        self.exe = shutil.which("bart")
-        self.tmp = tempfile.mkdtemp(prefix="recon_bart_")
-        self.env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-
-    @property
-    def available(self):
-        return self.exe is not None
-
-    def version(self):
-        r = subprocess.run([self.exe, "version"], capture_output=True, text=True)
-        return r.stdout.strip()
-
-    def run(self, args, inputs: dict, output: str):
-        for name, arr in inputs.items():
-            write_cfl(os.path.join(self.tmp, name), arr)
-        t = time.perf_counter()
-        r = subprocess.run([self.exe] + args + list(inputs) + [output], cwd=self.tmp, env=self.env,
-                           capture_output=True, text=True)
-        dt = time.perf_counter() - t
-        if r.returncode != 0:
-            raise RuntimeError(f"bart {' '.join(args)} failed: {r.stderr.strip()[-300:]}")
-        return read_cfl(os.path.join(self.tmp, output)), dt
-
-
-# ---- data ---------------------------------------------------------------------------------------
-
-def synthetic_case(accel: float, cf: float, n_slices: int, shape, tmpdir):
-    from fastmri_data import read_fastmri, write_fastmri_multicoil
-    from fastmri_data.masks import RandomMaskFunc
-    from recon.mri.simulate import textured_phantom
-
-    path = os.path.join(tmpdir, f"synthetic_{n_slices}x{shape[0]}x{shape[1]}.h5")
-    if not os.path.exists(path):
-        write_fastmri_multicoil(path, textured_phantom(n_slices, *shape, seed=0), num_coils=8, noise_std=0.01, seed=1)
-    vol = read_fastmri(path)
-    mf = RandomMaskFunc([cf], [accel], seed=0)
-    ks = []
-    for s in range(vol.num_slices):
-        m, _ = mf(vol.kspace[s].shape, seed=s)
-        ks.append((vol.kspace[s] * m).astype(np.complex64))
-    return ks, vol.target
-
-
-def brain_case():
-    from fastmri_data import read_fastmri
-    from recon.data import path
-
-    return [read_fastmri(path("brain-poisson")).kspace[0]], None
-
-
-# ---- reconstructions ----------------------------------------------------------------------------
-
-def zf_scale(k, maps):
-    from recon.ops import CartesianSense
-
-    return float(np.percentile(np.abs(CartesianSense(maps, (k != 0).any(0)).H(k)), 99))
-
-
-def recon_run(method, k, maps, lam):
-    from recon.mri import recon as R
-
-    t = time.perf_counter()
-    if method == "sense":
-        r = R.cg_sense(k, maps, lam=lam, max_iter=SENSE_ITERS, tol=0)
-    else:
-        r = R.cs_wavelet(k, maps, lam=lam, max_iter=CS_ITERS, tol=0)
-    return np.abs(r.image), time.perf_counter() - t
-
-
-def sigpy_run(method, k, maps, lam):
-    import sigpy.mri as mr
-
-    s = zf_scale(k, maps)
-    kn = k / s
-    t = time.perf_counter()
-    if method == "sense":
-        x = mr.app.SenseRecon(kn, maps, lamda=lam, max_iter=SENSE_ITERS, show_pbar=False).run()
-    else:
-        x = mr.app.L1WaveletRecon(kn, maps, lamda=lam, max_iter=CS_ITERS, show_pbar=False).run()
-    return np.abs(np.asarray(x)) * s, time.perf_counter() - t
-
-
-def bart_run(bart, method, k, maps, lam):
-    s = zf_scale(k, maps)
-    reg = ["-l2", "-r", str(lam), "-i", str(SENSE_ITERS)] if method == "sense" else \
-        ["-l1", "-r", str(lam), "-i", str(CS_ITERS)]
-    img, dt = bart.run(["pics", "-S"] + reg, {"ksp": _to_bart(k / s), "maps": _to_bart(maps)}, "img")
-    return np.abs(np.asarray(img).reshape(k.shape[1:])) * s, dt
-
-
-LAMBDAS = {
-    "recon": {"sense": [1e-3, 1e-2, 3e-2], "cs": [1e-3, 3e-3, 1e-2]},
-    "sigpy": {"sense": [1e-3, 1e-2, 3e-2], "cs": [3e-4, 1e-3, 3e-3, 1e-2]},
-    "bart": {"sense": [1e-3, 1e-2, 3e-2], "cs": [1e-3, 3e-3, 1e-2, 3e-2]},
-}
-QUICK_LAMBDAS = {
-    "recon": {"sense": [1e-3], "cs": [3e-3]},
-    "sigpy": {"sense": [1e-3, 1e-2], "cs": [1e-3, 3e-3]},
-    "bart": {"sense": [1e-3, 1e-2], "cs": [3e-3, 1e-2]},
-}
-
-
-def run_method(lib, method, ks, maps, lam, bart):
-    imgs, total = [], 0.0
-    for k, m in zip(ks, maps):
-        if lib == "recon":
-            x, dt = recon_run(method, k, m, lam)
-        elif lib == "sigpy":
-            x, dt = sigpy_run(method, k, m, lam)
-        else:
-            x, dt = bart_run(bart, method, k, m, lam)
-        imgs.append(x.astype(np.float32))
-        total += dt
-    return np.stack(imgs), total
-
-
-def metrics(ref, vol):
-    from fastmri_data.metrics import nmse, psnr, ssim
-
-    return {"psnr": psnr(ref, vol), "ssim": ssim(ref, vol), "nmse": nmse(ref, vol)}
-
-
-def time_maps(ks, libs, bart):
-    from recon.mri import coils
-
-    out = {}
-    t = time.perf_counter()
-    maps = [coils.espirit_maps(k) for k in ks]
-    out["recon"] = (time.perf_counter() - t, 0.0)
-
-    def agree(other):
-        errs = []
-        for a, b in zip(maps, other):
-            sup = coils.rss(a) > 0
-            inner = np.sum(np.conj(b) * a, axis=0)
-            ph = np.exp(1j * np.angle(inner))
-            errs.append(np.linalg.norm((b * ph - a)[:, sup]) / np.linalg.norm(a[:, sup]))
-        return float(np.mean(errs))
-
-    if "sigpy" in libs:
-        import sigpy.mri as mr
-
-        t = time.perf_counter()
-        sm = [np.asarray(mr.app.EspiritCalib(k, calib_width=24, thresh=0.02, kernel_width=6, crop=0.95,
-                                             show_pbar=False).run()) for k in ks]
-        out["sigpy"] = (time.perf_counter() - t, agree(sm))
-    if "bart" in libs:
-        tt, bm = 0.0, []
-        for k in ks:
-            m, dt = bart.run(["ecalib", "-m1", "-r", "24", "-k", "6", "-c", "0.95"], {"ksp": _to_bart(k)}, "maps")
-            bm.append(np.asarray(m).reshape(k.shape[1:] + (k.shape[0],)).transpose(2, 0, 1))
-            tt += dt
-        out["bart"] = (tt, agree(bm))
-    return maps, out
-
+from recon.bench.mri import (  # noqa: E402,F401  (the cases and runners: one home, shared with recon bench)
+    CS_ITERS,
+    LAMBDAS,
+    QUICK_LAMBDAS,
+    SENSE_ITERS,
+    Bart,
+    bart_run,
+    brain_case,
+    metrics,
+    read_cfl,
+    recon_run,
+    run_method,
+    sigpy_run,
+    synthetic_case,
+    time_maps,
+    write_cfl,
+    zf_scale,
+)
+from recon.bench.report import replace_section  # noqa: E402
 
 # ---- main ---------------------------------------------------------------------------------------
 
@@ -314,7 +144,7 @@ def main(argv=None):
     print(md)
     if not a.no_write:
         RESULTS.mkdir(exist_ok=True)
-        write_section(RESULTS / "cpu.md", md)
+        replace_section(RESULTS / "cpu.md", md)
         (RESULTS / "mri_cpu.json").write_text(json.dumps({"rows": rows, "maps": map_rows, "versions": versions,
                                                           "quick": a.quick, "slices": n_slices}, indent=1, default=float))
         print(f"wrote {RESULTS / 'cpu.md'} and {RESULTS / 'mri_cpu.json'}")
@@ -361,19 +191,6 @@ def render(rows, map_rows, versions, a, n_slices, wall):
     for r in map_rows:
         out.append(f"| {r['case']} | {r['lib']} | {r['time_s']:.2f} | {r['maps_rel_diff']:.3f} |")
     return "\n".join(out) + "\n"
-
-
-def write_section(md_path: Path, section: str, title: str = "## MRI reconstruction"):
-    """Replace (or append) this runner's section of md_path, keeping every other section."""
-    text = md_path.read_text() if md_path.exists() else "# CPU benchmarks\n\n"
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, ln in enumerate(lines) if ln.strip() == title), None)
-    if start is None:
-        md_path.write_text(text.rstrip("\n") + "\n\n" + section)
-        return
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-    tail = "".join(lines[end:])
-    md_path.write_text("".join(lines[:start]) + section + ("\n" + tail if tail else ""))
 
 
 if __name__ == "__main__":

@@ -48,6 +48,8 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 sys.path.insert(0, str(HERE.parent))
 
+from recon.bench.report import replace_section  # noqa: E402
+
 
 # ---- quality ---------------------------------------------------------------------------------------
 
@@ -287,24 +289,12 @@ def main(argv=None):
         print(md)
         if write:
             (RESULTS / "nets_quality.json").write_text(json.dumps(res, indent=1, default=float) + "\n")
-            _append_section(RESULTS / "cpu.md", "## Unrolled networks", md)
+            replace_section(RESULTS / "cpu.md", md, "## Unrolled networks")
     if a.speed:
         sp = speed(a.quick)
         if not a.no_write and not a.quick:
             (RESULTS / "nets_speed_cpu.json").write_text(json.dumps(sp, indent=1) + "\n")
     return 0
-
-
-def _append_section(path: Path, header: str, text: str):
-    """Replace (or add) the section starting at ``header`` in a markdown file, keeping the others."""
-    old = path.read_text() if path.exists() else ""
-    lines, out, skip = old.splitlines(), [], False
-    for line in lines:
-        if line.startswith("## "):
-            skip = line.strip() == header
-        if not skip:
-            out.append(line)
-    path.write_text(("\n".join(out).rstrip() + "\n\n" if out else "") + text.rstrip() + "\n")
 
 
 if __name__ == "__main__":

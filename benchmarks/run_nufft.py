@@ -47,6 +47,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 SLOW = {"sigpy", "torchkbnufft"}
+sys.path.insert(0, str(HERE.parent))
+
+from recon.bench.report import replace_section  # noqa: E402
 
 
 # ---- memory -------------------------------------------------------------------------------------------
@@ -221,21 +224,6 @@ def table(results, quick: bool, threads: int, wall: float, command: str, max_cal
     return "\n".join(lines) + "\n"
 
 
-def write_section(md_path: Path, section: str):
-    """Replace (or append) the '## NUFFT' section of md_path, keeping the other sections."""
-    text = md_path.read_text() if md_path.exists() else "# CPU benchmarks\n\n"
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, l in enumerate(lines) if l.strip() == "## NUFFT"), None)
-    if start is None:
-        if not text.endswith("\n\n"):
-            text += "\n" if text.endswith("\n") else "\n\n"
-        md_path.write_text(text + section)
-        return
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-    tail = "".join(lines[end:])
-    md_path.write_text("".join(lines[:start]) + section + ("\n" + tail if tail else ""))
-
-
 def plot(results, path: Path, quick: bool):
     import matplotlib
 
@@ -342,7 +330,7 @@ def parent(args):
     print(md)
     if not args.no_write and results:
         RESULTS.mkdir(parents=True, exist_ok=True)
-        write_section(RESULTS / "cpu.md", md)
+        replace_section(RESULTS / "cpu.md", md)
         (RESULTS / "nufft_cpu.json").write_text(json.dumps(results, indent=1))
         plot(results, RESULTS / "nufft_cpu.png", args.quick)
         print(f"wrote {RESULTS / 'cpu.md'}, {RESULTS / 'nufft_cpu.json'}, {RESULTS / 'nufft_cpu.png'}")

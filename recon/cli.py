@@ -22,6 +22,7 @@ SUBCOMMANDS = {
     "mri": "recon.mri.cli",
     "ct": "recon.ct.cli",
     "demo": "recon.demo",
+    "bench": "recon.bench.cli",
 }
 
 

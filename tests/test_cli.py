@@ -220,17 +220,22 @@ def _bad_files(tmp_path):
     with h5py.File(files["ismrmrd_no_data"], "w") as f:
         f.create_group("dataset")["xml"] = np.array([b"<ismrmrdHeader/>"], dtype=object)
     files["missing"] = tmp_path / "does_not_exist.h5"
-    files["folder"] = tmp_path
     return files
 
 
 def test_bad_files_give_one_line_errors(tmp_path):
-    for name, f in _bad_files(tmp_path).items():
+    files = _bad_files(tmp_path)
+    for name, f in files.items():
         r = _run_cli(["mri", str(f), "-o", str(tmp_path / "out") + "/", "-q"], tmp_path)
         assert r.returncode == 1, (name, r.returncode, r.stderr)
         lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
         assert len(lines) == 1 and lines[0].startswith("recon: error: "), (name, r.stderr)
         assert "Traceback" not in r.stderr, name
+    # their folder is a batch (docs/batch.md): one error line per file, exit 1
+    r = _run_cli(["mri", str(tmp_path), "-o", str(tmp_path / "out") + "/", "-q"], tmp_path)
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == 1 and len(lines) == len(files) - 1, r.stderr  # all but the missing one
+    assert all(ln.startswith("recon: error: ") for ln in lines), r.stderr
 
 
 def test_usage_errors(tmp_path):

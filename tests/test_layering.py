@@ -1,6 +1,7 @@
 """Layering (ARCHITECTURE.md): nothing imports from a layer above it.
 
-``_core/_cuda -> geometry -> ops -> solvers -> io / mri / ct -> nets -> stream / cli``. Every import
+``_core/_cuda -> geometry -> ops -> solvers -> io -> batch -> mri / ct -> nets -> stream / cli / bench``
+(``batch``: running one function over many inputs, used by the mri and ct command lines). Every import
 in recon's source (module level and inside functions, absolute and relative) is read from the
 syntax tree, so a lazy import that runs upwards is caught too.
 """
@@ -23,16 +24,17 @@ ALLOWED = {
     "ops": {"geometry"},
     "solvers": {"geometry", "ops"},
     "io": {"geometry", "ops", "data"},
-    "mri": {"geometry", "ops", "solvers", "io", "data"},
-    "ct": {"geometry", "ops", "solvers", "io", "data"},
-    "nets": {"geometry", "ops", "solvers", "io", "mri", "ct", "data"},
-    "stream": {"geometry", "ops", "solvers", "io", "mri", "ct", "nets", "data"},
+    "batch": {"io"},
+    "mri": {"geometry", "ops", "solvers", "io", "batch", "data"},
+    "ct": {"geometry", "ops", "solvers", "io", "batch", "data"},
+    "nets": {"geometry", "ops", "solvers", "io", "batch", "mri", "ct", "data"},
+    "stream": {"geometry", "ops", "solvers", "io", "batch", "mri", "ct", "nets", "data"},
     "data": set(),
 }
 #: modules every layer may use: compiled buffers, array helpers, memory limits, conventions, the version
 LEAVES = {"_core", "_cuda", "_array", "_memory", "conventions", "__init__"}
-#: the top: the command line and the demo may import anything
-TOP = {"cli", "demo"}
+#: the top: the command line, the demo and the benchmarks may import anything
+TOP = {"cli", "demo", "bench"}
 
 
 def _part(path: pathlib.Path) -> str:

@@ -25,6 +25,8 @@ import time
 
 import numpy as np
 
+from .. import batch
+
 FORMATS = ("h5", "nifti", "dicom", "png")
 WINDOWS = ("soft-tissue", "lung", "bone", "auto")
 _EXT = {"h5": ".h5", "nifti": ".nii.gz", "png": ".png"}
@@ -39,7 +41,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
         description="Reconstruct CT raw data: plain sinograms (.npy, HDF5/.mat, TIFF) with a geometry file, "
                     "DICOM-CT-PD helical projection series, or a bundled sample; FBP/FDK, SIRT, OS-SART, "
                     "PWLS-TV and PICCS with a registered, change-aware prior image. See docs/ct.md.")
-    p.add_argument("input", nargs="?", help="sinogram file or DICOM-CT-PD folder/file (format from the content)")
+    p.add_argument("input", nargs="*", help="sinogram file or DICOM-CT-PD folder/file (format from the content); "
+                                            "several, a folder of them or globs: a batch into the folder -o "
+                                            "(docs/batch.md)")
     p.add_argument("-o", "--output", help="output file (.h5, .nii, .nii.gz, .png), a folder for --format dicom, "
                                           "or an existing folder (then named after the input and method)")
     p.add_argument("--sample", choices=sorted(SAMPLES), help="use a bundled real data set instead of INPUT")
@@ -78,6 +82,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "soft-tissue for DICOM-CT-PD data, auto otherwise")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files (never an input)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings or summary")
+    batch.add_arguments(p)
     p.set_defaults(func=run)
     return p
 
@@ -221,13 +226,19 @@ def _write(path, fmt, res, args):
 # ---- the command --------------------------------------------------------------------------------
 
 def run(args) -> int:
+    """``recon ct``: one input here (:func:`run_file`), several through ``recon.batch``."""
+    return batch.run_cli(args, BATCH)
+
+
+def run_file(args) -> dict:
+    """One input (or ``--sample``): read, reconstruct, write; returns the output."""
     import warnings
 
     from .data import list_samples
 
     if args.list_samples:
         print("\n".join(list_samples()))
-        return 0
+        return {}
     if args.sample and args.input:
         raise ValueError("give INPUT or --sample, not both")
     if args.input is None and args.sample is None:
@@ -252,7 +263,21 @@ def run(args) -> int:
         warnings.showwarning = shown
 
 
-def _run(args, config) -> int:
+def _stem(args) -> str:
+    stem = args.sample or os.path.basename(os.path.normpath(args.input))
+    for suf in (".npy", ".h5", ".hdf5", ".mat", ".tif", ".tiff", ".dcm"):
+        if stem.lower().endswith(suf):
+            stem = stem[: -len(suf)]
+    return stem
+
+
+def planned_outputs(args) -> tuple[list, list]:
+    """(files, folders) that :func:`run_file` writes for ``args`` (one input)."""
+    out_path, fmt, preview = output_paths(args.output, args.format, _stem(args), args.method)
+    return list(dict.fromkeys([preview] + ([] if fmt == "dicom" else [out_path]))), ([out_path] if fmt == "dicom" else [])
+
+
+def _run(args, config) -> dict:
     from ..io import OutputSet, check_outputs
     from .pipeline import load, reconstruct
     from .prior import read_prior
@@ -265,11 +290,7 @@ def _run(args, config) -> int:
         except ValueError:
             raise ValueError(f"--blank {blank!r}: neither a number nor an existing file") from None
     data = load(args.input, geometry=args.geometry, blank=blank, sample=args.sample)
-    stem = args.sample or os.path.basename(os.path.normpath(args.input))
-    for suf in (".npy", ".h5", ".hdf5", ".mat", ".tif", ".tiff", ".dcm"):
-        if stem.lower().endswith(suf):
-            stem = stem[: -len(suf)]
-    out_path, fmt, preview = output_paths(args.output, args.format, stem, config.method)
+    out_path, fmt, preview = output_paths(args.output, args.format, _stem(args), config.method)
     files, folders = _inputs(args)
     planned = [preview] if preview != out_path else []
     check_outputs(planned + ([] if fmt == "dicom" else [out_path]), [out_path] if fmt == "dicom" else [],
@@ -300,4 +321,24 @@ def _run(args, config) -> int:
         print(f"wrote {out_path} ({img.shape[0]} slice{'s' * (img.shape[0] != 1)} of {img.shape[1]}x{img.shape[2]} at "
               f"{res.voxel_size[2]:.3g} mm, {config.method}{', ' + extra if extra else ''}, "
               f"{time.perf_counter() - t0:.1f} s); preview {preview}")
-    return 0
+    return {"method": config.method, "output": out_path}
+
+
+def _is_scan_folder(path: str) -> bool:
+    """A folder that is one input: a DICOM-CT-PD series (.dcm files, or DICOM by content)."""
+    names = [n for n in sorted(os.listdir(path)) if not n.startswith(".")]
+    files = [n for n in names if os.path.isfile(os.path.join(path, n))]
+    if any(n.lower().endswith(".dcm") for n in files):
+        return True
+    from ..io.dicom import is_dicom
+
+    return bool(files) and is_dicom(os.path.join(path, files[0]))
+
+
+#: how ``recon ct`` runs many inputs (``recon.batch``): sinogram files and DICOM-CT-PD files by name in
+#: folders and globs, DICOM-CT-PD series folders as one input each; --geometry and --prior shared by all
+BATCH = batch.CliSpec("ct", run_file, planned_outputs,
+                      accept=lambda path: path.lower().endswith((".npy", ".h5", ".hdf5", ".mat", ".tif", ".tiff",
+                                                                 ".dcm")),
+                      is_unit=_is_scan_folder, path_options=("geometry", "prior", "blank"),
+                      shared_inputs=lambda args: [p for p in (args.geometry, args.prior) if p is not None])

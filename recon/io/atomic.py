@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import shutil
 
@@ -47,6 +48,20 @@ def _remove(path: str) -> None:
             shutil.rmtree(path)
         else:
             os.unlink(path)
+
+
+def remove_stale_temporaries(path) -> list[str]:
+    """Remove the temporaries of ``path`` that a killed writer left behind (``.recon-<random>-<name>``
+    beside it: a process killed while writing cannot delete them); returns their paths. For a run
+    that replaces an interrupted one over the same outputs."""
+    d, base = os.path.split(os.path.abspath(os.fspath(path).rstrip("/" + os.sep)))
+    if not os.path.isdir(d):
+        return []
+    pat = re.compile(re.escape(_PREFIX) + "[0-9a-f]{8}-" + re.escape(base) + "$")
+    stale = [os.path.join(d, n) for n in sorted(os.listdir(d)) if pat.match(n)]
+    for p in stale:
+        _remove(p)
+    return stale
 
 
 class OutputSet:

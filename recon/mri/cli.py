@@ -24,6 +24,8 @@ import time
 
 import numpy as np
 
+from .. import batch
+
 FORMATS = ("h5", "nifti", "dicom", "png")
 _EXT = {"h5": ".h5", "nifti": ".nii.gz", "dicom": "", "png": ".png"}
 
@@ -36,7 +38,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
         description="Reconstruct MRI raw data (fastMRI multicoil/singlecoil HDF5 or ISMRMRD HDF5; "
                     "Cartesian or radial/spiral) by zero-filling, CG-SENSE or compressed sensing. "
                     "See docs/mri.md.")
-    p.add_argument("input", nargs="?", help="raw data file (format detected from its content)")
+    p.add_argument("input", nargs="*", help="raw data file (format detected from its content); several files, "
+                                            "folders or globs: a batch into the folder -o (docs/batch.md)")
     p.add_argument("-o", "--output", help="output file, or a folder (then named after the input and method)")
     p.add_argument("--sample", choices=sorted(SAMPLES), help="use a bundled data set instead of INPUT (real, or the simulated 4D sample)")
     p.add_argument("--list-samples", action="store_true", help="list the bundled samples and exit")
@@ -73,6 +76,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     from .dynamic.command import add_arguments
 
     add_arguments(p)
+    batch.add_arguments(p)
     p.set_defaults(func=run)
     return p
 
@@ -191,6 +195,32 @@ def _version():
 
 
 def run(args) -> int:
+    """``recon mri``: one input here (:func:`run_file`), several through ``recon.batch``."""
+    return batch.run_cli(args, BATCH)
+
+
+def _stem(src: str) -> str:
+    stem = os.path.basename(src)
+    for suf in (".h5", ".hdf5", ".mrd"):
+        if stem.lower().endswith(suf):
+            stem = stem[: -len(suf)]
+    return stem
+
+
+def planned_outputs(args) -> tuple[list, list]:
+    """(files, folders) that :func:`run_file` writes for ``args`` (one input)."""
+    if args.dynamic is not None:
+        from .dynamic.command import planned_outputs as dynamic_outputs
+
+        outs = dynamic_outputs(args, _stem(args.input))
+        return outs["files"], outs["folders"]
+    out_path, fmt, preview = _resolve_output(args, _stem(args.input))
+    outs = _planned_outputs(out_path, fmt, preview, args.retrospective_mask is not None)
+    return outs["files"], outs["folders"]
+
+
+def run_file(args) -> dict:
+    """One input (or ``--sample``): read, reconstruct, write; returns the output and metrics."""
     import warnings
 
     from ..data import list_samples, path as sample_path
@@ -199,7 +229,7 @@ def run(args) -> int:
 
     if args.list_samples:
         print("\n".join(list_samples()))
-        return 0
+        return {}
     if args.sample and args.input:
         raise ValueError("give INPUT or --sample, not both")
     src = sample_path(args.sample) if args.sample else args.input
@@ -225,8 +255,7 @@ def run(args) -> int:
     t0 = time.perf_counter()
     raw = read_raw(src)
     parse_slices(config.slices, len(raw.slices))  # a bad --slices fails before anything is written or computed
-    stem = _stem(src)
-    out_path, fmt, preview = _resolve_output(args, stem)
+    out_path, fmt, preview = _resolve_output(args, _stem(src))
     outputs = _planned_outputs(out_path, fmt, preview, args.retrospective_mask is not None)
     check_outputs(outputs["files"], outputs["folders"], inputs=[src], overwrite=args.overwrite,
                   hint="pass --overwrite to replace it")
@@ -249,4 +278,10 @@ def run(args) -> int:
             shape = "x".join(map(str, volume.shape[1:]))
             print(f"wrote {out_path} ({volume.shape[0]} slice{'s' * (volume.shape[0] != 1)} of {shape}, "
                   f"{args.method}, {elapsed:.1f} s); preview {preview}")
-    return 0
+    return {"method": args.method, "output": out_path or "", "metrics": res.metrics or {}}
+
+
+#: how ``recon mri`` runs many inputs (``recon.batch``): raw data files by extension in folders and globs
+BATCH = batch.CliSpec("mri", run_file, planned_outputs,
+                      accept=lambda path: path.lower().endswith((".h5", ".hdf5", ".mrd")), path_options=("prior",),
+                      shared_inputs=lambda args: [args.prior] if getattr(args, "prior", None) else [])

@@ -62,10 +62,27 @@ def config_from_args(args):
                          nufft_tol=args.nufft_tol, quiet=args.quiet).validate()
 
 
-def run_dynamic(args, src: str, stem: str) -> int:
-    """The ``--dynamic`` branch of ``recon mri`` (module docstring)."""
+def planned_outputs(args, stem: str) -> dict:
+    """Every file (and the DICOM folder) the ``--dynamic`` branch writes for ``args``: the
+    reconstruction ``out``, its ``fmt``, the strip, the GIF and the signal plot."""
+    from ..cli import _resolve_output
+
+    method = args.method or "xdgrasp"
+    named = argparse.Namespace(**{**vars(args), "method": f"{method}_4d"})
+    out_path, fmt, preview = _resolve_output(named, stem)
+    base = preview[: -len(".png")]
+    extras = {"gif": base + ".gif", "signal": base + "_signal.png"}
+    strip = out_path if fmt == "png" else base + "_strip.png"
+    files = list(dict.fromkeys(([] if fmt == "dicom" else [out_path]) + [strip] + list(extras.values())))
+    return {"out": out_path, "fmt": fmt, "strip": strip, "extras": extras, "files": files,
+            "folders": [out_path] if fmt == "dicom" else []}
+
+
+def run_dynamic(args, src: str, stem: str) -> dict:
+    """The ``--dynamic`` branch of ``recon mri`` (module docstring); returns the output and method
+    (the record ``recon.batch`` keeps for each input)."""
     from ...io import OutputSet, check_outputs, read_raw, write_nifti
-    from ..cli import _DICOM_FILE, _resolve_output
+    from ..cli import _DICOM_FILE
     from .outputs import (
         plot_signal,
         write_dicom_4d,
@@ -79,13 +96,9 @@ def run_dynamic(args, src: str, stem: str) -> int:
     if args.output is None:
         raise ValueError("give -o OUTPUT (a file or a folder)")
     t0 = time.perf_counter()
-    named = argparse.Namespace(**{**vars(args), "method": f"{config.method}_4d"})
-    out_path, fmt, preview = _resolve_output(named, stem)
-    base = preview[: -len(".png")]
-    extras = {"gif": base + ".gif", "signal": base + "_signal.png"}
-    strip = out_path if fmt == "png" else base + "_strip.png"
-    files = list(dict.fromkeys(([] if fmt == "dicom" else [out_path]) + [strip] + list(extras.values())))
-    check_outputs(files, [out_path] if fmt == "dicom" else [], inputs=[src] + ([args.prior] if args.prior else []),
+    planned = planned_outputs(args, stem)
+    out_path, fmt, strip, extras = planned["out"], planned["fmt"], planned["strip"], planned["extras"]
+    check_outputs(planned["files"], planned["folders"], inputs=[src] + ([args.prior] if args.prior else []),
                   overwrite=args.overwrite, hint="pass --overwrite to replace it")
     raw = read_raw(src)
     res = reconstruct_dynamic(raw, config)
@@ -107,7 +120,7 @@ def run_dynamic(args, src: str, stem: str) -> int:
         print(f"wrote {out_path} ({vol.shape[0]} bins of {'x'.join(map(str, vol.shape[1:]))}, {config.method}, "
               f"{time.perf_counter() - t0:.1f} s; {i['rejected_angles']} of {i['angles']} angles rejected{bell}); "
               f"animation {extras['gif']}, signal {extras['signal']}", file=sys.stdout)
-    return 0
+    return {"method": f"{config.method}_4d", "output": out_path, "metrics": {}}
 
 
 def _version():
