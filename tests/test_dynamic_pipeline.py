@@ -131,6 +131,24 @@ def test_cli_nifti_and_dicom(tmp_path, small):
     assert "respiratory bin" in ds[0].ImageComments
 
 
+def test_cli_batch_names_the_dynamic_outputs(tmp_path, small, capsys):
+    """Two scans through recon.batch: every output the dynamic branch writes is planned (so
+    --skip-existing recognises a finished scan and skips it)."""
+    import shutil
+
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    for name in ("a.h5", "b.h5"):
+        shutil.copy(small, scans / name)
+    args = ["mri", str(scans), "--dynamic", "respiratory", "--bins", "3", "--method", "zf", "-o",
+            str(tmp_path / "out") + "/", "-q"]
+    assert main(args) == 0
+    written = sorted(p.name for p in (tmp_path / "out").iterdir() if p.suffix != ".csv")
+    assert written == sorted(f"{s}_zf_4d{x}" for s in "ab" for x in (".h5", ".gif", "_strip.png", "_signal.png"))
+    assert main(args[:-1] + ["--skip-existing"]) == 0
+    assert "0 reconstructed, 2 skipped, 0 failed" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("args, message", [
     (["--method", "xdgrasp"], "needs --dynamic respiratory"),
     (["--dynamic", "respiratory", "--slices", "0"], "--slices does not apply"),

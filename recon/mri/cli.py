@@ -214,7 +214,8 @@ def planned_outputs(args) -> tuple[list, list]:
 
         outs = dynamic_outputs(args, _stem(args.input))
         return outs["files"], outs["folders"]
-    out_path, fmt, preview = _resolve_output(args, _stem(args.input))
+    static = argparse.Namespace(**{**vars(args), "method": args.method or "sense"})  # run_file's default
+    out_path, fmt, preview = _resolve_output(static, _stem(args.input))
     outs = _planned_outputs(out_path, fmt, preview, args.retrospective_mask is not None)
     return outs["files"], outs["folders"]
 
