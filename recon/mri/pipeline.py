@@ -62,8 +62,9 @@ class ReconConfig:
     """What to reconstruct and how (the options of ``recon mri``; see docs/mri.md).
 
     ``method`` zf | sense | cs; ``regularizer`` wavelet | tv (cs); ``wavelet`` a PyWavelets
-    orthogonal wavelet; ``lam`` relative regularisation weight and ``iters`` iterations (None: the
-    method's default, ``recon.mri.recon.DEFAULT_LAMBDA`` / ``DEFAULT_ITERS``); ``maps`` espirit |
+    orthogonal wavelet; ``lam`` relative regularisation weight and ``iters`` the iteration cap (the
+    solvers stop earlier on convergence; None: the method's default, ``recon.mri.recon.DEFAULT_LAMBDA``
+    / ``DEFAULT_ITERS``); ``maps`` espirit |
     lowres | walsh; ``calib_width`` calibration width (None: 24 Cartesian, ``2 round(spokes/pi)``
     radial); ``crop`` ESPIRiT eigenvalue threshold (None: 0.95 Cartesian, 0.8 non-Cartesian);
     ``virtual_coils`` SVD coil compression; ``prewhiten`` with the data's noise scans;

@@ -13,8 +13,14 @@ Methods (each returns a :class:`Recon` with the complex image, the solver's hist
 - :func:`cg_sense`: ``min_x ||A x - y||^2 + lam ||x||^2`` by conjugate gradients on the normal
   equations ``(A^H A + lam I) x = A^H y`` (Pruessmann et al. 2001, with Tikhonov damping).
 - :func:`cs_wavelet`: ``min_x 1/2 ||A x - y||^2 + lam ||W x||_1`` (orthonormal wavelet ``W``, Haar by
-  default, randomly shifted at every step: cycle spinning) by POGM or FISTA (Lustig et al. 2007).
+  default with levels chosen from the image size, randomly shifted at every step: cycle spinning)
+  by POGM or FISTA (Lustig et al. 2007).
 - :func:`cs_tv`: ``min_x 1/2 ||A x - y||^2 + lam TV(x)`` (isotropic TV) by PDHG (Chambolle-Pock).
+
+The regularised methods keep ``x = 0`` outside the maps' support (where ESPIRiT's maps are zero the
+data say nothing about the image: only the regulariser would decide it). Every method stops on a
+convergence criterion (:data:`DEFAULT_TOL`, tested every :data:`CHECK_EVERY` iterations) or at a
+generous cap (:data:`DEFAULT_ITERS`); ``info['iterations']`` and ``info['converged']`` say which.
 
 Scaling (so that ``lam`` means the same on every data set): the problem is solved for
 ``A' = A / sqrt(L)`` (``L`` >= largest eigenvalue of ``A^H A``: the exact bound
@@ -27,8 +33,8 @@ threshold relative to the image's bright level. Non-Cartesian data may be densit
 fewer iterations; see docs/mri.md for the trade-off).
 
 Backends: k-space as a numpy array or a torch tensor (CPU or CUDA). A tensor is reconstructed in
-torch on its device (``torch.fft``, the solvers' device scalars: no host synchronisation per
-iteration when ``tol=0``) and the image, maps and data come back as tensors there; maps and masks
+torch on its device (``torch.fft``, the solvers' device scalars: the convergence test reads the
+device every :data:`CHECK_EVERY` iterations, never when ``tol=0``) and the image, maps and data come back as tensors there; maps and masks
 given as numpy follow the k-space. Host-side, once per call, are plan-time facts only: trajectories
 and density weights (computed by :func:`recon.mri.dcf.pipe_menon_dcf`), the calibration box, and
 scalars such as the image scale and ``||A||^2``. numpy results are those of the numpy code as it
@@ -52,10 +58,19 @@ from .coils import all_finite, centered_fft, host, rss, sampling_mask
 METHODS = ("zf", "sense", "cs")
 REGULARIZERS = ("wavelet", "tv")
 
-#: default relative regularisation weights (see the module docstring for their meaning); measured on
-#: generated fastMRI-format data and the bundled real data (docs/mri.md, "Choosing lambda").
-DEFAULT_LAMBDA = {"sense": 1e-3, "wavelet": 3e-3, "tv": 2e-3}
-DEFAULT_ITERS = {"sense": 30, "wavelet": 60, "tv": 150}
+#: default relative regularisation weights (see the module docstring for their meaning): the best of a
+#: sweep at convergence on generated and real images (docs/mri.md, "Quality and defaults")
+DEFAULT_LAMBDA = {"sense": 1e-2, "wavelet": 4e-3, "tv": 3e-3}
+#: iteration caps (generous: the tolerance stops the solvers first on ordinary data)
+DEFAULT_ITERS = {"sense": 200, "wavelet": 100, "tv": 600}
+#: stopping tolerances: CG's relative residual of the damped normal equations; the relative change of
+#: the iterate per iteration for POGM/FISTA and PDHG (docs/mri.md, "Quality and defaults")
+DEFAULT_TOL = {"sense": 1e-4, "wavelet": 1e-3, "tv": 5e-5}
+#: the convergence test reads the device every this many iterations (never with tol = 0)
+CHECK_EVERY = 5
+#: default wavelet of cs_wavelet and the smallest size of its coarsest band (pixels; see wavelet_level)
+DEFAULT_WAVELET = "haar"
+COARSEST_BAND = 4
 #: ESPIRiT crop thresholds used by :func:`reconstruct`: SigPy's 0.95 for Cartesian data, BART's 0.8 for
 #: non-Cartesian data, whose gridded calibration region is small and noisier (eigenvalues lower).
 DEFAULT_CROP_CARTESIAN = 0.95
@@ -140,6 +155,9 @@ class Problem:
     im_shape: tuple
     info: dict
     maps: object = None  # the maps of A (complex64, like the k-space)
+    #: where the maps are non-zero (bool, like the k-space), or None when they are non-zero everywhere:
+    #: the SENSE model has no information outside it, so the regularised methods keep x = 0 there
+    support: object = None
 
 
 def _dcf(coord, im_shape, dcf):
@@ -224,7 +242,12 @@ def sense_problem(kspace, maps, *, coord=None, mask=None, dcf=None, density_weig
     info.update(lipschitz=float(L), scale=s)
     if k_scale != 1.0:
         x_zf = _times_exact(x_zf, k_scale)
-    return Problem(An, yn, s, float(L), x_zf, im_shape, info, maps)
+    support = (abs(maps) ** 2).sum(0) > 0
+    n_in = int(support.sum())
+    info["support_fraction"] = n_in / math.prod(im_shape)
+    if n_in == math.prod(im_shape):
+        support = None
+    return Problem(An, yn, s, float(L), x_zf, im_shape, info, maps, support)
 
 
 def data_scale(kspace) -> float:
@@ -279,6 +302,25 @@ def _prepare(kspace, maps, coord, mask, dcf, density_weights, tol, problem, powe
                          power_iters=power_iters)
 
 
+def _budget(method: str, max_iter, tol):
+    """``(max_iter, tol)`` with the method's defaults for None, checked."""
+    max_iter = DEFAULT_ITERS[method] if max_iter is None else max_iter
+    if isinstance(max_iter, bool) or int(max_iter) != max_iter or max_iter < 1:
+        raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}")
+    tol = DEFAULT_TOL[method] if tol is None else float(tol)
+    if not (math.isfinite(tol) and tol >= 0):
+        raise ValueError(f"tol must be finite and >= 0, got {tol}")
+    return int(max_iter), tol
+
+
+def _lambda(P: Problem, method: str, lam) -> float:
+    """``lam`` checked, or :data:`DEFAULT_LAMBDA` ``[method]`` when None."""
+    lam = DEFAULT_LAMBDA[method] if lam is None else float(lam)
+    if not (math.isfinite(lam) and lam >= 0):
+        raise ValueError(f"lam must be finite and >= 0, got {lam}")
+    return lam
+
+
 def _result(x, P: Problem, method: str, hist, maps, info) -> Recon:
     """The solver's normalised iterate ``x`` back in image units, as a :class:`Recon`."""
     image = _times(x, P.scale)
@@ -286,46 +328,82 @@ def _result(x, P: Problem, method: str, hist, maps, info) -> Recon:
 
 
 def cg_sense(kspace=None, maps=None, *, coord=None, mask=None, dcf=None, lam: float | None = None,
-             max_iter: int | None = None, tol: float = 1e-6, density_weights: bool = True,
+             max_iter: int | None = None, tol: float | None = None, density_weights: bool = True,
              nufft_tol: float = 1e-4, progress=None, callback=None, problem: Problem | None = None) -> Recon:
     """CG-SENSE with Tikhonov damping ``lam`` (relative to ``||A||^2``; default
-    :data:`DEFAULT_LAMBDA` ``['sense']``), ``max_iter`` CG iterations (default 30), CG tolerance ``tol``."""
-    from ..solvers import cg
+    :data:`DEFAULT_LAMBDA` ``['sense']``). Stops when the relative residual of the damped normal
+    equations is below ``tol`` (default :data:`DEFAULT_TOL`, tested every :data:`CHECK_EVERY`
+    iterations; 0: never) or after ``max_iter`` iterations (default :data:`DEFAULT_ITERS`); the
+    iterations used are in ``info['iterations']``."""
+    from ..solvers import CG
 
     # L only scales the damping here (CG needs no step size): a short power iteration will do
     P = _prepare(kspace, maps, coord, mask, dcf, density_weights, nufft_tol, problem, power_iters=10)
-    lam = DEFAULT_LAMBDA["sense"] if lam is None else float(lam)
-    max_iter = DEFAULT_ITERS["sense"] if max_iter is None else int(max_iter)
-    if lam < 0:
-        raise ValueError(f"lam must be >= 0, got {lam}")
+    max_iter, tol = _budget("sense", max_iter, tol)
+    lam = _lambda(P, "sense", lam)
     rhs = P.A.H(P.y)
-    x, hist = cg(P.A.normal, rhs, None, max_iter=max_iter, tol=tol, damping=lam, callback=callback,
-                 progress=progress)
-    info = dict(P.info, lam=lam, max_iter=max_iter)
+    x, hist = _run(CG(P.A.normal, rhs, damping=lam), max_iter, tol, callback, progress)
+    info = dict(P.info, lam=lam, **_stop_info(hist, max_iter, tol))
     return _result(x, P, "sense", hist, maps, info)
 
 
+def wavelet_level(im_shape: Sequence[int], coarsest: int = COARSEST_BAND) -> int:
+    """Decomposition levels for an image of ``im_shape``: as many as keep the coarsest band at least
+    ``coarsest`` pixels along the smallest axis (at least 1). PyWavelets' maximum depth pads the
+    image to a multiple of ``2**level`` (Haar at 8 levels pads 320 to 512); this depth pads little
+    (320: 6 levels, no padding) and was as good as the maximum (within 0.03 dB at 160 and 180, where
+    3 levels lost 0.1-0.4 dB; docs/mri.md)."""
+    n = min(int(v) for v in im_shape)
+    return max(1, math.floor(math.log2(max(n / coarsest, 1.0))))
+
+
+def _on_support(prox, support):
+    """``prox`` followed by zeroing outside ``support`` (None: ``prox`` itself)."""
+    if support is None:
+        return prox
+    return lambda v, t: prox(v, t) * support
+
+
+def _run(alg, max_iter, tol, callback, progress):
+    """The solver loop with the convergence test every :data:`CHECK_EVERY` iterations (none at tol=0)."""
+    from ..solvers import run
+
+    return run(alg, max_iter, tol=tol, check_every=CHECK_EVERY if tol > 0 else None, callback=callback,
+               progress=progress)
+
+
+def _stop_info(hist, max_iter, tol) -> dict:
+    return {"max_iter": max_iter, "tol": tol, "iterations": hist.n_iter, "converged": bool(hist.converged)}
+
+
 def cs_wavelet(kspace=None, maps=None, *, coord=None, mask=None, dcf=None, lam: float | None = None,
-               max_iter: int | None = None, tol: float = 1e-5, solver: str = "pogm", wave: str = "haar",
-               cycle_spin: bool = True, seed: int = 0, density_weights: bool = True, nufft_tol: float = 1e-4, progress=None, callback=None,
+               max_iter: int | None = None, tol: float | None = None, solver: str = "pogm",
+               wave: str = DEFAULT_WAVELET, level: int | None = None, cycle_spin: bool = True, seed: int = 0,
+               density_weights: bool = True, nufft_tol: float = 1e-4, progress=None, callback=None,
                problem: Problem | None = None) -> Recon:
-    """L1-wavelet compressed sensing ``min 1/2 ||A x - y||^2 + lam ||W x||_1`` (normalised; ``lam``
-    default :data:`DEFAULT_LAMBDA` ``['wavelet']``) by ``solver`` 'pogm' (default) or 'fista' with
-    step ``1/||A||^2 = 1``, started from the ``S^H``-combined zero-filled image. ``cycle_spin``:
-    shift the wavelet grid by a random (``seed``) offset at each proximal step (translation-invariant
-    thresholding on average, as BART's ``pics`` does; removes blocky wavelet artefacts)."""
-    from ..solvers import L1Wavelet, fista, pogm
+    """L1-wavelet compressed sensing ``min 1/2 ||A x - y||^2 + lam ||W x||_1`` (normalised) by
+    ``solver`` 'pogm' (default) or 'fista' with step ``1/||A||^2 = 1``, started from the
+    ``S^H``-combined zero-filled image, with ``x = 0`` outside the maps' support (the prox is
+    followed by that projection).
+
+    ``lam`` default :data:`DEFAULT_LAMBDA` ``['wavelet']``. ``wave`` a PyWavelets orthogonal wavelet
+    with ``level`` levels (None: :func:`wavelet_level`). ``cycle_spin``: shift the wavelet grid by a
+    random (``seed``) offset at each proximal step (translation-invariant thresholding on average, as
+    BART's ``pics`` does; removes blocky wavelet artefacts). Stops when the relative change of the
+    iterate is below ``tol`` (default :data:`DEFAULT_TOL`, tested every :data:`CHECK_EVERY`
+    iterations; 0: never) or after ``max_iter`` iterations (default :data:`DEFAULT_ITERS`); the
+    iterations used are in ``info['iterations']``."""
+    from ..solvers import FISTA, POGM, L1Wavelet
 
     P = _prepare(kspace, maps, coord, mask, dcf, density_weights, nufft_tol, problem)
-    lam = DEFAULT_LAMBDA["wavelet"] if lam is None else float(lam)
-    max_iter = DEFAULT_ITERS["wavelet"] if max_iter is None else int(max_iter)
-    if lam < 0:
-        raise ValueError(f"lam must be >= 0, got {lam}")
+    max_iter, tol = _budget("wavelet", max_iter, tol)
     if solver not in ("pogm", "fista"):
         raise ValueError(f"solver must be 'pogm' or 'fista', got {solver!r}")
+    level = wavelet_level(P.im_shape) if level is None else level
+    lam = _lambda(P, "wavelet", lam)
+    reg = L1Wavelet(P.im_shape, lam, wave=wave, level=level)
     A, y = P.A, P.y
     AHy = A.H(y)
-    reg = L1Wavelet(P.im_shape, lam, wave=wave)
 
     def grad(x):
         return A.normal(x) - AHy
@@ -345,27 +423,28 @@ def cs_wavelet(kspace=None, maps=None, *, coord=None, mask=None, dcf=None, lam: 
         prox = reg.prox
 
     x0 = _array.copy(AHy)
-    run = pogm if solver == "pogm" else fista
-    x, hist = run(grad, prox if lam > 0 else None, x0, 1.0, max_iter=max_iter, tol=tol, callback=callback,
-                  progress=progress)
-    info = dict(P.info, lam=lam, max_iter=max_iter, solver=solver, wave=wave, cycle_spin=bool(cycle_spin))
+    prox = _on_support(prox, P.support) if lam > 0 else None
+    alg = POGM(grad, prox, x0, 1.0, n_iter=max_iter) if solver == "pogm" else FISTA(grad, prox, x0, 1.0)
+    x, hist = _run(alg, max_iter, tol, callback, progress)
+    info = dict(P.info, lam=lam, solver=solver, wave=wave, level=reg.W.level, cycle_spin=bool(cycle_spin),
+                **_stop_info(hist, max_iter, tol))
     return _result(x, P, "cs", hist, maps, dict(info, regularizer="wavelet"))
 
 
 def cs_tv(kspace=None, maps=None, *, coord=None, mask=None, dcf=None, lam: float | None = None,
-          max_iter: int | None = None, tol: float = 1e-5, density_weights: bool = True, nufft_tol: float = 1e-4,
-          progress=None, callback=None, problem: Problem | None = None) -> Recon:
+          max_iter: int | None = None, tol: float | None = None, density_weights: bool = True,
+          nufft_tol: float = 1e-4, progress=None, callback=None, problem: Problem | None = None) -> Recon:
     """Total-variation compressed sensing ``min 1/2 ||A x - y||^2 + lam TV(x)`` (isotropic, over all
-    image axes; ``lam`` default :data:`DEFAULT_LAMBDA` ``['tv']``) by PDHG with the split
-    ``K x = (A x, D x)``, ``f(u, v) = 1/2 ||u - y||^2 + lam ||v||_{2,1}``, ``g = 0``."""
+    image axes; ``lam`` default :data:`DEFAULT_LAMBDA` ``['tv']``) with ``x = 0`` outside the maps'
+    support, by PDHG with the split ``K x = (A x, D x)``, ``f(u, v) = 1/2 ||u - y||^2 + lam
+    ||v||_{2,1}``, ``g`` the indicator of the support. Stopping as :func:`cs_wavelet` (relative
+    change of the iterate)."""
     from ..ops import Stack
-    from ..solvers import TotalVariation, pdhg, separable
+    from ..solvers import PDHG, TotalVariation, separable
 
     P = _prepare(kspace, maps, coord, mask, dcf, density_weights, nufft_tol, problem)
-    lam = DEFAULT_LAMBDA["tv"] if lam is None else float(lam)
-    max_iter = DEFAULT_ITERS["tv"] if max_iter is None else int(max_iter)
-    if lam < 0:
-        raise ValueError(f"lam must be >= 0, got {lam}")
+    max_iter, tol = _budget("tv", max_iter, tol)
+    lam = _lambda(P, "tv", lam)
     A, y = P.A, P.y
     d = len(P.im_shape)
     tv = TotalVariation(lam, axes=tuple(range(-d, 0)))
@@ -375,13 +454,16 @@ def cs_tv(kspace=None, maps=None, *, coord=None, mask=None, dcf=None, lam: float
     def data_conj(u, s):                        # f1(u) = ||u - y||^2 / 2: prox of s f1*
         return (u - s * y) / (1.0 + s)
 
+    support = P.support
+    prox_g = None if support is None else (lambda v, t: v * support)   # projection onto the support
+
     # ||K||^2 <= ||A||^2 + ||D||^2 = 1 + norm_sq_bound: known bound, no power iteration needed
     knorm = float(np.sqrt(1.0 + tv.norm_sq_bound))
     step = 0.99 / knorm
     x0 = A.H(y)
-    x, hist = pdhg(K, None, separable([data_conj] + tv_conj, K), None, x0, sigma=step, tau=step,
-                   max_iter=max_iter, tol=tol, callback=callback, progress=progress)
-    info = dict(P.info, lam=lam, max_iter=max_iter, solver="pdhg", regularizer="tv")
+    alg = PDHG(K, None, separable([data_conj] + tv_conj, K), prox_g, x0, sigma=step, tau=step)
+    x, hist = _run(alg, max_iter, tol, callback, progress)
+    info = dict(P.info, lam=lam, solver="pdhg", regularizer="tv", **_stop_info(hist, max_iter, tol))
     return _result(x, P, "cs", hist, maps, info)
 
 
