@@ -257,8 +257,11 @@ def test_ops_projector_does_not_import_ct():
     code = ("import sys, recon.ops.projector, recon.geometry; "
             "bad = [m for m in sys.modules if m == 'recon.ct' or m.startswith('recon.ct.')]; "
             "assert not bad, bad; print('ok')")
+    import recon
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(recon.__file__)))  # the tests' recon, absolute
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                         cwd=os.path.dirname(os.path.abspath(__file__)))
+                         cwd=os.path.dirname(os.path.abspath(__file__)), env=dict(os.environ, PYTHONPATH=root))
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
 
