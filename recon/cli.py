@@ -21,6 +21,8 @@ import sys
 SUBCOMMANDS = {
     "mri": "recon.mri.cli",
     "demo": "recon.demo",
+    "serve": "recon.stream.server",
+    "send": "recon.stream.client",
 }
 
 
