@@ -11,10 +11,20 @@ import numpy as np
 import pytest
 
 from recon.io import read_raw
-from recon.io.mrd import (ACQ_HEAD_DTYPE, ACQ_IS_NAVIGATION_DATA, ACQ_IS_NOISE_MEASUREMENT,
-                          ACQ_IS_PARALLEL_CALIBRATION, flag)
-from recon.mri.realtime import (RealtimeConfig, RealtimeReconstructor, RealtimeSession, radial_density,
-                                reconstruct_realtime)
+from recon.io.mrd import (
+    ACQ_HEAD_DTYPE,
+    ACQ_IS_NAVIGATION_DATA,
+    ACQ_IS_NOISE_MEASUREMENT,
+    ACQ_IS_PARALLEL_CALIBRATION,
+    flag,
+)
+from recon.mri.realtime import (
+    RealtimeConfig,
+    RealtimeReconstructor,
+    RealtimeSession,
+    radial_density,
+    reconstruct_realtime,
+)
 from recon.mri.trajectory import radial_2d, spiral_2d
 
 N = 32
@@ -22,7 +32,6 @@ N = 32
 
 def _data(rng, n_spokes=20, coils=4, samples=2 * N, noise=1e-3):
     from fastmri_data import simulate_coil_maps
-
     from recon.mri.simulate import simulate_noncartesian, textured_phantom
 
     img = textured_phantom(1, N, N)[0]
@@ -116,9 +125,9 @@ def test_bad_spokes_and_configs_raise_clear_errors(rng):
         rt.add(y[:, 1], np.zeros((5, 3)))
     with pytest.raises(TypeError, match="complex"):
         rt.add(y[:, 1].real, coord[1])
-    for bad, match in ((dict(spokes_per_frame=0), "spokes_per_frame"), (dict(window=2, spokes_per_frame=3), "window"),
-                       (dict(method="cs"), "method"), (dict(maps="magic"), "maps"), (dict(lam=-1.0), "lam"),
-                       (dict(nufft_tol=2.0), "nufft_tol"), (dict(dcf="voronoi"), "dcf"), (dict(iters=1.5), "iters")):
+    for bad, match in (({"spokes_per_frame": 0}, "spokes_per_frame"), ({"window": 2, "spokes_per_frame": 3}, "window"),
+                       ({"method": "cs"}, "method"), ({"maps": "magic"}, "maps"), ({"lam": -1.0}, "lam"),
+                       ({"nufft_tol": 2.0}, "nufft_tol"), ({"dcf": "voronoi"}, "dcf"), ({"iters": 1.5}, "iters")):
         with pytest.raises(ValueError, match=match):
             RealtimeConfig(**bad).validate()
     with pytest.raises(ValueError, match="2D"):
@@ -159,7 +168,7 @@ def test_first_sense_frame_equals_cg_sense_with_its_maps(rng):
 
 def test_warm_started_frames_improve_on_a_static_object(rng):
     img, _, coord, y = _data(rng, n_spokes=60, noise=0)
-    cfg = dict(spokes_per_frame=6, window=12, iters=2, first_iters=2, virtual_coils=None, nufft_tol=1e-5)
+    cfg = {"spokes_per_frame": 6, "window": 12, "iters": 2, "first_iters": 2, "virtual_coils": None, "nufft_tol": 1e-5}
     warm = _frames(RealtimeReconstructor((N, N), RealtimeConfig(**cfg)), y, coord)
     assert [f.index for f in warm] == list(range(9)) and all(f.iterations == 2 for f in warm)
     errs = [_nrmse(f.image, img) for f in warm]
@@ -247,7 +256,8 @@ def test_session_noise_calibration_and_errors(rng):
     frames = [s.reconstruct(w) for j in range(4, 12) for w in s.add(*_acq(y[:, j], coord[j]))]
     assert [f.index for f in frames] == [0]
     with pytest.raises(ValueError, match="2D trajectories"):
-        s.add(*(lambda h, t, d: (h, t[:, :1], d))(*_acq(y[:, 0], coord[0])))
+        h, t, d = _acq(y[:, 0], coord[0])
+        s.add(h, t[:, :1], d)
     with pytest.raises(ValueError, match="3D"):
         from recon.io import build_ismrmrd_header
 

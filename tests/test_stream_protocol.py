@@ -15,11 +15,28 @@ import numpy as np
 import pytest
 
 from recon.io import read_ismrmrd, read_raw, write_ismrmrd
-from recon.io.mrd import (ACQ_HEAD_DTYPE, MRD_MESSAGE_ACQUISITION, MRD_MESSAGE_CLOSE, MRD_MESSAGE_CONFIG_FILE,
-                          MRD_MESSAGE_CONFIG_TEXT, MRD_MESSAGE_HEADER, MRD_MESSAGE_IMAGE, MRD_MESSAGE_TEXT,
-                          IsmrmrdFormatError)
-from recon.io.mrd_stream import (MessageError, MessageLimits, StreamTruncated, encode_acquisition, encode_close,
-                                 encode_config_file, encode_text, encode_waveform, read_message, read_mrd_stream)
+from recon.io.mrd import (
+    ACQ_HEAD_DTYPE,
+    MRD_MESSAGE_ACQUISITION,
+    MRD_MESSAGE_CLOSE,
+    MRD_MESSAGE_CONFIG_FILE,
+    MRD_MESSAGE_CONFIG_TEXT,
+    MRD_MESSAGE_HEADER,
+    MRD_MESSAGE_IMAGE,
+    MRD_MESSAGE_TEXT,
+    IsmrmrdFormatError,
+)
+from recon.io.mrd_stream import (
+    MessageError,
+    MessageLimits,
+    StreamTruncated,
+    encode_acquisition,
+    encode_close,
+    encode_config_file,
+    encode_text,
+    read_message,
+    read_mrd_stream,
+)
 
 ismrmrd = pytest.importorskip("ismrmrd")
 
@@ -240,7 +257,12 @@ def test_mrd_images_carry_geometry_counters_and_meta(tmp_path, rng):
 
 def test_config_text_and_parameters():
     from recon.mri.pipeline import ReconConfig
-    from recon.stream.pipelines import PipelineError, SlicePipeline, config_from_params, parse_config_text
+    from recon.stream.pipelines import (
+        PipelineError,
+        SlicePipeline,
+        config_from_params,
+        parse_config_text,
+    )
 
     assert parse_config_text("recon-cs") == ("recon-cs", {})
     assert parse_config_text('{"parameters": {"config": "recon-zf", "iters": "5", "foo": 1}}') == (

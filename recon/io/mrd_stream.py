@@ -281,6 +281,20 @@ def read_mrd_stream(path, *, encoding: int = 0, trajectory_units: str = "auto", 
     return dec.finish(views=views)
 
 
-__all__ = ["MessageLimits", "Message", "MessageError", "StreamTruncated", "read_message", "encode_config_file",
-           "encode_text", "encode_close", "encode_acquisition", "encode_waveform", "is_mrd_stream",
-           "iter_stream_file", "read_mrd_stream", "MESSAGE_NAMES", "FIRST_MESSAGES"]
+__all__ = [
+    "FIRST_MESSAGES",
+    "MESSAGE_NAMES",
+    "Message",
+    "MessageError",
+    "MessageLimits",
+    "StreamTruncated",
+    "encode_acquisition",
+    "encode_close",
+    "encode_config_file",
+    "encode_text",
+    "encode_waveform",
+    "is_mrd_stream",
+    "iter_stream_file",
+    "read_message",
+    "read_mrd_stream",
+]

@@ -51,8 +51,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import _array
-from ..io.mrd import (ACQ_IS_NOISE_MEASUREMENT, ACQ_IS_PARALLEL_CALIBRATION, ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING,
-                      NON_IMAGING_BITS, flag)
+from ..io.mrd import (
+    ACQ_IS_NOISE_MEASUREMENT,
+    ACQ_IS_PARALLEL_CALIBRATION,
+    ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING,
+    NON_IMAGING_BITS,
+    flag,
+)
 
 METHODS = ("sense", "zf")
 DCF_METHODS = ("auto", "radial", "pipe-menon")
@@ -290,7 +295,9 @@ class RealtimeReconstructor:
         cfg = self.config
         W, spf = cfg.frame_window, cfg.spokes_per_frame
         sense = cfg.method == "sense"
-        need_maps = cfg.maps_spokes if cfg.maps_spokes is not None else W
+        # the maps, the coil compression and the data scale come from these first spokes (or a
+        # calibration pre-scan), whichever frame is made first: frames do not depend on drops
+        need_maps = cfg.maps_spokes if (cfg.maps_spokes is not None and sense) else W
         out = []
         with self._lock:
             if self._buf is None:
@@ -304,7 +311,7 @@ class RealtimeReconstructor:
             for j in range(s.shape[1]):
                 n = self.spokes_received
                 bs[n % W], bc[n % W] = s[:, j], c[j]
-                if sense and self._collecting and not self._calib and len(self._maps_spokes) < need_maps:
+                if self._collecting and not self._calib and len(self._maps_spokes) < need_maps:
                     self._maps_spokes.append((s[:, j].copy(), c[j].copy()))
                 self.spokes_received = n = n + 1
                 maps_ready = not sense or bool(self._calib) or n >= need_maps
@@ -327,7 +334,8 @@ class RealtimeReconstructor:
     def _setup(self, window: Window):
         """Coil transform, density weights function, maps, NUFFT and scales, from the first window."""
         from ..ops.nufft import Nufft
-        from . import coils, noise as noise_mod
+        from . import coils
+        from . import noise as noise_mod
         from .pipeline import default_calib_width
         from .recon import DEFAULT_CROP_NONCARTESIAN, DEFAULT_LAMBDA, data_scale
 
@@ -586,5 +594,15 @@ def reconstruct_realtime(raw, config: RealtimeConfig | None = None, *, slice_ind
                           np.array([f.seconds for f in frames]), info)
 
 
-__all__ = ["RealtimeConfig", "RealtimeReconstructor", "RealtimeSession", "RealtimeResult", "Window", "Frame",
-           "reconstruct_realtime", "radial_density", "METHODS", "DCF_METHODS"]
+__all__ = [
+    "DCF_METHODS",
+    "METHODS",
+    "Frame",
+    "RealtimeConfig",
+    "RealtimeReconstructor",
+    "RealtimeResult",
+    "RealtimeSession",
+    "Window",
+    "radial_density",
+    "reconstruct_realtime",
+]

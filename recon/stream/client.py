@@ -38,12 +38,24 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..io.mrd import MRD_MESSAGE_CLOSE, MRD_MESSAGE_IMAGE, MRD_MESSAGE_TEXT, MRD_MESSAGE_CONFIG_TEXT
-from ..io.mrd_stream import MessageError, MessageLimits, encode_acquisition, encode_waveform
+from ..io.mrd import (
+    MRD_MESSAGE_CLOSE,
+    MRD_MESSAGE_CONFIG_TEXT,
+    MRD_MESSAGE_IMAGE,
+    MRD_MESSAGE_TEXT,
+)
+from ..io.mrd_stream import (
+    MessageError,
+    MessageLimits,
+    encode_acquisition,
+    encode_waveform,
+)
 from .wire import Connection, read_image
 
 DEFAULT_PORT = 9002
 SIEMENS_TICK_US = 2500.0
+#: what the client accepts from a server: images up to 1 GiB
+CLIENT_LIMITS = MessageLimits(max_message_bytes=1 << 30)
 
 
 @dataclass
@@ -51,7 +63,8 @@ class SendResult:
     """What :func:`send` got back: ``images`` (``ismrmrd.Image``) with their ``meta`` (dicts) and
     receive times (``received``, ``time.monotonic()``); ``texts`` from the server; ``closed`` (the
     server sent CLOSE); ``sent`` acquisitions and their send times by ``scan_counter``;
-    ``latencies_ms`` per image where the server named the acquisition that completed it."""
+    ``latencies_ms`` per image where the server named the acquisition that completed it;
+    ``local_address`` this end of the connection ("host:port", as the server's log names it)."""
 
     images: list = field(default_factory=list)
     meta: list = field(default_factory=list)
@@ -63,6 +76,7 @@ class SendResult:
     error: str | None = None
     started: float = 0.0
     finished: float = 0.0
+    local_address: str = ""
 
     @property
     def errors(self) -> list[str]:
@@ -114,7 +128,7 @@ def _order(acq, waveforms):
 def send(source, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT, config: str = "recon-sense",
          params: dict | None = None, realtime: bool = False, interval_ms: float | None = None,
          tick_us: float = SIEMENS_TICK_US, timeout: float | None = 600.0, connect_timeout: float = 10.0,
-         limits: MessageLimits = MessageLimits(max_message_bytes=1 << 30), on_text=None,
+         limits: MessageLimits = CLIENT_LIMITS, on_text=None,
          stop_after: int | None = None) -> SendResult:
     """Replay ``source`` (a path or a ``recon.io.RawData`` with acquisitions) to the MRD server at
     ``host:port`` with config ``config`` (module docstring). ``params``: FIRE-style parameters sent as
@@ -134,7 +148,7 @@ def send(source, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT, config: s
     res = SendResult()
     sock = _connect(host, port, connect_timeout)
     conn = Connection(sock, limits)
-    sock.settimeout(None)
+    res.local_address = "{}:{}".format(*sock.getsockname()[:2])
     rx = threading.Thread(target=_receive, args=(conn, res, on_text), daemon=True)
     res.started = time.monotonic()
     rx.start()
@@ -211,7 +225,7 @@ def _receive(conn: Connection, res: SendResult, on_text) -> None:
                 res.images.append(msg.payload)
                 try:
                     res.meta.append(image_meta(msg.payload))
-                except Exception:  # a server's meta that is not XML we accept: keep the image
+                except Exception:  # noqa: BLE001  (a server's meta we cannot read: keep the image)
                     res.meta.append({})
             elif msg.id in (MRD_MESSAGE_TEXT, MRD_MESSAGE_CONFIG_TEXT):
                 res.texts.append(msg.text)

@@ -21,9 +21,17 @@ import socket
 import threading
 import time
 
-from ..io.mrd import (MRD_MESSAGE_ACQUISITION, MRD_MESSAGE_CLOSE, MRD_MESSAGE_CONFIG_FILE, MRD_MESSAGE_CONFIG_TEXT,
-                      MRD_MESSAGE_HEADER, MRD_MESSAGE_TEXT, MRD_MESSAGE_WAVEFORM, acquisition_from_bytes,
-                      waveform_from_bytes)
+from ..io.mrd import (
+    MRD_MESSAGE_ACQUISITION,
+    MRD_MESSAGE_CLOSE,
+    MRD_MESSAGE_CONFIG_FILE,
+    MRD_MESSAGE_CONFIG_TEXT,
+    MRD_MESSAGE_HEADER,
+    MRD_MESSAGE_TEXT,
+    MRD_MESSAGE_WAVEFORM,
+    acquisition_from_bytes,
+    waveform_from_bytes,
+)
 from ..io.mrd_stream import MessageError, StreamTruncated
 from .pipelines import PipelineError, available, build_pipeline, parse_config_text
 from .spool import Spool
@@ -61,7 +69,7 @@ def serve_connection(sock: socket.socket, config, *, stop: threading.Event | Non
         while True:
             try:
                 msg = conn.read()
-            except socket.timeout:
+            except TimeoutError:
                 raise _End(f"ERR recon: no data for {config.idle_timeout:g} s (idle timeout); closing") from None
             received = time.monotonic()
             if msg is None:
@@ -133,7 +141,7 @@ def serve_connection(sock: socket.socket, config, *, stop: threading.Event | Non
     except OSError as exc:  # the client went away while we read or wrote
         summary["ended"] = "disconnected"
         summary["error"] = str(exc)
-    except Exception as exc:  # a bug: tell the client, keep the data, let the server go on
+    except Exception as exc:  # noqa: BLE001  (a bug: tell the client, keep the data, let the server go on)
         summary["error"] = f"{type(exc).__name__}: {exc}"
         _quiet(conn.send_text, f"ERR recon: internal error ({type(exc).__name__}: {exc}); the data is spooled")
         _quiet(conn.send_close)

@@ -41,8 +41,13 @@ from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
-from ..io.mrd import (ACQ_HEAD_DTYPE, ACQ_IS_NOISE_MEASUREMENT, ACQ_LAST_IN_MEASUREMENT, ACQ_LAST_IN_SLICE,
-                      flag)
+from ..io.mrd import (
+    ACQ_HEAD_DTYPE,
+    ACQ_IS_NOISE_MEASUREMENT,
+    ACQ_LAST_IN_MEASUREMENT,
+    ACQ_LAST_IN_SLICE,
+    flag,
+)
 from ..io.raw import GROUP_DIMS
 
 
@@ -162,7 +167,7 @@ class _Jobs:
                 job = self._q.popleft()
             try:
                 self._run(job)
-            except Exception as exc:  # reported to the client; the pipeline goes on with the next job
+            except Exception as exc:  # noqa: BLE001  (reported to the client; the pipeline goes on with the next job)
                 self._on_error(job, exc)
 
     def close(self, timeout: float | None = None) -> None:

@@ -7,14 +7,17 @@
 The main process binds the socket (loopback by default), converts spool logs a killed server left
 behind (``recon.stream.spool.recover``) and keeps ``max_connections`` worker processes started
 (spawned: fresh interpreters, imports done before the first client). Each accepted connection is
-handed (its file descriptor, over a Unix socket) to an idle worker, which serves it alone
-(``recon.stream.connection``) and then exits; a new worker replaces it. Processes, not threads: the
+handed (its file descriptor, over a Unix socket) to an idle worker, which serves it
+(``recon.stream.connection``) and then waits for the next. Processes, not threads: the
 per-slice and per-frame work holds the GIL in its Python parts, and one worker per connection keeps
-connections from slowing each other down beyond the cores they share, keeps a crash or a leak in
-one connection, and returns each connection's memory to the system when it ends. Memory per
+connections from slowing each other down beyond the cores they share and keeps a crash in one
+connection. A worker serves one connection at a time and is replaced by a fresh process after
+``WORKER_CONNECTIONS`` connections (large arrays go back to the system when a connection ends). Memory per
 connection is bounded by the limits (``--max-connection-bytes``, default a share of the available
-memory; ``recon.io.mrd_stream.MessageLimits`` per message). When every worker is busy a new
-client gets a TEXT "busy" and a CLOSE.
+memory; ``recon.io.mrd_stream.MessageLimits`` per message). A client that comes while every
+worker is busy (or finishing its connection, or starting) waits, unread, for the next free worker,
+at most ``PENDING_TIMEOUT_S``; when ``max_connections`` clients already wait, a new one gets a TEXT
+"busy" and a CLOSE.
 
 A worker that dies (a crash in native code, the OOM killer) is noticed by the main process, which
 tells its client (TEXT + CLOSE on its own copy of the socket), converts that connection's spool log
@@ -38,11 +41,14 @@ import socket
 import sys
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 from ..io.mrd_stream import MessageLimits
 
 DEFAULT_PORT = 9002
+#: seconds a client may wait for a worker that is starting before it is refused
+PENDING_TIMEOUT_S = 60.0
 
 
 @dataclass
@@ -97,27 +103,38 @@ class ServerConfig:
 # ---- the worker process -----------------------------------------------------------------------------
 
 
-def _worker_main(pipe, config: ServerConfig) -> None:
-    """One worker: wait for a connection from the main process, serve it, report, exit."""
-    from multiprocessing.reduction import recv_handle
+#: connections one worker serves before it exits and is replaced (a fresh process now and then)
+WORKER_CONNECTIONS = 50
 
+
+def _worker_main(pipe, config: ServerConfig) -> None:
+    """One worker: serve the connections the main process hands over, one at a time; exit on
+    "stop", when the main process is gone, or after ``WORKER_CONNECTIONS`` connections."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # the main process decides when to stop
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    from . import connection as conn_mod
-    from . import images, pipelines  # noqa: F401  (imports done before the first client)
-    from ..mri import pipeline, realtime  # noqa: F401
     import ismrmrd  # noqa: F401
 
-    pipe.send(("ready",))
-    try:
-        msg = pipe.recv()
-    except (EOFError, OSError):
-        return
-    if msg[0] != "conn":
-        return
-    fd = recv_handle(pipe)
-    sock = socket.socket(fileno=fd)
-    stop = threading.Event()
+    from ..mri import pipeline, realtime  # noqa: F401
+    from . import connection, images, pipelines  # noqa: F401  (imports done before the first client)
+
+    for _ in range(WORKER_CONNECTIONS):
+        pipe.send(("ready",))
+        try:
+            msg = pipe.recv()
+        except (EOFError, OSError):
+            return
+        if msg[0] != "conn" or not _serve_one(pipe, config, msg[1]):
+            return
+
+
+def _serve_one(pipe, config: ServerConfig, peer: str) -> bool:
+    """Serve the connection whose descriptor comes next on ``pipe``; False when the worker must stop."""
+    from multiprocessing.reduction import recv_handle
+
+    from .connection import serve_connection
+
+    sock = socket.socket(fileno=recv_handle(pipe))
+    stop, finished, gone = threading.Event(), threading.Event(), threading.Event()
     send_lock = threading.Lock()
 
     def report(item):
@@ -127,15 +144,14 @@ def _worker_main(pipe, config: ServerConfig) -> None:
             except OSError:
                 pass
 
-    def watch():  # the main process says stop (SIGTERM): let the client finish, then cut its reading side
+    def watch():  # "stop" from the main process (SIGTERM): let the client finish, then cut its reading side
         try:
-            while True:
-                m = pipe.recv()
-                if m[0] == "stop":
+            while not finished.is_set():
+                if not pipe.poll(0.2):
+                    continue
+                if pipe.recv()[0] == "stop":
                     stop.set()
-                    deadline = time.monotonic() + config.shutdown_timeout
-                    while time.monotonic() < deadline and not finished.is_set():
-                        finished.wait(0.2)
+                    finished.wait(config.shutdown_timeout)
                     if not finished.is_set():
                         try:
                             sock.shutdown(socket.SHUT_RD)
@@ -143,13 +159,15 @@ def _worker_main(pipe, config: ServerConfig) -> None:
                             pass
                     return
         except (EOFError, OSError):
-            return  # the main process is gone: finish this connection anyway
+            gone.set()  # the main process is gone: finish this connection anyway, then exit
 
-    finished = threading.Event()
-    threading.Thread(target=watch, daemon=True).start()
-    summary = conn_mod.serve_connection(sock, config, stop=stop, report=report, peer=msg[1])
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    summary = serve_connection(sock, config, stop=stop, report=report, peer=peer)
     finished.set()
+    watcher.join()
     report(("done", summary))
+    return not (stop.is_set() or gone.is_set())
 
 
 # ---- the main process -----------------------------------------------------------------------------------
@@ -162,7 +180,7 @@ class _Worker:
         self.process.start()
         child.close()
         self.pipe = parent
-        self.state = "starting"   # starting -> idle -> busy -> done
+        self.state = "starting"   # starting -> idle -> busy -> finished -> idle ... (or its exit)
         self.client = None        # the main process's copy of the client socket
         self.spool = None
         self.peer = ""
@@ -178,6 +196,7 @@ class Server:
 
         self.config = config.validate()
         self.log = log or (lambda s: print(s, file=sys.stderr, flush=True))
+        os.makedirs(config.spool, exist_ok=True)  # a spool we cannot create fails here, not at the first client
         self._ctx = mp.get_context("spawn")
         self.sock = socket.socket(socket.AF_INET6 if ":" in config.host else socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -185,6 +204,7 @@ class Server:
         self.sock.listen(64)
         self.port = self.sock.getsockname()[1]
         self.workers: list[_Worker] = []
+        self.pending = deque()    # accepted clients waiting for a worker that is starting
         self._stopping = False
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -243,7 +263,7 @@ class Server:
             w.spool = msg[1]
         elif msg[0] == "done":
             s = msg[1]
-            w.state = "done"
+            w.state = "finished"  # "ready" again next, or its exit
             self.log(f"recon serve: {w.peer or 'client'}: {s.get('ended')}; {s.get('images', 0)} images; "
                      f"{s.get('messages', 0)} messages spooled to {s.get('spool')}"
                      + (f"; {s['error']}" if s.get("error") else ""))
@@ -295,6 +315,8 @@ class Server:
                 if self._stopping and self.sock is not None:
                     self.sock.close()
                     self.sock = None
+                    while self.pending:
+                        self._refuse(self.pending.popleft()[0], "the server is shutting down")
                     for w in self.workers:
                         try:
                             w.pipe.send(("stop",))
@@ -316,7 +338,7 @@ class Server:
                 waitables += [w.pipe for w in self.workers if not w.pipe_closed]
                 if self.sock is not None:
                     waitables.append(self.sock)
-                for obj in wait(waitables, timeout=1.0):
+                for obj in wait(waitables, timeout=0.5 if self.pending else 1.0):
                     if obj is self._wake_r:
                         try:
                             while self._wake_r.recv(64):
@@ -331,6 +353,7 @@ class Server:
                                 self._on_message(w)
                             elif obj == w.process.sentinel and not w.process.is_alive():
                                 self._on_exit(w)
+                self._dispatch_pending()
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
@@ -344,11 +367,26 @@ class Server:
         except OSError:
             return
         peer = f"{addr[0]}:{addr[1]}"
-        if not self._dispatch(client, peer):
-            busy = sum(w.state == "busy" for w in self.workers)
-            self._refuse(client, f"busy: {busy} connections in progress (--max-connections "
-                                 f"{self.config.max_connections}); try again later")
+        busy = sum(w.state == "busy" for w in self.workers)
+        if busy + len(self.pending) >= 2 * self.config.max_connections:
+            self._refuse(client, f"busy: {busy} connections in progress and {len(self.pending)} waiting "
+                                 f"(--max-connections {self.config.max_connections}); try again later")
             self.log(f"recon serve: refused {peer}: busy")
+            return
+        self.pending.append((client, peer, time.monotonic()))
+        self._dispatch_pending()
+
+    def _dispatch_pending(self) -> None:
+        """Hand waiting clients to idle workers (a replacement worker may still be starting)."""
+        while self.pending:
+            client, peer, t = self.pending[0]
+            if not self._dispatch(client, peer):
+                if time.monotonic() - t > PENDING_TIMEOUT_S:
+                    self.pending.popleft()
+                    self._refuse(client, f"no reconstruction process became ready within {PENDING_TIMEOUT_S} s")
+                    continue
+                return
+            self.pending.popleft()
 
 
 def serve(config: ServerConfig, **kw) -> int:

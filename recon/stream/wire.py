@@ -18,10 +18,23 @@ import threading
 
 import numpy as np
 
-from ..io.mrd import MRD_MESSAGE_CONFIG_TEXT, MRD_MESSAGE_HEADER, MRD_MESSAGE_IMAGE, MRD_MESSAGE_TEXT
-from ..io.mrd_stream import (MessageError, MessageLimits, StreamTruncated, encode_close, encode_config_file,
-                             encode_text, read_message)
+from ..io.mrd import (
+    MRD_MESSAGE_CONFIG_TEXT,
+    MRD_MESSAGE_HEADER,
+    MRD_MESSAGE_IMAGE,
+    MRD_MESSAGE_TEXT,
+)
+from ..io.mrd_stream import (
+    MessageError,
+    MessageLimits,
+    StreamTruncated,
+    encode_close,
+    encode_config_file,
+    encode_text,
+    read_message,
+)
 
+DEFAULT_LIMITS = MessageLimits()
 _IMAGE_DTYPES = {1: 2, 2: 2, 3: 4, 4: 4, 5: 4, 6: 8, 7: 8, 8: 16}  # MRD data_type -> bytes per value
 
 
@@ -59,7 +72,7 @@ def read_image(read_exactly, limits: MessageLimits):
         image = ismrmrd.Image.deserialize_from_with_header(bytes(hb), counted)
     except MessageError:
         raise
-    except Exception as exc:  # the package's own parsing of the attributes (assertions, XML errors)
+    except Exception as exc:  # noqa: BLE001  (the package's parsing of the attributes: assertions, XML errors)
         raise MessageError(f"IMAGE: unreadable attributes ({type(exc).__name__}: {exc})") from None
     return b"".join(parts), image
 
@@ -74,7 +87,7 @@ def _check_meta_xml(b: bytes) -> None:
         return
     try:
         DET.fromstring(text, forbid_dtd=True)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001  (defusedxml's and expat's errors alike)
         raise MessageError(f"IMAGE: attributes are not acceptable XML ({type(exc).__name__})") from None
 
 
@@ -88,7 +101,7 @@ def image_bytes(image) -> bytes:
 class Connection:
     """An MRD v1 connection over ``sock`` (see the module docstring)."""
 
-    def __init__(self, sock: socket.socket, limits: MessageLimits = MessageLimits(), *,
+    def __init__(self, sock: socket.socket, limits: MessageLimits = DEFAULT_LIMITS, *,
                  idle_timeout: float | None = None, max_bytes: int | None = None):
         self.sock = sock
         self.limits = limits
