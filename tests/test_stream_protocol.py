@@ -34,6 +34,7 @@ from recon.io.mrd_stream import (
     encode_close,
     encode_config_file,
     encode_text,
+    encode_waveform,
     read_message,
     read_mrd_stream,
 )
@@ -50,6 +51,28 @@ def _small_file(path, rng, *, noise=True, slices=1):
     nz = (rng.standard_normal((3, 32)) + 1j * rng.standard_normal((3, 32))).astype(np.complex64) if noise else None
     write_ismrmrd(path, k, noise=nz)
     return read_ismrmrd(path)
+
+
+def _waveform(rng, n=1, stamps=(7,)):
+    from recon.io import Waveforms
+    from recon.io.mrd import WAVEFORM_HEAD_DTYPE, WAVEFORM_RESPIRATORY
+
+    head = np.zeros(n, WAVEFORM_HEAD_DTYPE)
+    head["number_of_samples"], head["channels"], head["waveform_id"] = 6, 1, WAVEFORM_RESPIRATORY
+    head["time_stamp"] = stamps
+    return Waveforms(head, [rng.integers(0, 4096, (1, 6)).astype(np.uint32) for _ in range(n)])
+
+
+def test_the_client_sends_waveforms_where_their_time_stamps_fall(tmp_path, rng):
+    from recon.stream.client import _order
+
+    raw = _small_file(tmp_path / "a.h5", rng)
+    acq = raw.acquisitions
+    acq.head["acquisition_time_stamp"] = 5 + np.arange(len(acq)) * 10
+    order = _order(acq, _waveform(rng, 3, (0, 25, 10_000)))  # before all, at acquisition 2's time, after all
+    assert order[0] == ("w", 0) and order[order.index(("a", 2)) - 1] == ("w", 1) and order[-1] == ("w", 2)
+    assert [i for k, i in order if k == "a"] == list(range(len(acq)))
+    assert _order(acq, None) == [("a", i) for i in range(len(acq))]
 
 
 def _stream_bytes(raw, config="recon-sense", close=True) -> bytes:
@@ -178,12 +201,16 @@ def test_spool_log_is_converted_to_ismrmrd_with_the_config(tmp_path, rng):
                   encode_text(MRD_MESSAGE_TEXT, params)):
         sp.append(chunk)
     acq = raw.acquisitions
+    wav = _waveform(rng)
     for i in range(len(acq)):
         sp.append(encode_acquisition(acq.head[i], acq.traj[i], acq.data[i]))
+        if i == 3:
+            sp.append(encode_waveform(wav.head[0], wav.data[0]))
     assert sp.path.endswith(".mrd") and os.path.getsize(sp.path) == sp.nbytes
     out = sp.close()
     assert out.endswith(".h5") and not os.path.exists(sp.path)
-    assert read_ismrmrd(out).acquisitions == acq
+    back = read_ismrmrd(out)
+    assert back.acquisitions == acq and back.waveforms == wav
     with h5py.File(out) as f:
         assert f["dataset/config_file"][0] == b"recon-zf"
         assert json.loads(f["dataset/configAdditional"][0]) == {"parameters": {"iters": 3}}
