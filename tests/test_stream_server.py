@@ -231,6 +231,17 @@ def test_a_client_built_on_the_ismrmrd_package(server, cartesian):
         assert a.slice == b.slice and a.meta["recon.method"] == "zf"
 
 
+def test_a_slice_that_fails_is_reported_and_the_others_go_on(server, cartesian, tmp_path):
+    raw = read_ismrmrd(cartesian)
+    k = raw.kspace_by_slice()[:, :, 0]          # (slice, coil, ky, kx)
+    k[1] = 0                                     # slice 1: no signal at all
+    p = tmp_path / "bad_slice.h5"
+    write_ismrmrd(p, k)
+    res = send(p, port=server.port, config="recon-zf")
+    assert res.closed and len(res.images) == 1 and res.images[0].slice == 0
+    assert any(t.startswith("ERR recon recon-zf: slice 1: ") and "all zero" in t for t in res.texts), res.texts
+
+
 # ---- real time ------------------------------------------------------------------------------------------------
 
 

@@ -299,7 +299,7 @@ class SlicePipeline(Pipeline):
             self._submit(key, received)
 
     def _describe(self, job) -> str:
-        return "slice " + ", ".join(f"{n} {v}" for n, v in zip(GROUP_DIMS, job.key) if v or n == "slice")
+        return ", ".join(f"{n} {v}" for n, v in zip(GROUP_DIMS, job.key) if v or n == "slice")
 
     def _reconstruct(self, job: _SliceJob) -> None:
         from ..io.raw import Acquisitions, RawData
