@@ -8,7 +8,9 @@
 Every measurement runs in a fresh worker process whose ``PYTHONPATH`` puts one tree first (this
 checkout or ``--baseline``); the two trees alternate case by case and round by round (A B B A ...),
 so a slow spell of a shared machine hits both alike. The figure per case is the minimum over
-rounds of the median over repetitions (the least disturbed run). Cases: the NUFFT runner's 12 cases
+rounds of the median over repetitions (the least disturbed run), in wall time or, with
+``--measure cpu``, in process CPU time (all threads; robust when other processes load the machine,
+with ``OMP_WAIT_POLICY=PASSIVE`` so that waiting threads do not burn CPU). Cases: the NUFFT runner's 12 cases
 (recon at fixed settings: tol 1e-3 and 1e-6, complex64, one plan, same inputs), the CT projector
 runner's parallel and fan cases (forward and back projection), and the MRI runner's CG-SENSE and
 L1-wavelet reconstructions of one 256x256 8-coil slice (fixed lambda and iterations). It prints
@@ -104,20 +106,21 @@ def _prepare(case, tmp):
 def worker(case, tmp, reps):
     fn = _prepare(case, tmp)
     fn()  # warm-up
-    times = []
+    times, cpu = [], []
     for _ in range(reps):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         fn()
         times.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
     import recon
 
-    print("RESULT " + json.dumps({"case": case, "median_s": statistics.median(times), "times": times,
-                                  "recon": os.path.dirname(recon.__file__)}), flush=True)
+    print("RESULT " + json.dumps({"case": case, "wall": statistics.median(times), "cpu": statistics.median(cpu),
+                                  "times": times, "recon": os.path.dirname(recon.__file__)}), flush=True)
 
 
 # ---- parent ---------------------------------------------------------------------------------------------
 
-def _run(tree, case, tmp, reps, threads):
+def _run(tree, case, tmp, reps, threads, measure):
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(tree), str(HERE)])
     for var in ("OMP_NUM_THREADS", "RECON_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
@@ -130,7 +133,7 @@ def _run(tree, case, tmp, reps, threads):
             rec = json.loads(line[7:])
             if Path(rec["recon"]).resolve() != (Path(tree) / "recon").resolve():
                 raise RuntimeError(f"worker imported recon from {rec['recon']}, expected {tree}/recon")
-            return rec["median_s"]
+            return rec[measure]
     raise RuntimeError(f"{case} on {tree} failed:\n{r.stderr[-2000:]}")
 
 
@@ -138,10 +141,13 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--baseline", help="source tree of the older recon (with its built recon/_core*.so)")
     ap.add_argument("--only", default="nufft,ct,mri", help="which groups (default all)")
+    ap.add_argument("--cases", default="", help="comma-separated substrings of case names (default all)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--threshold", type=float, default=0.05)
+    ap.add_argument("--measure", choices=("wall", "cpu"), default="wall",
+                    help="wall time (a quiet machine) or process CPU time (a loaded one)")
     ap.add_argument("--json", help="write the raw figures here")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--tmp", help=argparse.SUPPRESS)
@@ -152,6 +158,8 @@ def main(argv=None):
         ap.error("--baseline is required")
     trees = {"new": ROOT, "old": Path(a.baseline).resolve()}
     cases = [c for g in a.only.split(",") for c in CASES[g]]
+    if a.cases:
+        cases = [c for c in cases if any(f in c for f in a.cases.split(","))]
     best = {(t, c): float("inf") for t in trees for c in cases}
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="recon-ab-") as tmp:
@@ -159,7 +167,7 @@ def main(argv=None):
             for i, case in enumerate(cases):
                 order = ("new", "old") if (rnd + i) % 2 == 0 else ("old", "new")
                 for t in order:
-                    best[(t, case)] = min(best[(t, case)], _run(trees[t], case, tmp, a.reps, a.threads))
+                    best[(t, case)] = min(best[(t, case)], _run(trees[t], case, tmp, a.reps, a.threads, a.measure))
                 print(f"round {rnd + 1}/{a.rounds} {case:32s} new {1e3 * best[('new', case)]:9.1f} ms  "
                       f"old {1e3 * best[('old', case)]:9.1f} ms", flush=True)
     rows, slower = [], []
@@ -168,7 +176,7 @@ def main(argv=None):
         rows.append((c, best[("new", c)], best[("old", c)], ratio))
         if ratio > 1 + a.threshold:
             slower.append(c)
-    print(f"\n| case | new (ms) | old (ms) | new/old |\n|---|---|---|---|")
+    print(f"\n{a.measure} time\n\n| case | new (ms) | old (ms) | new/old |\n|---|---|---|---|")
     for c, n, o, r in rows:
         print(f"| {c} | {1e3 * n:.1f} | {1e3 * o:.1f} | {r:.3f}{' **slower**' if c in slower else ''} |")
     print(f"\n{len(cases)} cases, {a.rounds} rounds x {a.reps} reps, {a.threads} threads, "

@@ -62,15 +62,30 @@ double checked_max_memory(double v) {
 // or |imaginary| part), NaN when an element is NaN or Inf, 0 when empty. One threaded pass without
 // temporaries (numpy's isfinite on complex is ~6x slower and allocates): the finiteness check and
 // the magnitude the NUFFT rescales by come from the same pass.
+// Arrays below kMaxAbsParallel elements are scanned by the calling thread alone (~20 us at the
+// threshold): waking a team costs more, and on a loaded machine a spinning team made a 30k-element
+// check take milliseconds. (The serial path has its own `omp simd` loop: an `if` clause on the
+// parallel loop compiles its false branch without vectorization, 10x slower.)
+constexpr int64_t kMaxAbsParallel = int64_t(1) << 18;
+
 template <typename T>
 double max_abs_span(const T* p, int64_t n, int nthreads) {
   T m = 0;
   int bad = 0;
+  if (n < kMaxAbsParallel || nthreads == 1) {
+#pragma omp simd reduction(max : m) reduction(| : bad)
+    for (int64_t i = 0; i < n; ++i) {
+      const T a = std::fabs(p[i]);
+      bad |= !(a <= std::numeric_limits<T>::max());  // NaN and Inf
+      m = a > m ? a : m;
+    }
+  } else {
 #pragma omp parallel for simd num_threads(nthreads) schedule(static) reduction(max : m) reduction(| : bad)
-  for (int64_t i = 0; i < n; ++i) {
-    const T a = std::fabs(p[i]);
-    bad |= !(a <= std::numeric_limits<T>::max());  // NaN and Inf
-    m = a > m ? a : m;
+    for (int64_t i = 0; i < n; ++i) {
+      const T a = std::fabs(p[i]);
+      bad |= !(a <= std::numeric_limits<T>::max());  // NaN and Inf
+      m = a > m ? a : m;
+    }
   }
   return bad ? std::numeric_limits<double>::quiet_NaN() : (double)m;
 }

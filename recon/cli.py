@@ -20,6 +20,7 @@ import sys
 #: subcommand name -> module providing ``add_parser(subparsers)``
 SUBCOMMANDS = {
     "mri": "recon.mri.cli",
+    "ct": "recon.ct.cli",
     "demo": "recon.demo",
     "serve": "recon.stream.server",
     "send": "recon.stream.client",

@@ -25,7 +25,9 @@ CT (recon.geometry, re-exported by recon.ct)
     ASTRA): the package docstring of recon/geometry/__init__.py (and docs/ct_geometry.md, with a picture).
 
 Patient geometry of written images (recon.io)
-    Image-to-patient placement (LPS), the NIfTI affine and DICOM position/orientation: recon/io/geometry.py.
+    Image-to-patient placement (LPS), the NIfTI affine and DICOM position/orientation, and which voxel
+    sits at the centre per modality (MRI: voxel n // 2, the FFT centre; CT: the geometric centre
+    (n - 1) / 2, the rotation axis): recon/io/geometry.py.
 """
 
 #: NUFFT sign of the forward transform's exponent.

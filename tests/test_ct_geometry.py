@@ -5,6 +5,7 @@ line integrals against closed forms (disk chords, fan/cone distances)."""
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -256,7 +257,8 @@ def test_ops_projector_does_not_import_ct():
     code = ("import sys, recon.ops.projector, recon.geometry; "
             "bad = [m for m in sys.modules if m == 'recon.ct' or m.startswith('recon.ct.')]; "
             "assert not bad, bad; print('ok')")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=os.path.dirname(os.path.abspath(__file__)))
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
 

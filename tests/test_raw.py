@@ -215,7 +215,8 @@ def test_layering_recon_io_does_not_import_fastmri_data():
     code = ("import sys, recon.io, recon.io.raw, recon.io.fastmri, recon.io.ismrmrd_header;"
             "print('fastmri_data' in sys.modules)")
     env = dict(os.environ, PYTHONPATH=ROOT)
-    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60,
+                       cwd=os.path.dirname(os.path.abspath(__file__)))
     assert r.stdout.strip() == "False", r.stderr
     for name in os.listdir(os.path.join(ROOT, "recon", "io")):
         if name.endswith(".py"):

@@ -219,7 +219,8 @@ def test_fifo_device_and_folder_inputs_are_refused(tmp_path):
                 raise SystemExit("no error")
         print("ok")
     """)
-    r = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=60)
+    r = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=60,
+                       cwd=os.path.dirname(os.path.abspath(__file__)))
     assert r.stdout.strip() == "ok", r.stderr
 
 

@@ -238,3 +238,24 @@ def test_noncartesian_sense_frames_with_different_sample_counts(rng, per_frame_m
         yy[:, op.nufft.frame_offsets[f]:op.nufft.frame_offsets[f + 1]] = yf.reshape(C, -1)
         assert rel_err(op.H(yy)[f], single.H(yf)) < 1e-12
     assert rel_err(op.normal(x), op.H(op(x))) < 1e-8
+
+
+def test_cached_noncartesian_sense_reuses_plans_and_toeplitz_kernels(rng):
+    """Inside a network the operator is rebuilt every call with the same trajectory and weights:
+    cached=True takes the Nufft (and its weighted Toeplitz kernels) from the plan cache."""
+    from recon.ops.backend import plan_cache
+
+    shape = (8, 7)
+    maps = random_array(rng, (2, 2) + shape, "complex64")
+    coords = np.stack([radial_2d(3, 10, shape, offset=3 * b) for b in range(2)])
+    w = rng.random((2, 3, 10)).astype(np.float32) + 0.5
+    plan_cache.clear()
+    ops = [NonCartesianSense(maps, coords, weights=w, coord_batched=True, cached=True) for _ in range(3)]
+    assert ops[0].nufft is ops[1].nufft is ops[2].nufft and plan_cache.misses == 1 and plan_cache.hits == 2
+    assert ops[0].toeplitz_normal() is ops[2].toeplitz_normal()
+    x = random_array(rng, (2,) + shape, "complex64")
+    fresh = NonCartesianSense(maps, coords, weights=w, coord_batched=True)
+    assert rel_err(ops[2].normal(x), fresh.normal(x)) < 1e-6
+    other = NonCartesianSense(maps, coords, weights=w * 2, coord_batched=True, cached=True)
+    assert other.nufft is ops[0].nufft and other.toeplitz_normal() is not ops[0].toeplitz_normal()
+    assert rel_err(other.normal(x), 2 * fresh.normal(x)) < 1e-6

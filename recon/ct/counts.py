@@ -21,7 +21,7 @@ import warnings
 
 import numpy as np
 
-from .lowdose import DEFAULT_MIN_COUNT, _as_float_array, pwls_weights
+from .lowdose import DEFAULT_MIN_COUNT, as_float_array, pwls_weights
 
 __all__ = ["CountsClippedWarning", "counts_to_line_integrals", "weights_from_counts", "weights_from_line_integrals"]
 
@@ -31,7 +31,7 @@ class CountsClippedWarning(UserWarning):
 
 
 def _level(name: str, value, shape) -> np.ndarray:
-    a = _as_float_array(value, name)
+    a = as_float_array(value, name)
     try:
         return np.broadcast_to(a, shape)
     except ValueError:
@@ -45,7 +45,7 @@ def counts_to_line_integrals(counts, blank, dark=0.0, *, min_count: float = DEFA
     broadcastable to ``counts`` (a blank scan per bin or per element); ``dark``: likewise (default 0).
     Readings below ``min_count`` after dark subtraction are clipped (one warning with their number).
     """
-    c = _as_float_array(counts, "counts")
+    c = as_float_array(counts, "counts")
     i0 = _level("blank", blank, c.shape)
     dk = _level("dark", dark, c.shape)
     if not (np.isfinite(min_count) and min_count > 0):
@@ -69,7 +69,7 @@ def weights_from_counts(counts, dark=0.0, electronic_noise_std: float = 0.0,
                         min_count: float = DEFAULT_MIN_COUNT) -> np.ndarray:
     """PWLS weights (float32) of data made by :func:`counts_to_line_integrals`:
     :func:`recon.ct.pwls_weights` of ``counts - dark`` (clipped at ``min_count`` like the log)."""
-    c = _as_float_array(counts, "counts")
+    c = as_float_array(counts, "counts")
     return pwls_weights(c - _level("dark", dark, c.shape), electronic_noise_std, min_count)
 
 
@@ -78,7 +78,7 @@ def weights_from_line_integrals(line_integrals, blank, electronic_noise_std: flo
     """PWLS weights (float32) from line integrals and the incident photons ``blank`` (I0 after dark
     subtraction; number or broadcastable array): :func:`recon.ct.pwls_weights` of the expected counts
     ``blank * exp(-line_integrals)``."""
-    p = _as_float_array(line_integrals, "line_integrals")
+    p = as_float_array(line_integrals, "line_integrals")
     i0 = _level("blank", blank, p.shape)
     if np.any(i0 <= 0):
         raise ValueError("blank: the incident photons must be positive")

@@ -21,7 +21,7 @@ import numpy as np
 from .geometry import FanBeam2D, ParallelBeam2D
 from .lowdose import DEFAULT_MIN_COUNT
 
-__all__ = ["data_dir", "load_htc2022", "load_pet_transmission", "load_pet_transmission_counts",
+__all__ = ["SAMPLES", "data_dir", "load_sample", "list_samples", "load_htc2022", "load_pet_transmission", "load_pet_transmission_counts",
            "pet_transmission_geometry", "HTC2022_FILE", "PET_BLANK_FILE", "PET_COUNTS_FILE"]
 
 HTC2022_FILE = "htc2022_ta_fanbeam_60deg.mat"
@@ -158,3 +158,33 @@ def load_pet_transmission(image_size: int = 128, voxel_size: float | None = None
     sino = np.log(blank / c)
     f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
     return f32(sino), geom, f32(c)
+
+
+#: short name -> one-line description of the bundled CT samples (``recon ct --sample NAME``)
+SAMPLES = {
+    "htc2022": "measured fan-beam CT of an acrylic disk with holes, limited angle 0-60 deg, 121 views x 560 bins "
+               "(Helsinki Tomography Challenge 2022, CC BY 4.0); 256 x 256 grid, unit weights",
+    "pet-transmission": "real PET transmission scan (CTI ECAT EXACT 921, 511 keV), 192 views over 180 deg x 160 "
+                        "bins, low-count Poisson data with PWLS weights (MIRTdata, MIT); 128 x 128 grid",
+}
+
+
+def list_samples() -> list[str]:
+    """Lines 'name: description' for the bundled CT samples."""
+    return [f"{k}: {v}" for k, v in SAMPLES.items()]
+
+
+def load_sample(name: str):
+    """A bundled sample as :class:`recon.ct.CTData` (sinogram, geometry, weights; water value 0.0193/mm
+    for HU outputs, which only approximates these data's energies)."""
+    from .pipeline import CTData
+
+    if name == "htc2022":
+        sino, geom = load_htc2022()
+        weights = None
+    elif name == "pet-transmission":
+        sino, geom, weights = load_pet_transmission()
+    else:
+        raise ValueError(f"unknown CT sample {name!r}; known: {', '.join(SAMPLES)}")
+    return CTData(sinogram=sino, geometry=geom, weights=weights, source=f"sample {name}",
+                  info={"format": "sample", "sample": name})

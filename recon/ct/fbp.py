@@ -50,7 +50,7 @@ from .. import _array
 from ..geometry import ConeBeam3D, FanBeam2D, Geometry, ParallelBeam2D
 from ..geometry._checks import check_allocation, count, flag, positive
 
-__all__ = ["FILTERS", "IncompleteCoverageWarning", "ramp_kernel", "filter_response", "filter_sinogram",
+__all__ = ["FILTERS", "IncompleteCoverageWarning", "angular_coverage", "ramp_kernel", "filter_response", "filter_sinogram",
            "parker_weight", "parker_weights", "redundancy_weights", "fbp", "fdk"]
 
 
@@ -277,6 +277,18 @@ def _scan_kind(geometry: Geometry, short_scan=None, fn: str = "fbp"):
     elif short_scan is False and kind == "short":
         kind = "limited"
     return kind, info
+
+
+def angular_coverage(geometry: Geometry) -> dict:
+    """How completely the views of a :class:`ParallelBeam2D`, :class:`FanBeam2D` or :class:`ConeBeam3D`
+    cover the angles: ``{"complete": bool, "covered_deg": range plus one step, "needed_deg": 180 for a
+    parallel beam, 180 + the fan angle for fan/cone beams (360 when the scan is full), "kind": "full" |
+    "short" | "limited"}`` (the rule behind :class:`IncompleteCoverageWarning`)."""
+    _require_analytic(geometry, "angular_coverage")
+    kind, info = _scan_kind(geometry, None, "angular_coverage")
+    need = info.get("need", 2 * math.pi)
+    return {"complete": bool(info["complete"]), "covered_deg": math.degrees(info["range"] + info["step"]),
+            "needed_deg": math.degrees(need), "kind": kind}
 
 
 def parker_weights(geometry: Geometry) -> np.ndarray:

@@ -21,11 +21,16 @@ import numpy as np
 
 from .. import _array
 
+__all__ = ["DEFAULT_MIN_COUNT", "as_float_array", "post_log_variance", "pwls_weights", "simulate_low_dose"]
+
 #: Counts below this value (photons) are clipped before the log transform.
 DEFAULT_MIN_COUNT = 0.5
 
 
-def _as_float_array(x, name: str) -> np.ndarray:
+def as_float_array(x, name: str) -> np.ndarray:
+    """``x`` (numpy array, torch tensor, number or nested list) as a float64 numpy array, checked: real
+    (TypeError naming ``name`` otherwise) and finite (ValueError). The input check of the dose,
+    counts and weight functions of :mod:`recon.ct`."""
     if not _array.is_array(x) and not isinstance(x, (list, tuple, int, float, np.number)):
         raise TypeError(f"{name}: expected a numpy array or torch tensor, got {type(x).__name__}")
     a = _array.to_numpy(x) if _array.is_array(x) else np.asarray(x)
@@ -66,7 +71,7 @@ def simulate_low_dose(sinogram, I0, electronic_noise_std: float = 0.0, seed=None
     input's dtype (float32 for integer input) and the raw pre-log counts (float64, may be <= 0 when
     electronic noise is present), both of the input's array kind (numpy or torch).
     """
-    p = _as_float_array(sinogram, "sinogram")
+    p = as_float_array(sinogram, "sinogram")
     _check_positive("I0", I0)
     _check_positive("electronic_noise_std", electronic_noise_std, allow_zero=True)
     _check_positive("min_count", min_count)
@@ -90,7 +95,7 @@ def pwls_weights(counts, electronic_noise_std: float = 0.0, min_count: float = D
     ``counts`` are the raw pre-log readings (photons, as returned by :func:`simulate_low_dose`);
     returns float32 weights of the same shape and array kind (unit: 1 / variance of line integrals).
     """
-    c = _as_float_array(counts, "counts")
+    c = as_float_array(counts, "counts")
     _check_positive("electronic_noise_std", electronic_noise_std, allow_zero=True)
     _check_positive("min_count", min_count)
     c = np.maximum(c, min_count)
@@ -100,7 +105,7 @@ def pwls_weights(counts, electronic_noise_std: float = 0.0, min_count: float = D
 
 def post_log_variance(mean_counts, electronic_noise_std: float = 0.0):
     """Model variance ``(lambda + sigma_e^2) / lambda^2`` of post-log data for mean counts ``lambda``."""
-    lam = _as_float_array(mean_counts, "mean_counts")
+    lam = as_float_array(mean_counts, "mean_counts")
     if np.any(lam <= 0):
         raise ValueError("mean_counts: expected positive values")
     return (lam + float(electronic_noise_std) ** 2) / lam ** 2

@@ -23,9 +23,9 @@ import os
 
 import numpy as np
 
-from ..io.dicom import read_dicom_series
+from ..io.dicom import is_dicom, read_dicom_series
 from ..io.dicom_ct_pd import DEFAULT_WATER_ATTENUATION
-from ..io.geometry import check_direction, check_voxel_size
+from ..io.geometry import centred_origin, check_direction, check_voxel_size
 from ..io.nifti import read_nifti
 
 __all__ = ["PRIOR_UNITS", "PriorImage", "ct_grid_placement", "hu_to_mu", "mu_to_hu", "read_prior"]
@@ -41,19 +41,18 @@ def _voxel_size(v) -> np.ndarray:
 def ct_grid_placement(shape_zyx, voxel_size, centre_lps=(0.0, 0.0, 0.0)):
     """``(direction, origin)`` of a recon CT image grid in patient LPS coordinates (supine, head first):
     identity direction (x to the patient's left, rows towards posterior, slices towards the head; recon's
-    +y, row 0, is anterior) and the grid's geometric centre at ``centre_lps`` (mm). Column ``c`` sits at
-    ``x = (c - (nx - 1) / 2) dx`` as in :mod:`recon.geometry`; note :func:`recon.io.geometry.default_origin`
-    centres voxel ``n // 2`` instead (half a voxel apart for even sizes)."""
+    +y, row 0, is anterior) and the grid's geometric centre at ``centre_lps`` (mm), the CT convention of
+    :func:`recon.io.geometry.centred_origin` (column ``c`` at ``x = (c - (nx - 1) / 2) dx`` as in
+    :mod:`recon.geometry`)."""
     shape = tuple(int(n) for n in shape_zyx)
     if len(shape) == 2:
         shape = (1,) + shape
-    vs = _voxel_size(voxel_size)
-    c = np.asarray(centre_lps, dtype=np.float64)
-    if len(shape) != 3 or c.shape != (3,) or not np.all(np.isfinite(c)):
-        raise ValueError(f"ct_grid_placement: expected a (z, y, x) shape and an LPS centre, got {shape_zyx!r}, "
-                         f"{centre_lps!r}")
-    half = np.array([(shape[2] - 1) * vs[2], (shape[1] - 1) * vs[1], (shape[0] - 1) * vs[0]]) / 2.0
-    return np.eye(3), c - half
+    if len(shape) != 3:
+        raise ValueError(f"ct_grid_placement: expected a (z, y, x) or (y, x) shape, got {shape_zyx!r}")
+    try:
+        return np.eye(3), centred_origin(shape, _voxel_size(voxel_size), None, centre_lps)
+    except ValueError as exc:
+        raise ValueError(f"ct_grid_placement: {exc}") from None
 
 
 def _mu_water(mu_water) -> float:
@@ -102,14 +101,6 @@ class PriorImage:
         self.origin = o
 
 
-def _is_dicom(path: str) -> bool:
-    if os.path.isdir(path):
-        return True
-    with open(path, "rb") as f:
-        head = f.read(132)
-    return head[128:132] == b"DICM"
-
-
 def read_prior(path, *, units: str | None = None, mu_water: float | None = None, voxel_size=None) -> PriorImage:
     """Read a prior image: a DICOM CT series (a folder or one file; HU unless ``units="1/mm"``), a
     NIfTI file or a ``.npy`` array (1/mm unless ``units="HU"``), converted to 1/mm with ``mu_water``
@@ -121,7 +112,7 @@ def read_prior(path, *, units: str | None = None, mu_water: float | None = None,
         raise FileNotFoundError(f"read_prior: no such file or folder: {path}")
     if units is not None and units not in PRIOR_UNITS:
         raise ValueError(f"read_prior: units must be one of {PRIOR_UNITS}, got {units!r}")
-    if _is_dicom(path):
+    if is_dicom(path):
         vol, vs, direction, origin = read_dicom_series(path)
         units = units or "HU"
     else:

@@ -7,14 +7,24 @@ stream feeds the same ``AcquisitionDecoder`` as the file reader (MRD v1 layout: 
 Also ``read_fastmri`` / ``FastMRIFile`` (fastMRI HDF5), ``read_ismrmrd`` / ``write_ismrmrd``
 (ISMRMRD v1 HDF5) and the ISMRMRD XML header (``parse_ismrmrd_header``, ``build_ismrmrd_header``).
 
-Images out: fastMRI reconstruction HDF5, NIfTI, a DICOM MR series, PNG previews; every writer is
+CT raw data in: plain sinogram files with a geometry file (``read_sinogram``, ``recon.io.sinogram``)
+and DICOM-CT-PD projection series (``read_dicom_ct_pd`` / ``write_dicom_ct_pd``, ``recon.io.dicom_ct_pd``).
+
+Images out: fastMRI reconstruction HDF5, NIfTI, DICOM MR and CT series, PNG previews; every writer is
 atomic (``recon.io.atomic``). Patient geometry: ``recon.io.geometry``. Reading rules (regular files
 only, nothing from outside an HDF5 file, bounded allocations): ``recon.io.files``,
 ``recon.io.hdf5``, ``recon.io.limits``.
 """
 
 from .atomic import OutputSet, atomic_file, atomic_folder  # noqa: F401
-from .dicom import read_dicom_series, write_dicom_series  # noqa: F401
+from .dicom import CT_WINDOWS, read_dicom_series, write_ct_series, write_dicom_series  # noqa: F401
+from .dicom_ct_pd import (  # noqa: F401
+    CylindricalDetector,
+    DicomCtPdWarning,
+    HelicalScan,
+    read_dicom_ct_pd,
+    write_dicom_ct_pd,
+)
 from .fastmri import (  # noqa: F401
     TARGET_KEYS,
     FastMRIFile,
@@ -32,6 +42,14 @@ from .limits import max_read_bytes  # noqa: F401
 from .mrd import IsmrmrdFormatError  # noqa: F401
 from .nifti import read_nifti, write_nifti  # noqa: F401
 from .png import montage, window, write_montage_png, write_png  # noqa: F401
+from .sinogram import (  # noqa: F401
+    SinogramFile,
+    SinogramFileError,
+    read_array,
+    read_geometry_file,
+    read_sinogram,
+    write_geometry_file,
+)
 from .raw import (  # noqa: F401
     GROUP_DIMS,
     KSPACE_DIMS,
@@ -51,7 +69,9 @@ __all__ = [
     "IsmrmrdData", "IsmrmrdFormatError", "read_ismrmrd", "write_ismrmrd", "write_ismrmrd_raw",
     "HeaderError", "IsmrmrdHeader", "Limit", "build_ismrmrd_header", "parse_ismrmrd_header",
     "write_fastmri_reconstruction", "read_fastmri_reconstruction",
-    "write_nifti", "read_nifti", "write_dicom_series", "read_dicom_series",
+    "write_nifti", "read_nifti", "write_dicom_series", "read_dicom_series", "write_ct_series", "CT_WINDOWS",
+    "HelicalScan", "CylindricalDetector", "DicomCtPdWarning", "read_dicom_ct_pd", "write_dicom_ct_pd",
+    "SinogramFile", "SinogramFileError", "read_array", "read_geometry_file", "read_sinogram", "write_geometry_file",
     "write_png", "write_montage_png", "montage", "window",
     "geometry_from_ismrmrd", "nifti_affine",
     "OutputSet", "atomic_file", "atomic_folder", "check_input_file", "check_outputs", "max_read_bytes",

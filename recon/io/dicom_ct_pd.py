@@ -38,6 +38,10 @@ import numpy as np
 
 from ..geometry import ConeVec3D
 from ..geometry._checks import check_allocation
+from .atomic import atomic_folder
+from .dicom import CT_IMAGE_STORAGE, ds_string, new_dataset, uint16_rescale
+from .files import check_input_file, check_outputs
+from .limits import check_read_size, nbytes_of
 
 __all__ = [
     "DEFAULT_WATER_ATTENUATION",
@@ -60,7 +64,6 @@ DETECTOR_SHAPES = ("CYLINDRICAL", "FLAT")
 FFS_MODES = ("FFSNONE", "FFSZ", "FFSXY", "FFSXYZ")
 #: Private creator recon writes (readers ignore the creator and use the tag numbers).
 PRIVATE_CREATOR = "DICOM-CT-PD"
-CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 
 #: name -> (tag, VR, kind) with kind: "f" float32 values, "u" uint16 values, "s" text, "d" decimal string
 TAGS = {
@@ -410,11 +413,6 @@ def _cylinder_hit(sa, sb, da, db, d: CylindricalDetector) -> np.ndarray:
 
 # ---- writing ---------------------------------------------------------------------------------------
 
-def _ds(x: float) -> str:
-    s = f"{x:.10g}"
-    return s if len(s) <= 16 else f"{x:.8e}"[:16]
-
-
 def write_dicom_ct_pd(folder, scan: HelicalScan, *, prefix: str = "proj", explicit_vr: bool = False,
                       overwrite: bool = False, patient_id: str = "recon-sim",
                       manufacturer: str = "recon (simulated)") -> list[str]:
@@ -424,98 +422,80 @@ def write_dicom_ct_pd(folder, scan: HelicalScan, *, prefix: str = "proj", explic
     ``slope = (vmax - intercept) / 65535``: line integrals come back within ``slope / 2``); the private
     tags of :data:`TAGS` with their VRs (Implicit VR Little Endian by default, like the published
     data, where readers see the private values as raw little-endian bytes; ``explicit_vr=True`` for
-    Explicit VR Little Endian). Each file is written to a temporary name and renamed; existing files
-    are refused unless ``overwrite``. Returns the paths in view order.
+    Explicit VR Little Endian). The series is written atomically (:mod:`recon.io.atomic`: a temporary
+    folder renamed into place); an existing ``folder`` is filled when empty, replaced with
+    ``overwrite=True`` when it holds nothing but ``.dcm`` files, refused otherwise. Returns the paths in
+    view order.
     """
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import (
-        PYDICOM_IMPLEMENTATION_UID,
-        ExplicitVRLittleEndian,
-        ImplicitVRLittleEndian,
-        generate_uid,
-    )
+    from pydicom.uid import generate_uid
 
     if not isinstance(scan, HelicalScan):
         raise TypeError(f"write_dicom_ct_pd: scan must be a HelicalScan, got {type(scan).__name__}")
     if not np.all(np.isfinite(scan.projections)):
         raise ValueError("write_dicom_ct_pd: the projections contain NaN or Inf")
     folder = os.fspath(folder)
-    os.makedirs(folder, exist_ok=True)
-    d = scan.detector
+    if not (os.path.isdir(folder) and not os.listdir(folder)):  # an empty folder is simply filled
+        check_outputs(folders=[folder], overwrite=overwrite, hint="pass overwrite=True to replace the series")
     n = scan.n_views
-    paths = [os.path.join(folder, f"{prefix}_{k + 1:06d}.dcm") for k in range(n)]
-    if not overwrite:
-        clash = [p for p in paths if os.path.exists(p)]
-        if clash:
-            raise FileExistsError(f"write_dicom_ct_pd: {clash[0]} exists ({len(clash)} clashing files); pass "
-                                  "overwrite=True")
-    study, series, frame = generate_uid(), generate_uid(), generate_uid()
+    names = [f"{prefix}_{k + 1:06d}.dcm" for k in range(n)]
+    uids = (generate_uid(), generate_uid(), generate_uid())  # study, series, frame of reference
     now = datetime.datetime.now()
     date, time = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
     vpr = scan.estimated_views_per_rotation() if n > 1 else 1
     kind = "AXIAL" if scan.pitch == 0.0 else "HELICAL"
-    for k in range(n):
-        v = scan.projections[k].astype(np.float64)
-        lo, hi = float(v.min()), float(v.max())
-        intercept = min(0.0, lo)
-        slope = (hi - intercept) / 65535.0 if hi > intercept else 1.0
-        stored = np.clip(np.rint((v - intercept) / slope), 0, 65535).astype("<u2")
-        sop = generate_uid()
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CT_IMAGE_STORAGE
-        meta.MediaStorageSOPInstanceUID = sop
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian if explicit_vr else ImplicitVRLittleEndian
-        meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SpecificCharacterSet = "ISO_IR 100"
-        ds.ImageType = ["ORIGINAL", "PRIMARY", "PROJECTION"]
-        ds.SOPClassUID, ds.SOPInstanceUID = CT_IMAGE_STORAGE, sop
-        ds.StudyDate = ds.SeriesDate = ds.ContentDate = date
-        ds.StudyTime = ds.SeriesTime = ds.ContentTime = time
-        ds.Modality = "CT"
-        ds.Manufacturer = manufacturer
-        ds.PatientName, ds.PatientID = "Simulated^Phantom", patient_id
-        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
-        ds.SeriesNumber, ds.InstanceNumber = 1, k + 1
-        if "kvp" in scan.info:
-            ds.KVP = _ds(float(scan.info["kvp"]))
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.Rows, ds.Columns = d.cols, d.rows  # transposed, as the published data
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-        ds.RescaleIntercept, ds.RescaleSlope = _ds(intercept), _ds(slope)
-        ds.RescaleType = "US"
-        values = {
-            "NumberofDetectorRows": d.rows, "NumberofDetectorColumns": d.cols,
-            "DetectorElementTransverseSpacing": d.col_spacing, "DetectorElementAxialSpacing": d.row_spacing,
-            "DetectorShape": d.shape,
-            "DetectorFocalCenterAngularPosition": float(scan.angles[k]),
-            "DetectorFocalCenterAxialPosition": float(scan.z[k]),
-            "DetectorFocalCenterRadialDistance": float(scan.radius[k]),
-            "ConstantRadialDistance": d.radius,
-            "DetectorCentralElement": [d.central_element[0] + 1.0, d.central_element[1] + 1.0],  # 1-based
-            "SourceAngularPositionShift": float(scan.ffs_angle[k]),
-            "SourceAxialPositionShift": float(scan.ffs_z[k]),
-            "SourceRadialDistanceShift": float(scan.ffs_radius[k]),
-            "FlyingFocalSpotMode": scan.ffs_mode, "NumberofSourceAngularSteps": vpr,
-            "TypeofProjectionData": kind, "WaterAttenuationCoefficient": _ds(scan.water_attenuation),
-        }
-        if scan.photon_statistics is not None:
-            values["PhotonStatistics"] = [float(x) for x in scan.photon_statistics[k]]
-        for name, value in values.items():
-            tag, vr, _ = TAGS[name]
-            block = ds.private_block(tag >> 16, PRIVATE_CREATOR, create=True)
-            block.add_new(tag & 0xFF, vr, value)
-        ds.PixelData = np.ascontiguousarray(stored.T).tobytes()  # pixel (channel, row)
-        tmp = paths[k] + ".tmp"
-        try:
-            ds.save_as(tmp, enforce_file_format=True)
-            os.replace(tmp, paths[k])
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-    return paths
+    with atomic_folder(folder, replaceable=lambda name: name.endswith(".dcm")) as tmp_folder:
+        for k in range(n):
+            _write_view(os.path.join(tmp_folder, names[k]), scan, k, explicit_vr, uids, date, time, vpr, kind,
+                        patient_id, manufacturer)
+    return [os.path.join(folder, name) for name in names]
+
+
+def _write_view(path, scan: HelicalScan, k: int, explicit_vr: bool, uids, date, time, vpr, kind, patient_id,
+                manufacturer):
+    """One DICOM-CT-PD file: view ``k`` of ``scan`` (the published layout; module docstring)."""
+    study, series, frame = uids
+    d = scan.detector
+    stored, slope, intercept = uint16_rescale(scan.projections[k])
+    ds = new_dataset(CT_IMAGE_STORAGE, explicit_vr=explicit_vr)
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "PROJECTION"]
+    ds.StudyDate = ds.SeriesDate = ds.ContentDate = date
+    ds.StudyTime = ds.SeriesTime = ds.ContentTime = time
+    ds.Modality = "CT"
+    ds.Manufacturer = manufacturer
+    ds.PatientName, ds.PatientID = "Simulated^Phantom", patient_id
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
+    ds.SeriesNumber, ds.InstanceNumber = 1, k + 1
+    if "kvp" in scan.info:
+        ds.KVP = ds_string(float(scan.info["kvp"]))
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows, ds.Columns = d.cols, d.rows  # transposed, as the published data
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.RescaleIntercept, ds.RescaleSlope = ds_string(intercept), ds_string(slope)
+    ds.RescaleType = "US"
+    values = {
+        "NumberofDetectorRows": d.rows, "NumberofDetectorColumns": d.cols,
+        "DetectorElementTransverseSpacing": d.col_spacing, "DetectorElementAxialSpacing": d.row_spacing,
+        "DetectorShape": d.shape,
+        "DetectorFocalCenterAngularPosition": float(scan.angles[k]),
+        "DetectorFocalCenterAxialPosition": float(scan.z[k]),
+        "DetectorFocalCenterRadialDistance": float(scan.radius[k]),
+        "ConstantRadialDistance": d.radius,
+        "DetectorCentralElement": [d.central_element[0] + 1.0, d.central_element[1] + 1.0],  # 1-based
+        "SourceAngularPositionShift": float(scan.ffs_angle[k]),
+        "SourceAxialPositionShift": float(scan.ffs_z[k]),
+        "SourceRadialDistanceShift": float(scan.ffs_radius[k]),
+        "FlyingFocalSpotMode": scan.ffs_mode, "NumberofSourceAngularSteps": vpr,
+        "TypeofProjectionData": kind, "WaterAttenuationCoefficient": ds_string(scan.water_attenuation),
+    }
+    if scan.photon_statistics is not None:
+        values["PhotonStatistics"] = [float(x) for x in scan.photon_statistics[k]]
+    for name, value in values.items():
+        tag, vr, _ = TAGS[name]
+        block = ds.private_block(tag >> 16, PRIVATE_CREATOR, create=True)
+        block.add_new(tag & 0xFF, vr, value)
+    ds.PixelData = np.ascontiguousarray(stored.T, dtype="<u2").tobytes()  # pixel (channel, row)
+    ds.save_as(path, enforce_file_format=True)
 
 
 # ---- reading ---------------------------------------------------------------------------------------
@@ -652,7 +632,7 @@ def read_dicom_ct_pd(folder_or_files) -> HelicalScan:
     headers = []
     warned: set = set()
     for f in files:
-        size = os.path.getsize(f)
+        size = os.path.getsize(check_input_file(f))
         if size > MAX_FILE_BYTES:
             raise ValueError(f"{f}: {size} bytes is more than a DICOM-CT-PD view file may hold ({MAX_FILE_BYTES})")
         try:
@@ -673,8 +653,8 @@ def read_dicom_ct_pd(folder_or_files) -> HelicalScan:
     if not (1 <= rows <= MAX_DET_ROWS and 1 <= cols <= MAX_DET_COLS):
         raise ValueError(f"{f0}: detector of {rows} rows x {cols} columns is outside the limits "
                          f"[1, {MAX_DET_ROWS}] x [1, {MAX_DET_COLS}]")
-    check_allocation("read_dicom_ct_pd", 4.0 * len(headers) * rows * cols,
-                     f"{len(headers)} views of {rows} x {cols} elements")
+    check_read_size(nbytes_of((len(headers), rows, cols), 4), f"{f0}: {len(headers)} views of {rows} x {cols} "
+                    "elements")
     shape = h0.get("DetectorShape", required=False, default="CYLINDRICAL")
     if shape not in DETECTOR_SHAPES:
         raise ValueError(f"{f0}: DetectorShape (7029,100B) = {shape!r} is not supported (recon reads "

@@ -6,11 +6,21 @@ Patient coordinates are DICOM's LPS (mm): +X towards the patient's left, +Y post
 ``direction`` is a 3x3 matrix whose **columns** are the LPS unit vectors along which the image
 indices i (x, along a row), j (y, down the rows) and k (z, through the slices) increase. The default
 (identity) is an axial stack displayed the radiological way: x to the patient's left, y posterior,
-z towards the head. ``origin_mm`` is the LPS position of the centre of voxel ``[0, 0, 0]``; by
-default the voxel at index ``n // 2`` of each axis sits at (0, 0, 0), which is recon's centred grid
-(``recon.conventions.centred_positions``). The centre of voxel ``[k, j, i]`` is at::
+z towards the head. ``origin_mm`` is the LPS position of the centre of voxel ``[0, 0, 0]``. The centre
+of voxel ``[k, j, i]`` is at::
 
     p = origin + direction @ (i * dx, j * dy, k * dz)
+
+Which voxel sits at the centre, per modality (the one home of this convention):
+
+* **MRI** (``default_origin``, the writers' default): the voxel at index ``n // 2`` of each axis sits
+  at (0, 0, 0), the centre of the centred FFT/NUFFT grid (``recon.conventions.centred_positions``).
+* **CT** (``centred_origin``): the grid's geometric centre, index ``(n - 1) / 2`` of each axis, sits at
+  the given centre (default (0, 0, 0)): recon's CT geometries put the rotation axis through the
+  geometric centre of the image (column ``c`` at ``x = (c - (nx - 1) / 2) dx``, ``recon.geometry``).
+  For even sizes the two differ by half a voxel. Every CT writer and reader (``recon.ct``: the
+  pipeline's DICOM/NIfTI outputs, ``recon.ct.ct_grid_placement`` for priors and registration) uses
+  ``centred_origin``, so a CT image written and read back lands on the same grid.
 
 NIfTI (``write_nifti``): the data array is indexed ``(i, j, k) = (x, y, z)`` (``volume.transpose``
 of the last three axes; a leading time axis becomes NIfTI's 4th), and the affine maps ``(i, j, k)``
@@ -62,6 +72,17 @@ def default_origin(shape_zyx, voxel_size_mm, direction=None) -> np.ndarray:
     nz, ny, nx = (int(n) for n in shape_zyx)
     dz, dy, dx = check_voxel_size(voxel_size_mm)
     return -check_direction(direction) @ np.array([nx // 2 * dx, ny // 2 * dy, nz // 2 * dz])
+
+
+def centred_origin(shape_zyx, voxel_size_mm, direction=None, centre_mm=(0.0, 0.0, 0.0)) -> np.ndarray:
+    """LPS position of voxel [0,0,0] so that the grid's geometric centre (index ``(n - 1) / 2`` of each
+    axis) sits at ``centre_mm``: the CT convention (module docstring)."""
+    nz, ny, nx = (int(n) for n in shape_zyx)
+    dz, dy, dx = check_voxel_size(voxel_size_mm)
+    c = np.asarray(centre_mm, dtype=np.float64)
+    if c.shape != (3,) or not np.all(np.isfinite(c)):
+        raise ValueError(f"centre_mm must be 3 finite LPS coordinates (mm), got {centre_mm!r}")
+    return c - check_direction(direction) @ np.array([(nx - 1) * dx, (ny - 1) * dy, (nz - 1) * dz]) / 2.0
 
 
 def voxel_to_lps(shape_zyx, voxel_size_mm, direction=None, origin_mm=None) -> np.ndarray:

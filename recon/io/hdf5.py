@@ -1,12 +1,13 @@
 """Reading and writing HDF5 safely: the one home of the rules every HDF5 reader and writer follows.
 
-Reading (``open_h5``, ``member``, ``corrupt_guard``):
+Reading (``open_h5``, ``member``, ``stored_datasets``, ``corrupt_guard``):
 
 - only regular files are opened (``recon.io.files.check_input_file``);
 - only objects stored in the file itself are read: external links (to another file), soft links,
   datasets with external storage (raw bytes taken from other files, e.g. a system file) and
   virtual datasets (mapped from other files) are refused with a one-line error. Every reader gets
-  its datasets and groups through ``member``, which checks the link before following it;
+  its datasets and groups through ``member``, which checks each link of a path before following it
+  (``stored_datasets`` lists only what is stored in the file, for readers that search for a dataset);
 - the many exceptions h5py raises on damaged files become the reader's format error, one line;
 - global heaps (where variable-length data live: ISMRMRD acquisitions, XML headers) are walked
   before the file is opened (``check_global_heaps``): libhdf5 (2.0) loops forever, holding the
@@ -99,28 +100,50 @@ def open_h5(path, error_cls):
 
 def member(group, name: str, error_cls, path=None):
     """``group[name]`` (a Dataset or Group), None when absent; ``error_cls`` for anything that is not
-    stored in this file (external/soft/user-defined link, external storage, virtual dataset)."""
+    stored in this file (external/soft/user-defined link, external storage, virtual dataset). A path
+    ``"a/b/c"`` is followed link by link, each one checked."""
     import h5py
 
     where = f"{os.fspath(path) if path is not None else group.file.filename}: '{name}'"
-    link = group.get(name, getlink=True)
-    if link is None:
-        return None
-    if isinstance(link, h5py.ExternalLink):
-        raise error_cls(f"{where} is an external link to {link.filename}:{link.path}; recon reads only data stored "
-                        "in the file itself")
-    if not isinstance(link, h5py.HardLink):
-        kind = "a soft link" if isinstance(link, h5py.SoftLink) else "a user-defined link"
-        raise error_cls(f"{where} is {kind}; recon reads only data stored in the file itself")
-    obj = group[name]
-    if isinstance(obj, h5py.Dataset):
-        if obj.is_virtual:
-            raise error_cls(f"{where} is a virtual dataset (mapped from other files); recon reads only data "
+    obj = group
+    for part in [p for p in str(name).split("/") if p]:
+        if not isinstance(obj, h5py.Group):
+            raise error_cls(f"{where}: '{part}' is inside a dataset, not a group")
+        link = obj.get(part, getlink=True)
+        if link is None:
+            return None
+        if isinstance(link, h5py.ExternalLink):
+            raise error_cls(f"{where} is an external link to {link.filename}:{link.path}; recon reads only data "
                             "stored in the file itself")
-        if obj.external:
-            raise error_cls(f"{where} has external storage ({os.fsdecode(obj.external[0][0])}, ...); recon reads "
-                            "only data stored in the file itself")
+        if not isinstance(link, h5py.HardLink):
+            kind = "a soft link" if isinstance(link, h5py.SoftLink) else "a user-defined link"
+            raise error_cls(f"{where} is {kind}; recon reads only data stored in the file itself")
+        obj = obj[part]
+        if isinstance(obj, h5py.Dataset):
+            if obj.is_virtual:
+                raise error_cls(f"{where} is a virtual dataset (mapped from other files); recon reads only data "
+                                "stored in the file itself")
+            if obj.external:
+                raise error_cls(f"{where} has external storage ({os.fsdecode(obj.external[0][0])}, ...); recon "
+                                "reads only data stored in the file itself")
     return obj
+
+
+def stored_datasets(group, prefix: str = ""):
+    """``(path, dataset)`` of every dataset below ``group`` reachable through hard links and stored in
+    the file itself (links of other kinds, virtual datasets and external storage are skipped)."""
+    import h5py
+
+    for key in group:
+        link = group.get(key, getlink=True)
+        if not isinstance(link, h5py.HardLink):
+            continue
+        obj = group[key]
+        name = f"{prefix}/{key}"
+        if isinstance(obj, h5py.Group):
+            yield from stored_datasets(obj, name)
+        elif isinstance(obj, h5py.Dataset) and not obj.is_virtual and not obj.external:
+            yield name, obj
 
 
 def write_hdf5(path, fill, *, overwrite: bool = True) -> str:

@@ -38,7 +38,10 @@ import os
 import numpy as np
 
 from ..geometry import Geometry, from_dict
-from ..geometry._checks import check_allocation
+from .atomic import atomic_file
+from .files import check_input_file, first_line
+from .hdf5 import corrupt_guard, member, open_h5, stored_datasets
+from .limits import check_read_size, nbytes_of
 
 __all__ = [
     "DATA_FIELDS",
@@ -83,8 +86,10 @@ class SinogramFile:
 # ---- geometry files ------------------------------------------------------------------------------
 
 def _load_text(path: str):
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no such geometry file: {path}")
+    try:
+        check_input_file(path, "geometry file")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no such geometry file: {path}") from None
     if os.path.getsize(path) > MAX_GEOMETRY_BYTES:
         raise SinogramFileError(f"{path}: geometry file larger than {MAX_GEOMETRY_BYTES >> 20} MiB")
     with open(path, "rb") as f:
@@ -153,7 +158,7 @@ def read_geometry_file(path) -> tuple[Geometry, dict]:
 
 def write_geometry_file(path, geometry: Geometry, **data_fields) -> str:
     """Write ``geometry.to_dict()`` plus optional data fields (:data:`DATA_FIELDS`) as JSON (or YAML
-    for a ``.yaml``/``.yml`` name), through a temporary file in the same folder and a rename."""
+    for a ``.yaml``/``.yml`` name), atomically (:mod:`recon.io.atomic`)."""
     if not isinstance(geometry, Geometry):
         raise TypeError(f"write_geometry_file: expected a recon.geometry Geometry, got {type(geometry).__name__}")
     unknown = set(data_fields) - set(DATA_FIELDS)
@@ -168,22 +173,12 @@ def write_geometry_file(path, geometry: Geometry, **data_fields) -> str:
         text = yaml.safe_dump(desc, sort_keys=False)
     else:
         text = json.dumps(desc, indent=1)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_file(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
     return path
 
 
 # ---- data files ------------------------------------------------------------------------------------------
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-
 
 def _sniff(path: str) -> str:
     with open(path, "rb") as f:
@@ -205,53 +200,8 @@ def _check_numeric(path: str, what: str, shape, dtype):
     dt = np.dtype(dtype)
     if dt.kind not in "biuf" or dt.kind == "b":
         raise SinogramFileError(f"{path}: {what} has dtype {dt}, not real numbers")
-    check_allocation("read_sinogram", 4.0 * float(np.prod(shape, dtype=np.float64)) + dt.itemsize * float(
-        np.prod(shape, dtype=np.float64)), f"{path}: {what} of shape {tuple(shape)}")
-
-
-def _h5_member(path: str, group, name: str):
-    """``group[name]`` followed link by link, refusing anything not stored in this file."""
-    import h5py
-
-    obj = group
-    for part in [p for p in name.split("/") if p]:
-        if not isinstance(obj, h5py.Group):
-            raise SinogramFileError(f"{path}: '{name}': '{part}' is inside a dataset, not a group")
-        link = obj.get(part, getlink=True)
-        if link is None:
-            raise SinogramFileError(f"{path}: no dataset '{name}'")
-        if isinstance(link, h5py.ExternalLink):
-            raise SinogramFileError(f"{path}: '{name}' is an external link to {link.filename}; recon reads only data "
-                                    "stored in the file itself")
-        if not isinstance(link, h5py.HardLink):
-            raise SinogramFileError(f"{path}: '{name}' is a soft or user-defined link; recon reads only data stored "
-                                    "in the file itself")
-        obj = obj[part]
-    if isinstance(obj, h5py.Dataset):
-        if obj.is_virtual:
-            raise SinogramFileError(f"{path}: '{name}' is a virtual dataset (mapped from other files)")
-        if obj.external:
-            raise SinogramFileError(f"{path}: '{name}' has external storage; recon reads only data stored in the "
-                                    "file itself")
-    return obj
-
-
-def _h5_arrays(path: str, group, prefix: str = "") -> list[str]:
-    """Names of the 2D/3D numeric datasets reachable through hard links."""
-    import h5py
-
-    out = []
-    for key in group:
-        link = group.get(key, getlink=True)
-        if not isinstance(link, h5py.HardLink):
-            continue
-        obj = group[key]
-        name = f"{prefix}/{key}"
-        if isinstance(obj, h5py.Group):
-            out += _h5_arrays(path, obj, name)
-        elif obj.ndim in (2, 3) and obj.dtype.kind in "iuf" and not obj.is_virtual and not obj.external:
-            out.append(name)
-    return out
+    check_read_size(nbytes_of(shape, 4 + dt.itemsize), f"{path}: {what} of shape {tuple(shape)}",
+                    error=SinogramFileError)
 
 
 def _only(path: str, names: list[str], what: str) -> str:
@@ -265,22 +215,17 @@ def _only(path: str, names: list[str], what: str) -> str:
 def _read_hdf5(path: str, dataset: str | None, transpose: bool) -> np.ndarray:
     import h5py
 
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise SinogramFileError(f"{path}: not a readable HDF5 file: {_first_line(exc)}") from None
-    with f:
-        try:
-            name = dataset if dataset is not None else _only(path, _h5_arrays(path, f), "dataset")
-            obj = _h5_member(path, f, name)
-            if not isinstance(obj, h5py.Dataset):
-                raise SinogramFileError(f"{path}: '{name}' is a group, not a dataset")
-            _check_numeric(path, f"dataset '{name}'", obj.shape, obj.dtype)
-            data = obj[()]
-        except SinogramFileError:
-            raise
-        except (OSError, RuntimeError, KeyError, ValueError, TypeError) as exc:
-            raise SinogramFileError(f"{path}: corrupt or truncated HDF5: {_first_line(exc)}") from None
+    with open_h5(path, SinogramFileError) as f, corrupt_guard(path, SinogramFileError, "sinogram dataset"):
+        if dataset is None:
+            dataset = _only(path, [n for n, d in stored_datasets(f) if d.ndim in (2, 3) and d.dtype.kind in "iuf"],
+                            "dataset")
+        obj = member(f, dataset, SinogramFileError, path)
+        if obj is None:
+            raise SinogramFileError(f"{path}: no dataset '{dataset}'")
+        if not isinstance(obj, h5py.Dataset):
+            raise SinogramFileError(f"{path}: '{dataset}' is a group, not a dataset")
+        _check_numeric(path, f"dataset '{dataset}'", obj.shape, obj.dtype)
+        data = obj[()]
     return np.ascontiguousarray(data.T) if transpose else np.asarray(data)
 
 
@@ -290,19 +235,18 @@ def _read_mat5(path: str, dataset: str | None) -> np.ndarray:
     try:
         info = scipy.io.whosmat(path)
     except Exception as exc:  # noqa: BLE001 - scipy raises many types for damaged files
-        raise SinogramFileError(f"{path}: not a readable MATLAB file: {_first_line(exc)}") from None
+        raise SinogramFileError(f"{path}: not a readable MATLAB file: {first_line(exc)}") from None
     numeric = {n: (s, c) for n, s, c in info if c in ("double", "single", "int8", "uint8", "int16", "uint16",
                                                        "int32", "uint32", "int64", "uint64")}
     if dataset is None:
         dataset = _only(path, [n for n, (s, _) in numeric.items() if len(s) in (2, 3)], "variable")
     if dataset not in numeric:
         raise SinogramFileError(f"{path}: no numeric variable '{dataset}' (variables: {', '.join(n for n, *_ in info)})")
-    check_allocation("read_sinogram", 12.0 * float(np.prod(numeric[dataset][0], dtype=np.float64)),
-                     f"{path}: variable '{dataset}'")
+    check_read_size(nbytes_of(numeric[dataset][0], 12), f"{path}: variable '{dataset}'", error=SinogramFileError)
     try:
         data = scipy.io.loadmat(path, variable_names=[dataset])[dataset]
     except Exception as exc:  # noqa: BLE001 - scipy raises many types for damaged files
-        raise SinogramFileError(f"{path}: corrupt MATLAB file: {_first_line(exc)}") from None
+        raise SinogramFileError(f"{path}: corrupt MATLAB file: {first_line(exc)}") from None
     _check_numeric(path, f"variable '{dataset}'", data.shape, data.dtype)
     return data
 
@@ -318,7 +262,7 @@ def _read_tiff(path: str) -> np.ndarray:
     except SinogramFileError:
         raise
     except Exception as exc:  # noqa: BLE001 - tifffile raises many types for damaged files
-        raise SinogramFileError(f"{path}: not a readable TIFF file: {_first_line(exc)}") from None
+        raise SinogramFileError(f"{path}: not a readable TIFF file: {first_line(exc)}") from None
     return np.squeeze(data) if data.ndim > 3 else data
 
 
@@ -326,7 +270,7 @@ def _read_npy(path: str) -> np.ndarray:
     try:
         mm = np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
-        raise SinogramFileError(f"{path}: not a readable .npy file: {_first_line(exc)}") from None
+        raise SinogramFileError(f"{path}: not a readable .npy file: {first_line(exc)}") from None
     _check_numeric(path, "array", mm.shape, mm.dtype)
     return np.array(mm)
 
@@ -334,9 +278,7 @@ def _read_npy(path: str) -> np.ndarray:
 def read_array(path, dataset: str | None = None) -> np.ndarray:
     """The numeric array in a ``.npy``, HDF5, ``.mat`` or TIFF file (format from the content;
     ``dataset`` names the HDF5 dataset or MATLAB variable, default: the only 2D/3D numeric array)."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no such file: {path}")
+    path = check_input_file(path)
     kind = _sniff(path)
     if dataset is not None and not isinstance(dataset, str):
         raise SinogramFileError(f"{path}: field 'dataset' must be a string, got {dataset!r}")

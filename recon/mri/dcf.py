@@ -26,10 +26,10 @@ def pipe_menon_dcf(coord, im_shape, iterations: int = 30, *, tol: float = 1e-3, 
     concatenated in frame order, shape ``(M_total,)`` (the ragged Nufft's sample axis).
     """
     from ..ops.backend import param_like
-    from ..ops.nufft import Nufft
+    from ..ops.nufft import Nufft, is_frame_list
     from .coils import host
 
-    if isinstance(coord, (list, tuple)):
+    if is_frame_list(coord):
         if frame_ndim:
             raise ValueError("pipe_menon_dcf: frame_ndim applies to one array, not to a list of frames")
         if not coord:

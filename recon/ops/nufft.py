@@ -204,7 +204,7 @@ class Nufft(Operator):
         self.nthreads = nthreads
         self.check_finite = bool(check_finite)
         self.max_memory = max_memory
-        self.ragged = _is_frame_list(coord)
+        self.ragged = is_frame_list(coord)
         points = self._parse_points(coord, frame_ndim)
         self._set_points(points)
         mean_points = self.frame_offsets[-1] // len(self.frame_sizes)
@@ -239,10 +239,10 @@ class Nufft(Operator):
             return op
 
         try:
-            frames = list(coord) if _is_frame_list(coord) else [coord]
+            frames = list(coord) if is_frame_list(coord) else [coord]
             digest = tuple(array_digest(c if _array.is_array(c) else np.asarray(c, dtype=np.float64))
                            for c in frames)
-            key = ("Nufft", _is_frame_list(coord), digest, _image_shape(im_shape), _real(tol, "tol"),
+            key = ("Nufft", is_frame_list(coord), digest, _image_shape(im_shape), _real(tol, "tol"),
                    _complex_dtype(dtype).name, None if upsampfac is None else _real(upsampfac, "upsampfac"),
                    _integer(frame_ndim, "frame_ndim"), nthreads, bool(check_finite))
         except (TypeError, ValueError):
@@ -260,7 +260,7 @@ class Nufft(Operator):
         if self._shared:
             raise ValueError("Nufft.set_points: this Nufft comes from Nufft.cached and may be shared; build "
                              "your own Nufft(...) to stream trajectories")
-        if _is_frame_list(coord) != self.ragged:
+        if is_frame_list(coord) != self.ragged:
             raise ValueError("Nufft.set_points: expected " + ("a list of per-frame trajectories, like the one the "
                              "Nufft was built with" if self.ragged else "one coord array, like the one the Nufft "
                              "was built with"))
@@ -501,13 +501,29 @@ class Nufft(Operator):
         ``weights`` (real or complex numbers, finite; shape broadcastable to ``(*frame_shape,
         *sample_shape)``, i.e. ``(M_total,)`` for ragged frames) are typically density-compensation or
         noise weights; None means ones. The embedding kernels (one per frame) are computed once (one
-        NUFFT on the 2N grid per frame) and cached for ``weights=None``.
+        NUFFT on the 2N grid per frame) and kept on this Nufft: for ``weights=None`` and, by content
+        (:func:`~recon.ops.backend.array_digest`), for the last few host weight arrays, so an operator
+        rebuilt per call with the same trajectory and weights (inside a network, with
+        :meth:`cached`) does not recompute them.
         """
         if weights is None:
-            if None not in self._toeplitz:
-                self._toeplitz[None] = ToeplitzNormal(self, None)
-            return self._toeplitz[None]
-        return ToeplitzNormal(self, weights)
+            key = None
+        elif _array.is_torch(weights) and weights.requires_grad:
+            return ToeplitzNormal(self, weights)  # its value may change between calls: never cached
+        else:
+            try:
+                key = array_digest(weights)
+            except (TypeError, ValueError):
+                return ToeplitzNormal(self, weights)  # the constructor says what is wrong
+        if key not in self._toeplitz:
+            if len(self._toeplitz) >= _TOEPLITZ_CACHE:
+                self._toeplitz.pop(next(k for k in self._toeplitz if k is not None), None)
+            self._toeplitz[key] = ToeplitzNormal(self, weights)
+        return self._toeplitz[key]
+
+
+#: Weighted Toeplitz operators kept per Nufft (besides the unweighted one).
+_TOEPLITZ_CACHE = 4
 
 
 class _Points(NamedTuple):
@@ -520,7 +536,7 @@ class _Points(NamedTuple):
     num_points: int         # samples per frame (ragged: all frames)
 
 
-def _is_frame_list(coord) -> bool:
+def is_frame_list(coord) -> bool:
     """A list/tuple of arrays (numpy, torch, cupy): ragged frames. Nested lists of numbers are one array."""
     return isinstance(coord, (list, tuple)) and all(_array.is_array(c) for c in coord)
 

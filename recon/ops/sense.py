@@ -290,14 +290,21 @@ class NonCartesianSense(_SenseBase):
     check : validate maps and weights (finite, weights non-negative) at construction.
     check_finite : the NUFFT scans every input for NaN/Inf (and rescales extreme magnitudes); turn it
         off inside solvers whose data were checked once (on a GPU the scan waits for the device).
+    cached : take the NUFFT from the process-wide plan cache (:meth:`recon.ops.Nufft.cached`): an
+        operator rebuilt per call with the same trajectory (and weights) inside a network reuses the
+        plans and the Toeplitz kernels instead of computing them again.
     """
 
     def __init__(self, maps, coord, tol: float = 1e-4, weights=None, dtype=None, *, sets: bool = False,
                  coord_batched: bool = False, toeplitz: bool = True, nthreads: int | None = None,
-                 check: bool = True, check_finite: bool = True):
-        from .nufft import Nufft
+                 check: bool = True, check_finite: bool = True, cached: bool = False):
+        from .nufft import Nufft, is_frame_list
 
-        frames = isinstance(coord, (list, tuple))
+        make_nufft = Nufft.cached if cached else Nufft
+
+        frames = is_frame_list(coord)
+        if not frames and isinstance(coord, (list, tuple)):
+            coord = np.asarray(coord)  # nested lists of numbers: one trajectory
         first = coord[0] if frames and len(coord) else coord
         if first is None or (frames and len(coord) == 0):
             raise ValueError("coord: expected a trajectory (..., M, d) or a non-empty list of them")
@@ -328,8 +335,8 @@ class NonCartesianSense(_SenseBase):
             self.n_coils, self.im_shape = int(maps.shape[-d - 1]), tuple(int(n) for n in maps.shape[-d:])
             self.batch_shape = (n_frames,)
             self._cache = {}
-            self.nufft = Nufft([host(c) for c in coord], self.im_shape, tol=tol, dtype=self.dtype, nthreads=nthreads,
-                               check_finite=check_finite)
+            self.nufft = make_nufft([host(c) for c in coord], self.im_shape, tol=tol, dtype=self.dtype,
+                                    nthreads=nthreads, check_finite=check_finite)
             self.sample_shape = tuple(self.nufft.oshape)  # (M_total,)
             ishape, oshape = (n_frames,) + self.im_shape, (self.n_coils,) + self.sample_shape
         else:
@@ -343,13 +350,13 @@ class NonCartesianSense(_SenseBase):
                 sample_shape = tuple(c.shape[nb:-1])
                 # frames (*batch, 1): one trajectory per item, broadcast over the coil axis
                 c = c.reshape(self.batch_shape + (1,) + sample_shape + (d,))
-                self.nufft = Nufft(c, self.im_shape, tol=tol, dtype=self.dtype, frame_ndim=nb + 1, nthreads=nthreads,
-                                   check_finite=check_finite)
+                self.nufft = make_nufft(c, self.im_shape, tol=tol, dtype=self.dtype, frame_ndim=nb + 1,
+                                        nthreads=nthreads, check_finite=check_finite)
             else:
                 if c.ndim < 2:
                     raise ValueError(f"coord: expected shape (..., M, d), got {c.shape}")
-                self.nufft = Nufft(c, self.im_shape, tol=tol, dtype=self.dtype, nthreads=nthreads,
-                                   check_finite=check_finite)
+                self.nufft = make_nufft(c, self.im_shape, tol=tol, dtype=self.dtype, nthreads=nthreads,
+                                        check_finite=check_finite)
             self.sample_shape = self.nufft.sample_shape
             ishape = self.coils.ishape
             oshape = self.batch_shape + (self.n_coils,) + self.sample_shape
