@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Streaming benchmark: ``recon serve`` on loopback, driven by ``recon send`` (Python API).
 
     python benchmarks/run_stream.py            # full run (a few minutes on 2 cores)

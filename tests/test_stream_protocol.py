@@ -286,6 +286,8 @@ def test_mrd_images_carry_geometry_counters_and_meta(tmp_path, rng):
 def test_config_text_and_parameters():
     from recon.mri.pipeline import ReconConfig
     from recon.stream.pipelines import (
+        NetConfig,
+        NetPipeline,
         PipelineError,
         SlicePipeline,
         config_from_params,
@@ -308,3 +310,9 @@ def test_config_text_and_parameters():
         config_from_params(ReconConfig(), {"iters": "2.5"}, SlicePipeline.params)
     with pytest.raises(PipelineError, match="maps"):
         config_from_params(ReconConfig(), {"maps": "magic"}, SlicePipeline.params)
+    cfg, ignored = config_from_params(NetConfig(), {"model": "modl-radial", "prewhiten": "no", "iters": 3},
+                                      NetPipeline.params)
+    assert (cfg.model, cfg.prewhiten, ignored) == ("modl-radial", False, ["iters"])
+    for bad in ("lpd-fan", "../../etc/passwd", "modl-cartesian.safetensors"):  # CT weights, files: refused
+        with pytest.raises(PipelineError, match="is not shipped MRI weights"):
+            config_from_params(NetConfig(), {"model": bad}, NetPipeline.params)

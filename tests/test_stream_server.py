@@ -242,6 +242,29 @@ def test_a_slice_that_fails_is_reported_and_the_others_go_on(server, cartesian, 
     assert any(t.startswith("ERR recon recon-zf: slice 1: ") and "all zero" in t for t in res.texts), res.texts
 
 
+def test_net_config_runs_the_shipped_network_per_slice(server, cartesian, tmp_path):
+    from recon.mri.noise import prewhiten
+    from recon.nets import load, reconstruct_mri
+    from recon.nets.infer import ModelCardWarning
+
+    raw = read_ismrmrd(cartesian)
+    one = tmp_path / "one_slice.h5"                # one slice keeps the test short: a network per slice is slow
+    write_ismrmrd(one, raw.kspace_by_slice()[1:, :, 0], noise=raw.noise)
+    res = send(one, port=server.port, config="recon-net")
+    assert res.closed and not res.errors and len(res.images) == 1
+    raw = read_raw(one)
+    k, _ = prewhiten(raw.slices[0].kspace, raw.noise, scale=raw.noise_scale)
+    with pytest.warns(ModelCardWarning, match="acceleration"):
+        ref = np.abs(reconstruct_mri(k, load("modl-cartesian")))
+    np.testing.assert_allclose(res.images[0].data[0, 0], ref, rtol=1e-5, atol=1e-5 * float(ref.max()))
+    assert (res.meta[0]["recon.method"], res.meta[0]["recon.model"]) == ("net", "modl-cartesian")
+    # the model card's warning (this mask is ~1.5x accelerated, the model was trained on 4x-8x) reaches the client
+    assert any(t.startswith("WRN recon recon-net: slice 0: acceleration") for t in res.texts), res.texts
+    res = send(one, port=server.port, config="recon-net", params={"model": "lpd-fan"})  # CT weights
+    assert res.closed and not res.images
+    assert any("model: 'lpd-fan' is not shipped MRI weights; valid: modl-cartesian, modl-radial" in t for t in res.texts)
+
+
 # ---- real time ------------------------------------------------------------------------------------------------
 
 
@@ -384,10 +407,12 @@ def _with(head, **fields):
 def test_unknown_and_unavailable_configs(server, cartesian):
     res = send(cartesian, port=server.port, config="recon-magic")
     assert res.closed and not res.images
-    assert any("unknown config 'recon-magic'; valid configs: recon-sense, recon-cs, recon-zf, recon-realtime" in t
+    assert any("unknown config 'recon-magic'; valid configs: recon-sense, recon-cs, recon-zf, recon-realtime, "
+               "recon-net" in t for t in res.texts)
+    res = send(cartesian, port=server.port, config="recon-4d")
+    assert res.closed and not res.images
+    assert any("'recon-4d' is not available yet: needs the 4D reconstruction of recon.mri.dynamic" in t
                for t in res.texts)
-    res = send(cartesian, port=server.port, config="recon-net")
-    assert any("'recon-net' is not available yet" in t for t in res.texts) and res.closed
     res = send(cartesian, port=server.port, config="recon-sense", params={"iters": "many"})
     assert any("parameter 'iters'" in t for t in res.texts) and res.closed and not res.images
     res = send(cartesian, port=server.port, config="recon-zf", params={"foo": 1, "config": "recon-zf"})

@@ -3,7 +3,7 @@
 The protocol is the ISMRMRD/MRD v1 stream of Gadgetron and python-ismrmrd-server (Siemens FIRE):
 message framing in ``recon.io.mrd_stream``, the socket in :mod:`.wire`, MRD images in :mod:`.images`,
 one connection in :mod:`.connection`, the pipelines chosen by config name in :mod:`.pipelines`
-(``recon-sense``, ``recon-cs``, ``recon-zf``, ``recon-realtime``), the spool that keeps every message
+(``recon-sense``, ``recon-cs``, ``recon-zf``, ``recon-realtime``, ``recon-net``), the spool that keeps every message
 received in :mod:`.spool`, the server (main process + worker processes) in :mod:`.server` and the
 client in :mod:`.client`. See docs/stream.md.
 

@@ -5,8 +5,8 @@
 ``recon-cs``        per slice, compressed sensing (``--method cs``: L1-wavelet or TV)
 ``recon-zf``        per slice, zero-filled / gridding (``--method zf``)
 ``recon-realtime``  2D radial sliding-window frames while data arrives (``recon.mri.realtime``)
-``recon-net``       unrolled network (registered; not available until ``recon.nets`` provides it)
-``recon-4d``        respiratory-resolved 4D (registered; not available until ``recon.mri.dynamic`` does)
+``recon-net``       per slice, unrolled network (``recon.nets.reconstruct_mri``, shipped MoDL weights)
+``recon-4d``        respiratory-resolved 4D (registered; not available until ``recon.mri.dynamic`` is on main)
 ==================  ============================================================================
 
 Parameters come from FIRE's JSON text message after the header (``{"parameters": {...}}``) or a
@@ -31,11 +31,13 @@ counted as dropped (memory stays bounded when reconstruction falls behind the sc
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import threading
 import time
 import typing
+import warnings
 from collections import deque
 from dataclasses import dataclass, fields, replace
 
@@ -264,13 +266,20 @@ class SlicePipeline(Pipeline):
 
     def __init__(self, header, config, *, send_image, send_text, device=None):
         super().__init__(header, send_image=send_image, send_text=send_text, device=device)
-        self.config = replace(config, progress=False, quiet=True, slices=None, retrospective=None)
-        self.name = f"recon-{self.config.method}"
+        self.config = self._own_config(config)
+        self.name = f"recon-{self.method}"
         self._heads, self._traj, self._data = [], [], []
         self._noise = []
         self._groups = {}          # key -> row indices
         self._dirty = set()        # groups with rows not yet submitted
         self._jobs = _Jobs(self._reconstruct, self._error, name="recon-slices")
+
+    def _own_config(self, config):
+        return replace(config, progress=False, quiet=True, slices=None, retrospective=None)
+
+    @property
+    def method(self) -> str:
+        return self.config.method
 
     def add_acquisition(self, head, traj, data, received: float | None = None) -> None:
         received = time.monotonic() if received is None else received
@@ -312,9 +321,13 @@ class SlicePipeline(Pipeline):
         volume, info = self._run(raw)
         ref = self._heads[rows[-1]]  # the group's last acquisition (noise scans come first in rows)
         vals = volume[0] if volume.shape[0] == 1 else volume
-        meta = {"recon.method": self.config.method, "recon.parameters": _parameters(self.config),
+        meta = {"recon.method": self.method, "recon.parameters": _parameters(self.config),
                 "recon.last_scan_counter": int(ref["scan_counter"]), "recon.seconds": round(time.perf_counter() - t0, 4),
                 "recon.iterations": int(info.get("iterations", 0))}
+        if "model" in info:
+            meta["recon.model"] = info["model"]
+        for note in info.get("warnings", ()):
+            self.send_text(f"WRN recon {self.name}: {self._describe(job)}: {note}")
         img_index = self._next_index()
         from .images import mrd_image
 
@@ -349,6 +362,70 @@ class SlicePipeline(Pipeline):
 
     def abort(self) -> None:
         self._jobs.abort()
+
+
+@dataclass
+class NetConfig:
+    """``recon-net`` per slice: ``model`` the name of shipped MRI weights (``recon.nets.weights.shipped``;
+    None: ``modl-cartesian`` for Cartesian data, ``modl-radial`` otherwise; a client cannot name a
+    file on the server), ``prewhiten`` with the connection's noise scans."""
+
+    model: str | None = None
+    prewhiten: bool = True
+
+    def validate(self) -> NetConfig:
+        if self.model is not None:
+            from ..nets.weights import read_card, resolve, shipped
+
+            names = [n for n in shipped() if read_card(resolve(n)).get("config", {}).get("trajectory")]
+            if self.model not in names:
+                raise ValueError(f"model: {self.model!r} is not shipped MRI weights; valid: {', '.join(names)}")
+        return self
+
+
+#: the shipped weights ``recon-net`` uses unless told otherwise, by ``RawSlice.cartesian``
+DEFAULT_NET_MODELS = {True: "modl-cartesian", False: "modl-radial"}
+
+
+@functools.lru_cache(maxsize=4)
+def _net(name: str, device: str):
+    """A loaded model, kept for the next connections of this process."""
+    from ..nets import load
+
+    return load(name, device)
+
+
+class NetPipeline(SlicePipeline):
+    """Per-slice unrolled-network reconstruction (``recon.nets.reconstruct_mri``: ESPIRiT maps, the
+    model's own normalisation) of the prewhitened k-space; the model card's warnings (an input unlike
+    the training data) go to the client as ``WRN`` texts."""
+
+    params = ("model", "prewhiten")
+    method = "net"
+
+    def _own_config(self, config):
+        return config
+
+    def _run(self, raw):
+        from ..mri.noise import prewhiten
+        from ..mri.pipeline import centre_crop
+        from ..nets.infer import ModelCardWarning, reconstruct_mri
+
+        device = str(self.device or "cpu")
+        images, notes, names = [], [], []
+        for sl in raw.slices:
+            k = np.asarray(sl.kspace, dtype=np.complex64)
+            if raw.noise is not None and self.config.prewhiten:
+                k, _ = prewhiten(k, raw.noise, scale=raw.noise_scale)
+            name = self.config.model or DEFAULT_NET_MODELS[sl.cartesian]
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", ModelCardWarning)
+                x = reconstruct_mri(k, _net(name, device), coord=sl.coord, im_shape=sl.im_shape, device=device)
+            notes += [str(w.message) for w in caught if issubclass(w.category, ModelCardWarning)]
+            names.append(name)
+            images.append(np.abs(x))
+        volume = centre_crop(np.stack(images).astype(np.float32), raw.crop)
+        return np.ascontiguousarray(volume), {"model": ", ".join(sorted(set(names))), "warnings": list(dict.fromkeys(notes))}
 
 
 def _parameters(config) -> dict:
@@ -447,6 +524,11 @@ def _realtime_builder(header, params, **kw):
     return RealtimePipeline(header, cfg, **kw), ignored
 
 
+def _net_builder(header, params, **kw):
+    cfg, ignored = config_from_params(NetConfig(), params, NetPipeline.params)
+    return NetPipeline(header, cfg, **kw), ignored
+
+
 def _not_yet(what):
     return f"not available yet: needs {what}, which this build of recon does not have"
 
@@ -456,8 +538,7 @@ PIPELINES = {
     "recon-cs": PipelineSpec("recon-cs", "per slice, compressed sensing", _slice_builder("cs")),
     "recon-zf": PipelineSpec("recon-zf", "per slice, zero-filled / gridding", _slice_builder("zf")),
     "recon-realtime": PipelineSpec("recon-realtime", "2D radial real-time sliding-window frames", _realtime_builder),
-    "recon-net": PipelineSpec("recon-net", "per slice, unrolled network",
-                              unavailable=_not_yet("the unrolled networks of recon.nets")),
+    "recon-net": PipelineSpec("recon-net", "per slice, unrolled network (shipped MoDL weights)", _net_builder),
     "recon-4d": PipelineSpec("recon-4d", "respiratory-resolved 4D",
                              unavailable=_not_yet("the 4D reconstruction of recon.mri.dynamic")),
 }

@@ -408,7 +408,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="MRD v1 (ISMRMRD streaming) reconstruction server",
                        description="Serve reconstructions over the ISMRMRD/MRD v1 socket protocol (Gadgetron, "
                                    "python-ismrmrd-server, FIRE clients). Config names: recon-sense, recon-cs, "
-                                   "recon-zf, recon-realtime. Every message received is spooled to disk first. "
+                                   "recon-zf, recon-realtime, recon-net. Every message received is spooled to disk first. "
                                    "See docs/stream.md.")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"TCP port (default {DEFAULT_PORT}; 0: any free port)")
