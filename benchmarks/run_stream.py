@@ -15,7 +15,7 @@ Cases (each replayed at scanner pace, ``--interval-ms`` per acquisition, and as 
 * ``cartesian``: a fastMRI-like Cartesian scan (320 x 320, 8 coils, 4 slices, every 4th line plus
   24 centre lines, noise scans first), configs ``recon-sense`` with recon mri's defaults and with
   ``maps=lowres, iters=10``; scanner pace 5 ms per line.
-* ``4d``: the 4D sample when ``recon mri --sample`` has one (skipped otherwise).
+* ``4d``: the 4D sample with config ``recon-4d`` when both exist (skipped, with a note, otherwise).
 * ``clients``: 4 clients at once (2 Cartesian SENSE, 1 zero-filled, 1 real-time cardiac), errors counted.
 
 Measured per image at the client: latency = time from sending the acquisition that completed the
@@ -253,15 +253,19 @@ def main(argv=None):
                                  args.quick)
             if "4d" in cases:
                 from recon.data import SAMPLES
+                from recon.stream.pipelines import available
 
                 four_d = [s for s in SAMPLES if "4d" in s.lower() or "resp" in s.lower()]
-                if four_d:
+                if four_d and "recon-4d" in available():
                     from recon.data import path
 
-                    rows += run_case(server.port, f"4d ({four_d[0]})", path(four_d[0]), "recon-realtime", None, 5.0,
+                    rows += run_case(server.port, f"4d ({four_d[0]})", path(four_d[0]), "recon-4d", None, 5.0,
                                      args.quick)
                 else:
-                    notes.append("4D sample: not in this build (`recon mri --list-samples` names none); not measured.")
+                    missing = [what for what, ok in (("no 4D sample (`recon mri --list-samples` names none)", four_d),
+                                                     ("config recon-4d not available yet", "recon-4d" in available()))
+                               if not ok]
+                    notes.append(f"4D: {'; '.join(missing)}; not measured.")
                     print(notes[-1])
             if "clients" in cases:
                 rows += run_clients(server.port, cart, cardiac)
