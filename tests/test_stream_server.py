@@ -222,6 +222,19 @@ def test_zf_and_cs_configs_and_the_command_line(server, cartesian, tmp_path, cap
     np.testing.assert_allclose(res.volume(), ref.volume, rtol=1e-5, atol=1e-5 * float(ref.volume.max()))
 
 
+def test_send_fails_when_no_image_comes_back(cartesian, tmp_path, monkeypatch, capsys):
+    """A server that closes properly but sends nothing (python-ismrmrd-server's simplefft when its
+    module raises) is a failure of ``recon send``, not an empty success."""
+    from recon.cli import main
+    from recon.stream import client
+
+    monkeypatch.setattr(client, "send", lambda *a, **k: client.SendResult(closed=True, sent=45))
+    out = tmp_path / "none.h5"
+    assert main(["send", str(cartesian), "--config", "simplefft", "-o", str(out)]) == 1
+    assert "the server sent no images for config 'simplefft'; nothing written" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_a_client_built_on_the_ismrmrd_package(server, cartesian):
     images, texts, closed = ismrmrd_client(cartesian, server.port, "recon-zf")
     assert closed and len(images) == 2 and not [t for t in texts if t.startswith("ERR")]

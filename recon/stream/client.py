@@ -322,4 +322,6 @@ def run(args) -> int:
               + (f"; wrote {args.output}" if res.images else "; nothing written"))
     if res.error or res.errors or not res.closed:
         raise RuntimeError(res.error or (res.errors[0] if res.errors else "the server did not close the connection"))
+    if not res.images:  # e.g. a server whose pipeline failed without telling the client (its log may say why)
+        raise RuntimeError(f"the server sent no images for config {args.config!r}; nothing written to {args.output}")
     return 0
