@@ -201,6 +201,33 @@ def test_per_slice_images_equal_recon_mri(server, cartesian):
     assert read_ismrmrd(kept).acquisitions == raw.acquisitions
 
 
+def test_calibration_lines_are_spooled_and_the_image_is_recon_mri_s(server, cartesian, tmp_path):
+    """A separate reference scan (lines flagged ACQ_IS_PARALLEL_CALIBRATION only, sent before the
+    imaging lines) is spooled and, as in ``recon mri``, does not enter the image."""
+    from recon.io import Acquisitions, write_ismrmrd_raw
+    from recon.io.mrd import ACQ_IS_NOISE_MEASUREMENT, ACQ_IS_PARALLEL_CALIBRATION, flag
+    from recon.mri import ReconConfig, reconstruct
+
+    raw = read_ismrmrd(cartesian)
+    acq = raw.acquisitions
+    noise = np.flatnonzero(acq.has_flag(ACQ_IS_NOISE_MEASUREMENT))
+    imaging = np.flatnonzero(~acq.has_flag(ACQ_IS_NOISE_MEASUREMENT))
+    centre = [i for i in imaging if abs(int(acq.head["idx"]["kspace_encode_step_1"][i]) - N // 2) < 4]
+    order = np.concatenate([noise, centre, imaging])
+    head = acq.head[order].copy()
+    head["flags"][len(noise):len(noise) + len(centre)] = flag(ACQ_IS_PARALLEL_CALIBRATION)
+    p = tmp_path / "with_ref.h5"
+    write_ismrmrd_raw(p, raw.header.xml, Acquisitions(head, [acq.data[i] for i in order], [acq.traj[i] for i in order]))
+    assert read_raw(p).calibration is not None  # the reader sees them as calibration lines
+    res = send(p, port=server.port, config="recon-sense", params={"iters": "6"})
+    assert res.closed and not res.errors and len(res.images) == 2
+    ref = reconstruct(read_raw(cartesian), ReconConfig(iters=6, quiet=True))  # the file without them
+    np.testing.assert_allclose(res.volume(), ref.volume, rtol=1e-6, atol=1e-6 * float(ref.volume.max()))
+    line = server.wait_for(f"{res.local_address}: close; 2 images; ", 30)
+    kept = read_ismrmrd(line.split("spooled to ")[1].split(";")[0]).acquisitions
+    assert len(kept) == len(order) and np.array_equal(kept.head["flags"], head["flags"])
+
+
 def test_zf_and_cs_configs_and_the_command_line(server, cartesian, tmp_path, capsys):
     import h5py
 
