@@ -262,6 +262,18 @@ def test_send_fails_when_no_image_comes_back(cartesian, tmp_path, monkeypatch, c
     assert not out.exists()
 
 
+def test_send_realtime_keeps_the_pace_of_the_time_stamps(server, cartesian):
+    raw = read_ismrmrd(cartesian)
+    head = raw.acquisitions.head
+    head["acquisition_time_stamp"] = 1000 + 4 * np.arange(len(head))   # 4 ticks apart
+    res = send(raw, port=server.port, config="recon-zf", realtime=True, tick_us=2500.0)  # 4 x 2.5 ms = 10 ms
+    assert res.closed and not res.errors and len(res.images) == 2
+    t = np.array([res.send_times[int(c)] for c in head["scan_counter"]])
+    due = (head["acquisition_time_stamp"] - 1000) * 2.5e-3                # s after the first acquisition
+    assert np.all(t - t[0] >= due - 1e-3)                                  # never ahead of the scanner
+    assert t[-1] - t[0] < due[-1] + 5.0                                    # and not stalled
+
+
 def test_a_client_built_on_the_ismrmrd_package(server, cartesian):
     images, texts, closed = ismrmrd_client(cartesian, server.port, "recon-zf")
     assert closed and len(images) == 2 and not [t for t in texts if t.startswith("ERR")]
