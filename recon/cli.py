@@ -23,6 +23,8 @@ SUBCOMMANDS = {
     "ct": "recon.ct.cli",
     "demo": "recon.demo",
     "bench": "recon.bench.cli",
+    "serve": "recon.stream.server",
+    "send": "recon.stream.client",
 }
 
 

@@ -704,15 +704,20 @@ class AcquisitionDecoder:
 # ---- files ----------------------------------------------------------------------------------------
 
 def detect_format(path) -> str:
-    """'fastmri' or 'ismrmrd' from a file's content, never its name; ValueError otherwise (one line)."""
+    """'fastmri', 'ismrmrd' or 'mrd-stream' (a recorded MRD v1 stream, ``recon.io.mrd_stream``) from a
+    file's content, never its name; ValueError otherwise (one line)."""
     from .files import check_input_file, first_line
     from .hdf5 import member, open_h5
+    from .mrd_stream import is_mrd_stream
 
     path = check_input_file(path)
     with open(path, "rb") as f:
         magic = f.read(8)
+    if is_mrd_stream(magic):
+        return "mrd-stream"
     if magic != b"\x89HDF\r\n\x1a\n":
-        raise ValueError(f"{path}: not an HDF5 file (expected fastMRI or ISMRMRD HDF5 raw data)")
+        raise ValueError(f"{path}: not an HDF5 file (expected fastMRI or ISMRMRD HDF5 raw data, or a recorded MRD "
+                         "stream)")
     with open_h5(path, ValueError) as hf:
         try:
             keys = set(hf.keys())
@@ -729,12 +734,17 @@ def detect_format(path) -> str:
 
 
 def read_raw(path, *, max_bytes: int | None = None, **kw) -> RawData:
-    """Raw data of a fastMRI or ISMRMRD file (format detected from the content). fastMRI slices
-    are read when first used; ISMRMRD files are read whole (``recon.io.read_ismrmrd``, ``kw``)."""
+    """Raw data of a fastMRI or ISMRMRD file or a recorded MRD stream (format detected from the
+    content). fastMRI slices are read when first used; ISMRMRD files and streams are read whole
+    (``recon.io.read_ismrmrd`` / ``recon.io.mrd_stream.read_mrd_stream``, ``kw``)."""
     from .fastmri import FastMRIFile
     from .ismrmrd import read_ismrmrd
+    from .mrd_stream import read_mrd_stream
 
-    if detect_format(path) == "fastmri":
+    fmt = detect_format(path)
+    if fmt == "mrd-stream":
+        return read_mrd_stream(path, max_bytes=max_bytes, **kw)
+    if fmt == "fastmri":
         f = FastMRIFile(path, max_bytes=max_bytes)
         return RawData(f.header, source="fastmri", path=path, fastmri=f, max_bytes=max_bytes)
     return read_ismrmrd(path, max_bytes=max_bytes, **kw)
