@@ -3,6 +3,10 @@
     nice -n 10 python examples/train_shipped_weights.py modl-cartesian --time-limit 3000 --out runs/modl-cartesian
     python examples/train_shipped_weights.py modl-cartesian --out runs/modl-cartesian --install
 
+Phase 2 (the shipped weights now) continued the phase-1 weights: ``--init recon/data/weights/NAME``
+(same architecture, fresh optimiser) with these recipes (larger Cartesian crops, CT-like contrast
+for the CT model, varied priors with the changed region weighted in the loss, lower learning rate).
+
 Training (first form) writes OUT/model.safetensors + model.json (best validation checkpoint),
 OUT/log.csv, OUT/curves.png and a resumable checkpoint (``--resume`` continues a run). ``--install``
 copies the best weights and card into recon/data/weights/NAME.* (atomically) and adds the held-out
@@ -24,22 +28,24 @@ from recon.nets.train import TrainConfig, train
 RECIPES = {
     "modl-cartesian": dict(task="mri", model="modl",
                            model_config=dict(features=48, layers=5, unrolls=5, cg_iter=6),
-                           mri=MriTask(trajectory="cartesian", size=128, coils=8, accelerations=(4, 8),
+                           mri=MriTask(trajectory="cartesian", size=160, coils=8, accelerations=(4, 8),
                                        center_fractions=(0.08, 0.04), mask="random")),
     "modl-radial": dict(task="mri", model="modl",
                         model_config=dict(features=48, layers=5, unrolls=5, cg_iter=6),
                         mri=MriTask(trajectory="noncartesian", size=128, coils=8, spokes_fraction=0.125)),
     "lpd-fan": dict(task="ct", model="lpd",
                     model_config=dict(iterations=8, primal=5, dual=5, features=24, layers=3),
-                    ct=CtTask(size=128, voxel_size=1.5, views=180, dose_range=(0.02, 0.3), mu_range=(0.02, 0.045))),
+                    ct=CtTask(size=128, voxel_size=1.5, views=180, dose_range=(0.02, 0.3), mu_range=(0.02, 0.045),
+                             ct_like=0.5)),
 }
 
 
 def config(name: str, out: str, time_limit: float | None, resume: bool, threads: int,
            init: str | None = None) -> TrainConfig:
     r = dict(RECIPES[name])
-    return TrainConfig(**r, data=DataConfig(prior=True), prior_dropout=0.3, out_dir=out, name=name, init_weights=init,
-                       epochs=1000, steps_per_epoch=100, val_samples=16, batch_size=2, lr=1e-3, lr_final=5e-5,
+    return TrainConfig(**r, data=DataConfig(prior=True, varied_priors=True), prior_dropout=0.3, changed_weight=2.0,
+                       out_dir=out, name=name, init_weights=init,
+                       epochs=1000, steps_per_epoch=100, val_samples=16, batch_size=2, lr=5e-4, lr_final=2e-5,
                        time_limit=time_limit, seed=0, resume=resume, num_threads=threads, progress=False)
 
 
