@@ -199,7 +199,8 @@ def test_corrupt_weights_are_one_line_errors(mr_file, tmp_path, capsys):
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
     assert "does not match its model card" in r.stderr and not (tmp_path / "o.h5").exists()
     w = str(tmp_path / "w.safetensors")
-    for args, msg in ((["ct", "--sample", "htc2022", "-q", "--method", "net", "--weights", w], "does not match its model card"),
+    for args, msg in ((["ct", "--sample", "htc2022", "-q", "--method", "net", "--weights", w],
+                       "does not match its model card"),
                       (["mri", str(mr_file / "mr.h5"), "--method", "net", "--weights", "nope"], "no weights 'nope'"),
                       (["mri", str(mr_file / "mr.h5"), "--method", "sense", "--weights", "modl-cartesian"],
                        "weights (--weights) is used by method net")):
@@ -233,11 +234,11 @@ def raw_folder(tmp_path_factory):
 
 
 def test_train_mri_cli_on_a_raw_folder(raw_folder, tmp_path, capsys):
-    """A tiny run on fastMRI files (a time limit, prior model) writes weights + card, log, curves and a
+    """A tiny run on fastMRI files (a time limit that stops it after one step, prior model) writes weights + card, log, curves and a
     checkpoint; a second run refuses to overwrite; --resume continues; the weights reconstruct a file."""
     out = tmp_path / "w" / "knee"
     args = ["train", "mri", str(raw_folder), "-o", str(out), "--model", "modl", "--model-config", TINY_MODL,
-            "--size", "32", "--time-limit", "0.5", "--steps-per-epoch", "2", "--val-samples", "2",
+            "--size", "32", "--time-limit", "0.001", "--steps-per-epoch", "2", "--val-samples", "2",
             "--batch-size", "1", "--prior", "--threads", "1"]
     assert main(args) == 0
     assert "wrote" in capsys.readouterr().out
@@ -248,12 +249,12 @@ def test_train_mri_cli_on_a_raw_folder(raw_folder, tmp_path, capsys):
     assert card["training"]["sources"]["raw"]["train_images"] == 4      # 2 files x 2 slices; the 3rd validates
     assert card["training"]["sources"]["raw"]["val_images"] == 2
     assert card["task"]["accelerations"] == [4.0, 8.0] and card["config"]["prior"] is True
-    steps = card["training"]["total_steps"]
+    assert card["training"]["total_steps"] == 1                          # stops after the step crossing the limit
     assert main(args) == 1
     assert "exists; pass --overwrite" in capsys.readouterr().err
     assert main(args + ["--resume", "--epochs", "2", "--time-limit", "60"]) == 0
     card = json.loads(open(str(out) + ".json").read())
-    assert card["training"]["total_steps"] > steps
+    assert card["training"]["total_steps"] == 3                          # resumed: epoch 2's two steps
     assert main(["mri", str(raw_folder / "f0.h5"), "--method", "net", "--weights", str(out) + ".safetensors",
                  "-o", str(tmp_path / "r.h5"), "-q"]) == 0
 

@@ -104,6 +104,13 @@ def mni_slices(split: str = "train") -> list[tuple[str, int]]:
     return out
 
 
+def mni_t1(plane: str, index: int) -> np.ndarray:
+    """The MNI152 T1 template's slice (``'axial'`` z or ``'coronal'`` y ``index``), anterior up, max 1."""
+    t1 = _mni_volumes()[0]
+    img = t1[:, :, index] if plane == "axial" else t1[:, index, :]
+    return np.rot90(img).astype(np.float32)
+
+
 def _mni_image(plane: str, index: int, rng) -> np.ndarray:
     t1, gm, wm, csf = _mni_volumes()
     take = (lambda v: v[:, :, index]) if plane == "axial" else (lambda v: v[:, index, :])
@@ -158,7 +165,8 @@ def _read_volume(path: str) -> np.ndarray:
             import pydicom
 
             d = pydicom.dcmread(path)
-            a = d.pixel_array * float(getattr(d, "RescaleSlope", 1) or 1) + float(getattr(d, "RescaleIntercept", 0) or 0)
+            slope, intercept = getattr(d, "RescaleSlope", 1) or 1, getattr(d, "RescaleIntercept", 0) or 0
+            a = d.pixel_array * float(slope) + float(intercept)
             a = a[None] if a.ndim == 2 else a
         else:
             import nibabel as nib
