@@ -65,7 +65,11 @@ def quality(quick: bool, log=print, runs: str | None = None, figure: Path | None
     torch.set_num_threads(2)
     res = {"mri": [], "ct": [], "prior": []}
     names = ("modl-cartesian", "modl-radial", "lpd-fan")
-    models = {n: load(os.path.join(runs, n, n) if runs else n) for n in names}
+    # --from-runs: a name without a run RUNS/NAME/NAME.safetensors is measured with its shipped weights
+    weights = {n: os.path.join(runs, n, n + ".safetensors") if runs and os.path.isfile(
+        os.path.join(runs, n, n + ".safetensors")) else n for n in names}
+    models = {n: load(w) for n, w in weights.items()}
+    log("weights: " + ", ".join(f"{n} = {w}" for n, w in weights.items()))
     images = [("MR2_UNCR", 256)] + ([] if quick else [("MR2_UNCR", 128), ("MR_small", 128)])
     figs = {}
     for name, size in images:
@@ -128,7 +132,8 @@ def quality(quick: bool, log=print, runs: str | None = None, figure: Path | None
             res["prior"].append({"case": f"CT {cname} 10% dose, lesion {kind}", "with": with_p, "without": without})
             log(f"prior CT lesion {kind}: with {_fmt(with_p)} region {with_p['psnr_region']:.2f}; "
                 f"without {_fmt(without)} region {without['psnr_region']:.2f}")
-    res["cards"] = {n: {"training": m.card["training"], "config": m.card["config"]} for n, m in models.items()}
+    res["cards"] = {n: {"weights": weights[n], "training": m.card["training"], "config": m.card["config"]}
+                    for n, m in models.items()}
     if figure is not None:
         _figure(figs, figure)
     return res
@@ -356,7 +361,8 @@ def main(argv=None):
                     help="train on a generated 50-slice folder for SECONDS, then compare with CS on held-out slices")
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--from-runs", metavar="DIR", help="quality of training runs DIR/NAME/NAME.safetensors "
-                    "(examples/train_shipped_weights.py) instead of the shipped weights; implies --no-write")
+                    "(examples/train_shipped_weights.py) instead of the shipped weights (shipped ones for names "
+                    "without a run); implies --no-write")
     a = ap.parse_args(argv)
     if not (a.quality or a.speed or a.user_training):
         ap.error("choose --quality, --speed and/or --user-training")

@@ -186,6 +186,24 @@ def test_inputs_a_model_cannot_take_are_clear_errors(mr_file, tmp_path):
     assert not (tmp_path / "o.h5").exists()
 
 
+def test_coil_count_and_matrix_through_the_cli(tmp_path, capsys):
+    """Another coil count warns (SENSE takes any); a matrix below the model's smallest is one error
+    line, exit 1, and no output file."""
+    from fastmri_data import write_fastmri_multicoil
+
+    img = np.pad(ev.heldout_mri(64)["MR_small"][::2, ::2], 4)                          # 40 x 40
+    write_fastmri_multicoil(tmp_path / "c3.h5", img[None], num_coils=3, noise_std=1e-3)
+    write_fastmri_multicoil(tmp_path / "tiny.h5", img[None, 10:22, 10:22], num_coils=4)
+    common = ["--method", "net", "--retrospective-mask", "random", "--accel", "4", "--center-fraction", "0.2"]
+    assert main(["mri", str(tmp_path / "c3.h5"), "-o", str(tmp_path / "c3o.h5")] + common) == 0
+    err = capsys.readouterr().err
+    assert "recon: warning: 3 coils; the model was trained on 8-coil data" in err, err
+    assert main(["mri", str(tmp_path / "tiny.h5"), "-o", str(tmp_path / "t.h5")] + common) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "matrix (12, 12) is below the smallest the model takes (16 x 16)" in err, err
+    assert not (tmp_path / "t.h5").exists()
+
+
 def test_corrupt_weights_are_one_line_errors(mr_file, tmp_path, capsys):
     from recon.nets.weights import resolve
 
