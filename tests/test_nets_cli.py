@@ -94,7 +94,7 @@ def test_mri_net_on_the_bundled_samples(tmp_path, capsys):
         if sample == "brain-poisson":
             ref = out["cs"] / out["cs"].max()
 
-            def err(x):
+            def err(x, ref=ref):
                 return np.linalg.norm(x / x.max() - ref)
 
             assert err(out["net"]) < 0.5 * err(out["zf"])
@@ -161,11 +161,11 @@ def test_card_mismatch_warns_clearly(ct_files, mr_file, tmp_path):
 
 
 def test_inputs_a_model_cannot_take_are_clear_errors(mr_file, tmp_path):
-    from recon.nets import reconstruct_ct, reconstruct_mri
     from recon.geometry import ConeBeam3D
+    from recon.nets import reconstruct_ct, reconstruct_mri
 
     img = ev.heldout_mri(64)["MR_small"]
-    task, s = ev.mri_case(img, "cartesian", 4)
+    _, s = ev.mri_case(img, "cartesian", 4)
     with pytest.raises(ValueError, match="the data have 8 coils"):
         reconstruct_mri(s["kspace"], "modl-cartesian", maps=s["maps"][:6])
     with pytest.raises(ValueError, match="2D"):
@@ -263,7 +263,7 @@ def test_train_mri_cli_on_a_raw_folder(raw_folder, tmp_path, capsys):
     for suffix in (".safetensors", ".json", ".log.csv", ".curves.png", ".checkpoint.safetensors",
                    ".checkpoint.json"):
         assert os.path.isfile(str(out) + suffix), suffix
-    card = json.loads(open(str(out) + ".json").read())
+    card = json.loads((tmp_path / "w" / "knee.json").read_text())
     assert card["training"]["sources"]["raw"]["train_images"] == 4      # 2 files x 2 slices; the 3rd validates
     assert card["training"]["sources"]["raw"]["val_images"] == 2
     assert card["task"]["accelerations"] == [4.0, 8.0] and card["config"]["prior"] is True
@@ -271,7 +271,7 @@ def test_train_mri_cli_on_a_raw_folder(raw_folder, tmp_path, capsys):
     assert main(args) == 1
     assert "exists; pass --overwrite" in capsys.readouterr().err
     assert main(args + ["--resume", "--epochs", "2", "--time-limit", "60"]) == 0
-    card = json.loads(open(str(out) + ".json").read())
+    card = json.loads((tmp_path / "w" / "knee.json").read_text())
     assert card["training"]["total_steps"] == 3                          # resumed: epoch 2's two steps
     assert main(["mri", str(raw_folder / "f0.h5"), "--method", "net", "--weights", str(out) + ".safetensors",
                  "-o", str(tmp_path / "r.h5"), "-q"]) == 0
@@ -288,7 +288,7 @@ def test_train_ct_cli_on_an_image_folder(tmp_path):
     assert main(["train", "ct", str(d), "-o", str(out), "--model", "lpd", "--model-config", TINY_LPD, "--size", "32",
                  "--views", "16", "--voxel-size", "6", "--dose", "0.05", "0.1", "--epochs", "1", "--steps-per-epoch",
                  "1", "--val-samples", "1", "--batch-size", "1", "-q"]) == 0
-    card = json.loads(open(str(out) + ".json").read())
+    card = json.loads((tmp_path / "ldct.json").read_text())
     assert card["task"]["dose_range"] == [0.05, 0.1] and card["task"]["views"] == 16
     assert card["task"]["geometry"]["sino_shape"][0] == 16
     assert card["training"]["sources"]["folder"]["train_images"] + card["training"]["sources"]["folder"][
