@@ -5,6 +5,7 @@ and peak memory.
     python benchmarks/run_nets.py --quality          # PSNR/SSIM tables (minutes; no timing)
     python benchmarks/run_nets.py --speed            # inference times and peak memory (quiet machine)
     python benchmarks/run_nets.py --quality --quick  # one image, no 128 matrix
+    python benchmarks/run_nets.py --user-training 600 # `recon train` on a 50-slice folder for 600 s, then held-out
 
 Quality (``--quality``): the shipped weights (``recon.nets.load``) on real images that no training
 source contains (``recon.nets.evaluate``: ``MR2_UNCR.dcm`` of pydicom-data, a 1024x1024 shoulder MR,
@@ -25,7 +26,7 @@ benchmarks/results/cpu.md, and benchmarks/results/nets_quality.png.
 
 Speed (``--speed``, run on a quiet machine): median of 5 inferences (after one warm-up) of a 320x320
 8-coil Cartesian slice (modl-cartesian), a 256x256 12-coil radial frame with 1/8 Nyquist spokes
-(modl-radial: plans and Toeplitz kernels built per call), a 512x512 fan-beam CT slice (lpd-fan on a
+(modl-radial: NUFFT plans and Toeplitz kernels from the plan cache after the warm-up), a 512x512 fan-beam CT slice (lpd-fan on a
 720-view geometry); threads 2; peak resident memory of one inference and of one training step
 (batch 2 at 128x128) in a fresh process each.
 """
@@ -66,7 +67,11 @@ def quality(quick: bool, log=print, runs: str | None = None, figure: Path | None
     torch.set_num_threads(2)
     res = {"mri": [], "ct": [], "prior": []}
     names = ("modl-cartesian", "modl-radial", "lpd-fan")
-    models = {n: load(os.path.join(runs, n, n) if runs else n) for n in names}
+    # --from-runs: a name without a run RUNS/NAME/NAME.safetensors is measured with its shipped weights
+    weights = {n: os.path.join(runs, n, n + ".safetensors") if runs and os.path.isfile(
+        os.path.join(runs, n, n + ".safetensors")) else n for n in names}
+    models = {n: load(w) for n, w in weights.items()}
+    log("weights: " + ", ".join(f"{n} = {w}" for n, w in weights.items()))
     images = [("MR2_UNCR", 256)] + ([] if quick else [("MR2_UNCR", 128), ("MR_small", 128)])
     figs = {}
     for name, size in images:
@@ -129,7 +134,8 @@ def quality(quick: bool, log=print, runs: str | None = None, figure: Path | None
             res["prior"].append({"case": f"CT {cname} 10% dose, lesion {kind}", "with": with_p, "without": without})
             log(f"prior CT lesion {kind}: with {_fmt(with_p)} region {with_p['psnr_region']:.2f}; "
                 f"without {_fmt(without)} region {without['psnr_region']:.2f}")
-    res["cards"] = {n: {"training": m.card["training"], "config": m.card["config"]} for n, m in models.items()}
+    res["cards"] = {n: {"weights": weights[n], "training": m.card["training"], "config": m.card["config"]}
+                    for n, m in models.items()}
     if figure is not None:
         _figure(figs, figure)
     return res
@@ -210,6 +216,84 @@ def markdown(res: dict) -> str:
     return "\n".join(out)
 
 
+# ---- a user's training run -------------------------------------------------------------------------
+
+def user_training(time_limit: float, log=print, threads: int = 2, n_train: int = 50, n_test: int = 10,
+                  n: int = 160) -> dict:
+    """Issue 12's "training works for a user": ``n_train`` slices (MNI152 T1 axial, ``n`` x ``n``)
+    written as fully sampled 8-coil fastMRI files of 10 slices; ``recon train mri FOLDER --model modl
+    --time-limit S`` from scratch; then the trained model against the best-tuned CS on ``n_test``
+    held-out slices (MNI positions of the validation split, none in the folder) at 4x and 8x (true
+    maps for every method). The folder is removed afterwards."""
+    import shutil
+    import tempfile
+
+    import torch
+
+    from fastmri_data import write_fastmri_multicoil
+    from recon.cli import main as recon_main
+    from recon.nets import evaluate as ev
+    from recon.nets import load, sources
+
+    torch.set_num_threads(threads)
+    train_pos = [p for k, p in sources.mni_slices("train") if k == "axial"]
+    test_pos = [p for k, p in sources.mni_slices("val") if k == "axial"]
+    train_pos = [train_pos[i] for i in np.linspace(0, len(train_pos) - 1, n_train).astype(int)]
+    test_pos = [test_pos[i] for i in np.linspace(0, len(test_pos) - 1, n_test).astype(int)]
+
+    def slices(pos):
+        return np.stack([ev._resize(sources.mni_t1("axial", p), n) for p in pos]).astype(np.float32)
+
+    work = tempfile.mkdtemp(prefix="recon-user-training-")
+    try:
+        data = os.path.join(work, "data")
+        os.makedirs(data)
+        imgs = slices(train_pos)
+        for f in range(0, n_train, 10):
+            write_fastmri_multicoil(os.path.join(data, f"mni{f // 10}.h5"), imgs[f:f + 10], num_coils=8,
+                                    noise_std=0.003, seed=f)
+        out = os.path.join(work, "model.safetensors")
+        t0 = time.perf_counter()
+        rc = recon_main(["train", "mri", data, "-o", out, "--model", "modl", "--size", str(n), "--accel", "4", "8",
+                         "--time-limit", str(time_limit), "--threads", str(threads), "-q"])
+        if rc != 0:
+            raise RuntimeError(f"recon train failed (exit {rc})")
+        wall = time.perf_counter() - t0
+        model = load(out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    rows = []
+    for i, img in enumerate(slices(test_pos)):
+        for accel in (4, 8):
+            task, s = ev.mri_case(img / img.max(), "cartesian", accel, seed=i)
+            base = ev.mri_baselines(task, s)
+            rows.append({"slice": int(test_pos[i]), "accel": accel,
+                         "net": ev.metrics(s["image"], ev.run_mri_net(model, task, s)),
+                         "cs-wavelet": ev.metrics(s["image"], base["cs-wavelet"][0]),
+                         "zero-filled": ev.metrics(s["image"], base["zero-filled"][0])})
+            log(f"slice {rows[-1]['slice']} {accel}x: net {_fmt(rows[-1]['net'])}  CS {_fmt(rows[-1]['cs-wavelet'])}")
+    summary = {}
+    for accel in (4, 8):
+        r = [x for x in rows if x["accel"] == accel]
+        summary[f"{accel}x"] = {k: {m: float(np.mean([x[k][m] for x in r])) for m in ("psnr", "ssim")}
+                                for k in ("net", "cs-wavelet", "zero-filled")}
+    return {"time_limit_s": time_limit, "wall_s": wall, "steps": model.card["training"].get("total_steps"),
+            "train_slices": n_train, "test_slices": n_test, "size": n, "rows": rows, "mean": summary}
+
+
+def user_training_markdown(res: dict) -> str:
+    out = ["### recon train for a user", "",
+           f"`python benchmarks/run_nets.py --user-training {res['time_limit_s']:g}`: `recon train mri` on "
+           f"{res['train_slices']} slices (fastMRI files of 10, 8 coils, {res['size']}x{res['size']}, MNI152 T1) for "
+           f"{res['wall_s']:.0f} s wall ({res['steps']} steps), then {res['test_slices']} held-out slices; "
+           "mean PSNR dB / SSIM", "",
+           "| acceleration | zero-filled | best CS | trained net | net - CS |", "|---|---|---|---|---|"]
+    for a, m in res["mean"].items():
+        out.append(f"| {a} | {_fmt(m['zero-filled'])} | {_fmt(m['cs-wavelet'])} | {_fmt(m['net'])} | "
+                   f"{m['net']['psnr'] - m['cs-wavelet']['psnr']:+.2f} dB |")
+    return "\n".join(out) + "\n"
+
+
 # ---- speed -----------------------------------------------------------------------------------------
 
 _SPEED_CHILD = r"""
@@ -275,12 +359,15 @@ def main(argv=None):
     ap.add_argument("--quality", action="store_true")
     ap.add_argument("--speed", action="store_true")
     ap.add_argument("--quick", action="store_true", help="quality: one image; speed: tiny sizes (a smoke run)")
+    ap.add_argument("--user-training", type=float, metavar="SECONDS", default=None,
+                    help="train on a generated 50-slice folder for SECONDS, then compare with CS on held-out slices")
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--from-runs", metavar="DIR", help="quality of training runs DIR/NAME/NAME.safetensors "
-                    "(examples/train_shipped_weights.py) instead of the shipped weights; implies --no-write")
+                    "(examples/train_shipped_weights.py) instead of the shipped weights (shipped ones for names "
+                    "without a run); implies --no-write")
     a = ap.parse_args(argv)
-    if not (a.quality or a.speed):
-        ap.error("choose --quality and/or --speed")
+    if not (a.quality or a.speed or a.user_training):
+        ap.error("choose --quality, --speed and/or --user-training")
     RESULTS.mkdir(exist_ok=True)
     if a.quality:
         write = not (a.no_write or a.from_runs)
@@ -290,6 +377,12 @@ def main(argv=None):
         if write:
             (RESULTS / "nets_quality.json").write_text(json.dumps(res, indent=1, default=float) + "\n")
             replace_section(RESULTS / "cpu.md", md, "## Unrolled networks")
+    if a.user_training:
+        ut = user_training(a.user_training)
+        md = user_training_markdown(ut)
+        print(md)
+        if not a.no_write:
+            (RESULTS / "nets_user_training.json").write_text(json.dumps(ut, indent=1, default=float) + "\n")
     if a.speed:
         sp = speed(a.quick)
         if not a.no_write and not a.quick:

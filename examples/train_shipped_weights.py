@@ -3,6 +3,13 @@
     nice -n 10 python examples/train_shipped_weights.py modl-cartesian --time-limit 3000 --out runs/modl-cartesian
     python examples/train_shipped_weights.py modl-cartesian --out runs/modl-cartesian --install
 
+The shipped weights are the phase-1 recipes below (``RECIPES``). ``--phase2`` applies the phase-2
+changes (``PHASE2``: varied priors with the changed region weighted in the loss, a lower learning
+rate, 160x160 Cartesian crops, CT-like contrast for the CT model), meant to continue the shipped
+weights: ``--phase2 --init recon/data/weights/NAME`` (same architecture, fresh optimiser). The one
+phase-2 run so far (modl-cartesian, 80 steps in 35 min on a loaded machine) was not better on the
+held-out images and was not installed (docs/nets.md).
+
 Training (first form) writes OUT/model.safetensors + model.json (best validation checkpoint),
 OUT/log.csv, OUT/curves.png and a resumable checkpoint (``--resume`` continues a run). ``--install``
 copies the best weights and card into recon/data/weights/NAME.* (atomically) and adds the held-out
@@ -12,6 +19,7 @@ evaluation of recon.nets.evaluate to the card.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 
@@ -34,13 +42,26 @@ RECIPES = {
                     ct=CtTask(size=128, voxel_size=1.5, views=180, dose_range=(0.02, 0.3), mu_range=(0.02, 0.045))),
 }
 
+#: phase 2 (``--phase2``): changes to the recipes and to the loop, for continuing the shipped weights
+PHASE2 = {
+    "task": {"modl-cartesian": {"size": 160}, "lpd-fan": {"ct_like": 0.5}},
+    "loop": dict(varied_priors=True, changed_weight=2.0, lr=5e-4, lr_final=2e-5),
+}
+
 
 def config(name: str, out: str, time_limit: float | None, resume: bool, threads: int,
-           init: str | None = None) -> TrainConfig:
+           init: str | None = None, phase2: bool = False) -> TrainConfig:
     r = dict(RECIPES[name])
-    return TrainConfig(**r, data=DataConfig(prior=True), prior_dropout=0.3, out_dir=out, name=name, init_weights=init,
-                       epochs=1000, steps_per_epoch=100, val_samples=16, batch_size=2, lr=1e-3, lr_final=5e-5,
-                       time_limit=time_limit, seed=0, resume=resume, num_threads=threads, progress=False)
+    loop = dict(varied_priors=False, changed_weight=0.0, lr=1e-3, lr_final=5e-5)
+    if phase2:
+        loop.update(PHASE2["loop"])
+        key = "mri" if "mri" in r else "ct"
+        r[key] = dataclasses.replace(r[key], **PHASE2["task"].get(name, {}))
+    return TrainConfig(**r, data=DataConfig(prior=True, varied_priors=loop["varied_priors"]), prior_dropout=0.3,
+                       changed_weight=loop["changed_weight"], out_dir=out, name=name, init_weights=init,
+                       epochs=1000, steps_per_epoch=100, val_samples=16, batch_size=2, lr=loop["lr"],
+                       lr_final=loop["lr_final"], time_limit=time_limit, seed=0, resume=resume, num_threads=threads,
+                       progress=False)
 
 
 def install(name: str, out: str, note: str | None = None):
@@ -79,6 +100,7 @@ def main(argv=None):
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--init", help="start from these weights (same recipe)")
+    ap.add_argument("--phase2", action="store_true", help="apply the phase-2 changes (PHASE2)")
     ap.add_argument("--install", action="store_true", help="copy OUT's best weights into recon/data/weights")
     ap.add_argument("--note", help="with --install: a note on the training history for the card")
     a = ap.parse_args(argv)
@@ -86,7 +108,7 @@ def main(argv=None):
         install(a.name, a.out, a.note)
         return 0
     torch.set_num_threads(a.threads)
-    res = train(config(a.name, a.out, a.time_limit, a.resume, a.threads, a.init), log=lambda s: print(s, flush=True))
+    res = train(config(a.name, a.out, a.time_limit, a.resume, a.threads, a.init, a.phase2), log=lambda s: print(s, flush=True))
     print(res, flush=True)
     return 0
 

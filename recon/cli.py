@@ -22,10 +22,15 @@ SUBCOMMANDS = {
     "mri": "recon.mri.cli",
     "ct": "recon.ct.cli",
     "demo": "recon.demo",
+    "train": "recon.nets.cli",
     "bench": "recon.bench.cli",
     "serve": "recon.stream.server",
     "send": "recon.stream.client",
 }
+
+#: modules that provide a ``--method`` to the pipelines of a lower layer (dependency inversion:
+#: importing recon.nets registers ``net`` in recon.mri and recon.ct); imported only when used
+METHOD_PROVIDERS = {"net": "recon.nets"}
 
 
 def one_line(exc: BaseException) -> str:
@@ -55,6 +60,9 @@ def main(argv=None) -> int:
         parser.print_help(sys.stderr)
         return 2
     try:
+        provider = METHOD_PROVIDERS.get(getattr(args, "method", None))
+        if provider is not None:
+            importlib.import_module(provider)
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("recon: interrupted", file=sys.stderr)

@@ -164,7 +164,7 @@ def test_bad_files_give_one_error_line(fan_files, helical_folder, tmp_path, caps
         (["ct", str(bad_folder), "-o", "o.h5"], first),
         (["ct", str(d / "counts.npy"), "-o", "o.h5"], "needs a geometry file"),
         (["ct", str(d / "counts.npy"), "--geometry", str(tmp_path / "bad.json"), "-o", "o.h5"], "det_count"),
-        (["ct", "--sample", "htc2022", "-o", "o.h5", "--method", "net"], "not available yet"),
+        (["ct", "--sample", "htc2022", "-o", "o.h5", "--method", "net", "--weights", "nope"], "no weights 'nope'"),
         (["ct", "--sample", "htc2022", "-o", "o.h5", "--method", "piccs"], "needs --prior"),
         (["ct", "--sample", "htc2022", "-o", "o.h5", "--alpha", "2"], "alpha (--alpha)"),
         (["ct", "--sample", "htc2022", "-o", "o.txt"], "unknown extension"),

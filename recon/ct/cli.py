@@ -51,7 +51,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--method", choices=METHODS, default="fbp", help="reconstruction method (default fbp)")
     p.add_argument("--geometry", help="geometry file (JSON/YAML) of a plain sinogram file")
     p.add_argument("--blank", help="blank scan I0 of raw counts: a number or an array file (makes the data counts)")
-    p.add_argument("--prior", help="prior image for piccs: a DICOM CT series (folder or file), NIfTI or .npy")
+    p.add_argument("--prior", help="prior image for piccs or net: a DICOM CT series (folder or file), NIfTI or .npy")
     p.add_argument("--prior-units", choices=("HU", "mu"), default=None,
                    help="units of the prior (default: HU for DICOM, mu = 1/mm for NIfTI/.npy)")
     p.add_argument("--prior-voxel-size", type=float, nargs="+", default=None,
@@ -80,6 +80,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--window", choices=WINDOWS, default=None,
                    help="PNG window: soft-tissue, lung, bone (HU presets) or auto (percentiles); default "
                         "soft-tissue for DICOM-CT-PD data, auto otherwise")
+    net = p.add_argument_group("method net (learned primal-dual, docs/nets.md)")
+    net.add_argument("--weights", default=None, help="shipped weights name or a .safetensors path (default lpd-fan)")
+    net.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files (never an input)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings or summary")
     batch.add_arguments(p)
@@ -95,7 +98,7 @@ def config_from_args(args):
                        beta=args.beta, alpha=args.alpha, change_aware=not args.no_change_aware,
                        register=args.register, solver=args.solver, subsets=args.subsets,
                        image_size=args.image_size, voxel_size=args.voxel_size, z=args.z, helical=args.helical,
-                       quiet=args.quiet).validate()
+                       quiet=args.quiet, weights=args.weights, device=args.device).validate()
 
 
 # ---- output ----------------------------------------------------------------------------------------
@@ -248,8 +251,8 @@ def run_file(args) -> dict:
     config = config_from_args(args)
     if config.method == "piccs" and args.prior is None:
         raise ValueError("--method piccs needs --prior PRIOR")
-    if args.prior is not None and config.method != "piccs":
-        raise ValueError(f"--prior is used by --method piccs, not {config.method}")
+    if args.prior is not None and config.method not in ("piccs", "net"):
+        raise ValueError(f"--prior is used by --method piccs and net, not {config.method}")
 
     def _warn(message, category, filename, lineno, file=None, line=None):
         if not args.quiet:

@@ -21,8 +21,9 @@ counts); a DICOM-CT-PD projection series (a folder or a file; :mod:`recon.io.dic
 sample (:data:`recon.ct.data.SAMPLES`).
 
 Methods (``ReconConfig.method``): ``fbp`` (FBP; FDK for circular cone beams), ``fdk``, ``sirt``,
-``os-sart``, ``pwls-tv``, ``piccs`` (with a prior image) and ``net`` (the learned primal-dual of the
-networks issue: not available yet). Helical DICOM-CT-PD scans are rebinned to fan-beam slices
+``os-sart``, ``pwls-tv``, ``piccs`` (with a prior image) and ``net`` (a learned primal-dual network of
+``recon.nets``, optionally with a prior image; provided by ``recon.nets``, which registers it here with
+:func:`register_net` when imported, as the ``recon`` command does for ``--method net``). Helical DICOM-CT-PD scans are rebinned to fan-beam slices
 (:func:`recon.ct.rebin_ssrb`) and reconstructed slice by slice, or (``helical="cone"``, iterative
 methods) reconstructed as one volume in the scan's own cone-beam vector geometry
 (:meth:`recon.io.dicom_ct_pd.HelicalScan.to_geometry`), started from the rebinned FBP.
@@ -83,7 +84,9 @@ class ReconConfig:
     DICOM-CT-PD scans (default: 512 pixels over the scan's field of view) or a replacement of a
     geometry file's; ``z`` helical slice heights (scanner z, mm): a number, a sequence or
     ``"start:stop:step"`` (default: the fully covered part of the scan at the detector row spacing);
-    ``helical`` rebin | cone; ``quiet``/``progress`` (None: bars on a terminal).
+    ``helical`` rebin | cone; ``quiet``/``progress`` (None: bars on a terminal); method ``net``:
+    ``weights`` (a shipped name or a weights path; None: ``lpd-fan``), ``device`` (cpu | cuda[:i]),
+    ``batch_size`` (slices per network call).
     """
 
     method: str = "fbp"
@@ -102,10 +105,20 @@ class ReconConfig:
     helical: str = "rebin"
     quiet: bool = False
     progress: bool | None = None
+    weights: str | None = None
+    device: str = "cpu"
+    batch_size: int = 4
 
     def validate(self) -> ReconConfig:
         """Check every field (ValueError naming the field and its ``recon ct`` option); returns self."""
         _choice("method", self.method, METHODS)
+        if self.weights is not None and self.method != "net":
+            _bad("weights", f"is used by method net, not {self.method}")
+        if not (isinstance(self.device, str) and self.device.split(":")[0] in ("cpu", "cuda")):
+            _bad("device", f"must be cpu, cuda or cuda:N, got {self.device!r}")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, (int, np.integer)) \
+                or self.batch_size < 1:
+            _bad("batch_size", f"must be an integer >= 1, got {self.batch_size!r}")
         _choice("filter", str(self.filter).lower(), FILTERS)
         _choice("register", self.register, REGISTRATIONS)
         _choice("solver", self.solver, SOLVERS)
@@ -134,7 +147,7 @@ class ReconConfig:
 OPTION = {"method": "--method", "filter": "--filter", "cutoff": "--cutoff", "iters": "--iters", "beta": "--beta",
           "alpha": "--alpha", "register": "--register", "solver": "--solver", "subsets": "--subsets",
           "image_size": "--image-size", "voxel_size": "--voxel-size", "z": "--z", "helical": "--helical",
-          "change_aware": "--no-change-aware"}
+          "change_aware": "--no-change-aware", "weights": "--weights", "device": "--device"}
 
 
 def _bad(name, msg):
@@ -456,14 +469,27 @@ def _prior_on_grid(prior, first, vs3, direction, origin, config: ReconConfig):
     return img, covered, reg
 
 
-def _net_unavailable():
-    raise ValueError("method net (--method net): the learned primal-dual (recon.nets, issue #12) is not available "
-                     "yet in this build")
+_NET_RUNNER = None
+
+
+def register_net(runner):
+    """Install the runner of ``method='net'``: ``runner(units, config, priors) -> ([image], info)``
+    (``units`` with ``geometry``, ``sinogram``, ``weights``; ``priors`` registered prior images on the
+    units' grids or None; ``info`` the weights used, for the result's ``info``). Called by ``recon.nets`` when it is imported (the networks are a layer above)."""
+    global _NET_RUNNER
+    _NET_RUNNER = runner
+
+
+def _net_runner():
+    if _NET_RUNNER is None:
+        raise ValueError("method net (--method net) is provided by recon.nets: import recon.nets first "
+                         "(it needs torch and safetensors: pip install 'recon[nets]')")
+    return _NET_RUNNER
 
 
 def reconstruct(data: CTData, config: ReconConfig | None = None, *, prior=None) -> CTResult:
     """Reconstruct ``data`` (:func:`load`) by ``config`` (default ``ReconConfig()``: Hann FBP); ``prior``
-    (a :class:`recon.ct.PriorImage`, :func:`recon.ct.read_prior`) for ``piccs``. See the module
+    (a :class:`recon.ct.PriorImage`, :func:`recon.ct.read_prior`) for ``piccs`` and ``net``. See the module
     docstring and :class:`CTResult`."""
     from tqdm.auto import tqdm
 
@@ -472,12 +498,11 @@ def reconstruct(data: CTData, config: ReconConfig | None = None, *, prior=None) 
     config = replace(config or ReconConfig()).validate()
     if not isinstance(data, CTData):
         raise TypeError(f"data: expected a recon.ct.CTData (recon.ct.load), got {type(data).__name__}")
-    if config.method == "net":
-        _net_unavailable()
+    runner = _net_runner() if config.method == "net" else None
     if config.method == "piccs" and prior is None:
         raise ValueError("method piccs needs a prior image (--prior)")
-    if config.method != "piccs" and prior is not None:
-        raise ValueError(f"a prior image is used by piccs only, not by {config.method} (drop --prior)")
+    if config.method not in ("piccs", "net") and prior is not None:
+        raise ValueError(f"a prior image is used by piccs and net only, not by {config.method} (drop --prior)")
     t0 = time.perf_counter()
     show = config.progress if config.progress is not None else (
         not config.quiet and bool(getattr(sys.stderr, "isatty", lambda: False)()))
@@ -492,14 +517,23 @@ def reconstruct(data: CTData, config: ReconConfig | None = None, *, prior=None) 
         warnings.simplefilter("ignore", IncompleteCoverageWarning)  # reported once above
         prior_img = covered = reg = None
         firsts = None
-        if config.method == "piccs":
+        if prior is not None:
             firsts = [_first_image(u, config) for u in units]
             first = np.stack(firsts) if nd == 2 else firsts[0]
             prior_img, covered, reg = _prior_on_grid(prior, first, vs3, direction, origin, config)
             if reg is not None:
                 info["registration"] = reg.summary()
         images, hists, changes, alphas, changed = [], [], [], [], []
-        it = units if (len(units) == 1 or not show) else tqdm(units, desc="slices", leave=False)
+        if runner is not None:  # the network: all units at once (batched by the runner)
+            priors = None if prior_img is None else [prior_img[i] if nd == 2 else prior_img for i in range(len(units))]
+            if covered is not None and not covered.all():
+                warnings.warn(f"the prior covers {100 * float(np.mean(covered)):.0f} % of the grid; the network sees "
+                              "zeros as the prior elsewhere", stacklevel=2)
+            out, net_info = runner(units, config, priors)
+            images = [np.asarray(x, dtype=np.float32) for x in out]
+            info.update(net_info)
+        it = [] if runner is not None else units if (len(units) == 1 or not show) else tqdm(units, desc="slices",
+                                                                                             leave=False)
         for i, u in enumerate(it):
             pr = None if prior_img is None else (prior_img[i] if nd == 2 else prior_img)
             cov = None if covered is None else (covered[i] if nd == 2 else covered)

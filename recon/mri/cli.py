@@ -43,9 +43,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="output file, or a folder (then named after the input and method)")
     p.add_argument("--sample", choices=sorted(SAMPLES), help="use a bundled data set instead of INPUT (real, or the simulated 4D sample)")
     p.add_argument("--list-samples", action="store_true", help="list the bundled samples and exit")
-    p.add_argument("--method", choices=("zf", "sense", "cs", "xdgrasp"), default=None,
-                   help="zero-filled, CG-SENSE (default), or compressed sensing; with --dynamic respiratory: "
-                        "xdgrasp (default), sense or zf on the binned data")
+    p.add_argument("--method", choices=("zf", "sense", "cs", "net", "xdgrasp"), default=None,
+                   help="zero-filled, CG-SENSE (default), compressed sensing, or an unrolled network (recon.nets); "
+                        "with --dynamic respiratory: xdgrasp (default), sense or zf on the binned data")
     p.add_argument("--format", choices=FORMATS, default=None,
                    help="output format (default: from the output's extension, else h5)")
     p.add_argument("--regularizer", choices=("wavelet", "tv"), default="wavelet", help="CS regulariser (default wavelet)")
@@ -71,6 +71,14 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--center-fraction", type=float, default=None,
                    help="fully sampled centre fraction (default 0.08 for 4x, 0.04 for 8x: 0.32/accel)")
     p.add_argument("--seed", type=int, default=0, help="seed of the retrospective mask (default 0)")
+    net = p.add_argument_group("method net (unrolled networks, docs/nets.md)")
+    net.add_argument("--weights", default=None, help="shipped weights name or a .safetensors path "
+                     "(default modl-cartesian or modl-radial by the data's trajectory)")
+    net.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    p.add_argument("--prior", default=None,
+                   help="a previous, registered image of the same patient on the output grid (reconstruction HDF5, "
+                        "NIfTI, DICOM or .npy): an input of prior models (--method net) and the PICCS-like term of "
+                        "--dynamic")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files (never the input)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
     from .dynamic.command import add_arguments
@@ -92,7 +100,7 @@ def config_from_args(args):
                        iters=args.iters, maps=args.maps, calib_width=args.calib_width, crop=args.crop,
                        virtual_coils=args.virtual_coils, prewhiten=not args.no_prewhiten,
                        density_weights=not args.no_density_weights, nufft_tol=args.nufft_tol, slices=args.slices,
-                       retrospective=retro, quiet=args.quiet).validate()
+                       retrospective=retro, quiet=args.quiet, weights=args.weights, device=args.device).validate()
 
 
 # ---- output ---------------------------------------------------------------------------------------
@@ -226,7 +234,7 @@ def run_file(args) -> dict:
 
     from ..data import list_samples, path as sample_path
     from ..io import OutputSet, check_outputs, read_raw, write_png
-    from .pipeline import parse_slices, reconstruct
+    from .pipeline import parse_slices, read_prior, reconstruct
 
     if args.list_samples:
         print("\n".join(list_samples()))
@@ -258,9 +266,9 @@ def run_file(args) -> dict:
     parse_slices(config.slices, len(raw.slices))  # a bad --slices fails before anything is written or computed
     out_path, fmt, preview = _resolve_output(args, _stem(src))
     outputs = _planned_outputs(out_path, fmt, preview, args.retrospective_mask is not None)
-    check_outputs(outputs["files"], outputs["folders"], inputs=[src], overwrite=args.overwrite,
-                  hint="pass --overwrite to replace it")
-    res = reconstruct(raw, config)
+    check_outputs(outputs["files"], outputs["folders"], inputs=[src] + ([args.prior] if args.prior else []),
+                  overwrite=args.overwrite, hint="pass --overwrite to replace it")
+    res = reconstruct(raw, config, prior=None if args.prior is None else read_prior(args.prior))
     volume = np.asarray(res.volume, dtype=np.float32)
     elapsed = time.perf_counter() - t0
     if res.metrics is not None:

@@ -41,6 +41,10 @@ from .coils import host
 from .recon import METHODS, REGULARIZERS
 
 MAP_METHODS = ("espirit", "lowres", "walsh")
+#: the methods of :func:`reconstruct`: those of ``recon.mri.recon`` and ``net`` (an unrolled network,
+#: provided by ``recon.nets``: see :func:`register_net`)
+PIPELINE_METHODS = METHODS + ("net",)
+DEVICES = ("cpu", "cuda")
 MASK_TYPES = ("random", "equispaced", "equispaced_fraction")
 
 
@@ -71,6 +75,9 @@ class ReconConfig:
     ``density_weights`` (non-Cartesian weighted least squares); ``nufft_tol``; ``slices`` which units
     (None all, an int, a sequence of ints, or a string 'i', 'i,j', 'a:b'); ``retrospective`` a
     ``RetrospectiveMask``; ``progress`` (None: bars when stderr is a terminal and not ``quiet``).
+    Method ``net`` (an unrolled network, ``recon.nets``): ``weights`` a shipped name or a weights
+    path (None: ``modl-cartesian`` or ``modl-radial`` by the data's trajectory), ``device`` cpu |
+    cuda[:i], ``batch_size`` slices per network call.
     """
 
     method: str = "sense"
@@ -89,10 +96,19 @@ class ReconConfig:
     retrospective: RetrospectiveMask | None = None
     progress: bool | None = None
     quiet: bool = False
+    weights: str | None = None
+    device: str = "cpu"
+    batch_size: int = 4
 
     def validate(self) -> ReconConfig:
         """Raise ValueError (naming the field and its ``recon mri`` option) for a bad value; returns self."""
-        _choice("method", self.method, METHODS)
+        _choice("method", self.method, PIPELINE_METHODS)
+        if self.weights is not None and self.method != "net":
+            _bad("weights", f"is used by method net, not {self.method}")
+        if not (isinstance(self.device, str) and self.device.split(":")[0] in DEVICES):
+            _bad("device", f"must be cpu, cuda or cuda:N, got {self.device!r}")
+        if isinstance(self.batch_size, bool) or int(self.batch_size) != self.batch_size or self.batch_size < 1:
+            _bad("batch_size", f"must be an integer >= 1, got {self.batch_size}")
         _choice("regularizer", self.regularizer, REGULARIZERS)
         _choice("maps", self.maps, MAP_METHODS)
         if self.lam is not None and not (math.isfinite(self.lam) and self.lam >= 0):
@@ -119,7 +135,8 @@ class ReconConfig:
 OPTION = {"method": "--method", "regularizer": "--regularizer", "maps": "--maps", "lam": "--lam", "iters": "--iters",
           "calib_width": "--calib-width", "virtual_coils": "--virtual-coils", "crop": "--crop",
           "nufft_tol": "--nufft-tol", "slices": "--slices", "retrospective.kind": "--retrospective-mask",
-          "retrospective.accel": "--accel", "retrospective.center_fraction": "--center-fraction"}
+          "retrospective.accel": "--accel", "retrospective.center_fraction": "--center-fraction",
+          "weights": "--weights", "device": "--device", "prior": "--prior"}
 
 
 def _bad(name, msg, options=None):
@@ -210,11 +227,11 @@ def _times_power_of_two(x, e: int):
     return (x * float(2.0 ** a)) * float(2.0 ** (e - a))
 
 
-def reconstruct_unit(sl, config: ReconConfig, *, noise=None, noise_scale: float = 1.0, mask=None, maps=None):
-    """One unit (a ``recon.io.RawSlice``): prewhiten, compress, estimate maps, reconstruct.
-    Returns a :class:`recon.mri.recon.Recon` (image like ``sl.kspace``: numpy, or torch on its device)."""
+def _prepare_kspace(sl, config: ReconConfig, noise, noise_scale: float):
+    """A unit's k-space prewhitened, coil-compressed and brought near 1 by a power of two, and that
+    scale (the image is multiplied back by :func:`_scale_back`)."""
     from . import coils, noise as noise_mod
-    from .recon import data_scale, reconstruct as run_method
+    from .recon import data_scale
 
     k = sl.kspace
     if noise is not None and config.prewhiten:
@@ -226,12 +243,11 @@ def reconstruct_unit(sl, config: ReconConfig, *, noise=None, noise_scale: float 
     scale = data_scale(k)
     if scale != 1.0:
         k = _times_power_of_two(k, -math.frexp(scale)[1] + 1)
-    cw = config.calib_width or default_calib_width(tuple(k.shape), sl.coord is None, sl.im_shape)
-    extra = {"wave": config.wavelet} if config.method == "cs" and config.regularizer == "wavelet" else {}
-    r = run_method(k, config.method, coord=sl.coord, im_shape=sl.im_shape, mask=mask, maps=maps,
-                   map_method=config.maps, calib_width=cw, crop=config.crop, regularizer=config.regularizer,
-                   lam=config.lam, max_iter=config.iters, density_weights=config.density_weights,
-                   nufft_tol=config.nufft_tol, progress=False if config.quiet else config.progress, **extra)
+    return k, scale
+
+
+def _scale_back(r, scale: float):
+    """The :class:`recon.mri.recon.Recon` ``r`` of data scaled by :func:`_prepare_kspace`, in the data's scale."""
     if scale != 1.0:
         with np.errstate(over="ignore"):
             r.image = _times_power_of_two(r.image, math.frexp(scale)[1] - 1)
@@ -243,8 +259,145 @@ def reconstruct_unit(sl, config: ReconConfig, *, noise=None, noise_scale: float 
     return r
 
 
+def reconstruct_unit(sl, config: ReconConfig, *, noise=None, noise_scale: float = 1.0, mask=None, maps=None):
+    """One unit (a ``recon.io.RawSlice``): prewhiten, compress, estimate maps, reconstruct.
+    Returns a :class:`recon.mri.recon.Recon` (image like ``sl.kspace``: numpy, or torch on its device)."""
+    from .recon import reconstruct as run_method
+
+    if config.method == "net":
+        return reconstruct_units_net([sl], config, noise=noise, noise_scale=noise_scale, masks=[mask], maps=maps)[0]
+    k, scale = _prepare_kspace(sl, config, noise, noise_scale)
+    cw = config.calib_width or default_calib_width(tuple(k.shape), sl.coord is None, sl.im_shape)
+    extra = {"wave": config.wavelet} if config.method == "cs" and config.regularizer == "wavelet" else {}
+    r = run_method(k, config.method, coord=sl.coord, im_shape=sl.im_shape, mask=mask, maps=maps,
+                   map_method=config.maps, calib_width=cw, crop=config.crop, regularizer=config.regularizer,
+                   lam=config.lam, max_iter=config.iters, density_weights=config.density_weights,
+                   nufft_tol=config.nufft_tol, progress=False if config.quiet else config.progress, **extra)
+    return _scale_back(r, scale)
+
+
+# ---- the learned method ------------------------------------------------------------------------
+# The networks live in recon.nets, a layer above the pipelines (ARCHITECTURE.md): importing recon.nets
+# registers the runner of method 'net' here (the `recon` command imports it for --method net).
+
+_NET_RUNNER = None
+
+
+def register_net(runner):
+    """Install the runner of ``method='net'``: ``runner(items, config) -> [Recon]``, ``items`` dicts
+    with ``kspace``, ``coord``, ``im_shape``, ``mask``, ``maps``, ``prior`` (one per unit; the
+    runner batches them). Called by ``recon.nets`` when it is imported."""
+    global _NET_RUNNER
+    _NET_RUNNER = runner
+
+
+def reconstruct_units_net(units, config: ReconConfig, *, noise=None, noise_scale: float = 1.0, masks=None,
+                          maps=None, priors=None) -> list:
+    """Method ``net`` on several units at once (batched by the runner): each unit prewhitened and
+    compressed as for the other methods; ``masks``/``priors`` one per unit (or None)."""
+    if _NET_RUNNER is None:
+        raise ValueError("method net (--method net) is provided by recon.nets: import recon.nets first "
+                         "(it needs torch and safetensors: pip install 'recon[nets]')")
+    items, scales = [], []
+    for j, sl in enumerate(units):
+        k, scale = _prepare_kspace(sl, config, noise, noise_scale)
+        items.append({"kspace": k, "coord": sl.coord, "im_shape": tuple(sl.im_shape),
+                      "mask": None if masks is None else masks[j], "maps": maps,
+                      "prior": None if priors is None else priors[j]})
+        scales.append(scale)
+    return [_scale_back(r, s) for r, s in zip(_NET_RUNNER(items, config), scales)]
+
+
+def priors_for_units(prior, idx: list, n_units: int, im_shapes: list, crop) -> list:
+    """One prior image per selected unit from ``prior`` (a previous, registered magnitude image):
+    ``(y, x)`` for every unit, ``(n, y, x)`` with one slice per unit of the data or per selected unit;
+    each at the unit's image matrix, or at the cropped recon matrix ``crop`` (then zero-padded to the
+    unit's matrix, the inverse of :func:`centre_crop`)."""
+    p = np.abs(np.asarray(prior)).astype(np.float32)
+    if p.ndim == 2:
+        p = np.broadcast_to(p, (len(idx),) + p.shape)
+    elif p.ndim == 3 and p.shape[0] == n_units and len(idx) != n_units:
+        p = p[idx]
+    elif p.ndim != 3 or p.shape[0] != len(idx):
+        _bad("prior", f"expected one image (y, x) or one per slice ({n_units} or the {len(idx)} selected), "
+                      f"got shape {p.shape}")
+    out = []
+    for img, shape in zip(p, im_shapes):
+        shape = tuple(shape[-2:])
+        if img.shape == shape:
+            out.append(np.ascontiguousarray(img))
+        elif crop is not None and img.shape == tuple(crop) and all(c <= n for c, n in zip(crop, shape)):
+            full = np.zeros(shape, np.float32)
+            full[tuple(slice((n - m) // 2, (n - m) // 2 + m) for n, m in zip(shape, crop))] = img
+            out.append(full)
+        else:
+            _bad("prior", f"matrix {img.shape} matches neither the image matrix {shape}"
+                          + (f" nor the recon matrix {tuple(crop)}" if crop is not None else "")
+                          + ": register and resample it to the new scan first")
+    return out
+
+
+def read_prior(path) -> np.ndarray:
+    """A prior image file as float32 magnitudes ``(n, y, x)``: a reconstruction HDF5
+    (``reconstruction``, e.g. an earlier ``recon mri`` output, or fastMRI's ``reconstruction_rss``),
+    NIfTI, a DICOM series (folder or file) or ``.npy`` (no pickles)."""
+    import os
+
+    from ..io import read_dicom_series, read_nifti
+    from ..io.dicom import is_dicom
+    from ..io.files import check_input_file
+
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"prior (--prior): no such file or folder: {path}")
+    if is_dicom(path):
+        vol = read_dicom_series(path if os.path.isdir(path) else [path])[0]
+    else:
+        check_input_file(path)
+        with open(path, "rb") as f:
+            head = f.read(8)
+        if head.startswith(b"\x93NUMPY"):
+            try:
+                vol = np.load(path, allow_pickle=False)
+            except (ValueError, OSError, EOFError) as exc:
+                raise ValueError(f"{path}: not a readable .npy file: {exc}") from None
+        elif head.startswith(b"\x89HDF"):
+            vol = _read_h5_image(path)
+        elif path.lower().endswith((".nii", ".nii.gz")):
+            vol = read_nifti(path)[0]
+        else:
+            raise ValueError(f"prior (--prior) {path}: not a reconstruction HDF5, NIfTI, DICOM or .npy file")
+    vol = np.abs(np.asarray(vol))
+    if vol.ndim == 2:
+        vol = vol[None]
+    if vol.ndim != 3 or min(vol.shape[1:]) < 2 or not np.all(np.isfinite(vol)):
+        raise ValueError(f"prior (--prior) {path}: expected finite 2D images (n, y, x), got shape {vol.shape}")
+    return vol.astype(np.float32)
+
+
+def _read_h5_image(path):
+    import h5py
+
+    from ..io import FastMRIFormatError, read_fastmri_reconstruction
+
+    try:
+        return read_fastmri_reconstruction(path)
+    except FastMRIFormatError:
+        pass
+    try:
+        with h5py.File(path, "r") as hf:
+            for key in ("reconstruction_rss", "reconstruction_esc"):
+                if key in hf and isinstance(hf[key], h5py.Dataset) and hf[key].ndim in (2, 3):
+                    return np.asarray(hf[key][()])
+            keys = sorted(hf.keys())
+    except OSError as exc:
+        raise ValueError(f"{path}: not a readable HDF5 file: {exc}") from None
+    raise ValueError(f"prior (--prior) {path}: no 'reconstruction', 'reconstruction_rss' or 'reconstruction_esc' "
+                     f"image dataset (has {keys})")
+
+
 def reconstruct(data, config: ReconConfig | None = None, *, coord=None, mask=None, maps=None, im_shape=None,
-                noise=None, noise_scale: float = 1.0) -> ReconResult:
+                noise=None, noise_scale: float = 1.0, prior=None) -> ReconResult:
     """Reconstruct ``data`` by ``config`` (default ``ReconConfig()``: CG-SENSE).
 
     ``data``: a ``recon.io.RawData`` (every unit in ``raw.slices`` selected by ``config.slices``,
@@ -252,7 +405,8 @@ def reconstruct(data, config: ReconConfig | None = None, *, coord=None, mask=Non
     ``(coil, *im_shape)`` (``mask`` optional, default the non-zero pattern), or non-Cartesian
     ``(coil, *sample_shape)`` with ``coord`` ``(*sample_shape, d)`` in cycles/FOV and
     ``im_shape``. ``maps`` (coil sensitivities) skip the map estimation; ``noise`` ``(coil, n)``
-    prewhitens array input. See :class:`ReconResult`.
+    prewhitens array input. ``prior`` (method ``net`` with a prior model: a previous, registered
+    magnitude image, :func:`priors_for_units`). See :class:`ReconResult`.
     """
     from ..io.raw import RawData, RawSlice
 
@@ -285,8 +439,23 @@ def reconstruct(data, config: ReconConfig | None = None, *, coord=None, mask=Non
         not config.quiet and bool(getattr(sys.stderr, "isatty", lambda: False)()))
     from tqdm.auto import tqdm
 
+    if prior is not None and config.method != "net":
+        _bad("prior", f"is used by method net, not {config.method}")
     recons, images = [], []
-    for i in (idx if (len(idx) == 1 or not show) else tqdm(idx, desc="slices", leave=False)):
+    idx_loop = idx
+    if config.method == "net":  # all units at once: the runner batches them
+        sel, unit_masks = [units[i] for i in idx], []
+        for j, i in enumerate(idx):
+            m = masks.get(i, mask)
+            if i in masks:
+                m = param_like(m, sel[j].kspace)
+                sel[j] = RawSlice(cast_param(sel[j].kspace * m, np.complex64), None, sel[j].im_shape, sel[j].index)
+            unit_masks.append(m)
+        priors = None if prior is None else priors_for_units(prior, idx, len(units), [u.im_shape for u in sel], crop)
+        recons = reconstruct_units_net(sel, config, noise=noise, noise_scale=noise_scale, masks=unit_masks, maps=maps,
+                                       priors=priors)
+        images, idx_loop = [r.image for r in recons], []
+    for i in (idx_loop if (len(idx_loop) <= 1 or not show) else tqdm(idx_loop, desc="slices", leave=False)):
         sl = units[i]
         m = masks.get(i, mask)
         if i in masks:
@@ -348,4 +517,5 @@ def _retrospective(units, idx, crop, spec: RetrospectiveMask):
 
 
 __all__ = ["ReconConfig", "RetrospectiveMask", "ReconResult", "reconstruct", "reconstruct_unit", "parse_slices",
-           "centre_crop", "default_calib_width", "OPTION"]
+           "centre_crop", "default_calib_width", "OPTION", "PIPELINE_METHODS", "register_net", "reconstruct_units_net",
+           "priors_for_units", "read_prior"]

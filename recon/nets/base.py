@@ -32,6 +32,13 @@ def register(cls):
     return cls
 
 
+def architectures() -> dict:
+    """:data:`ARCHITECTURES` with every model module imported (each registers its classes)."""
+    from . import lpd, modl, varnet  # noqa: F401
+
+    return ARCHITECTURES
+
+
 class UnrolledNet(nn.Module):
     """Base of the models: ``model(data, params, prior=None)``; ``config`` is the model's config
     dataclass (saved in the model card); ``checkpointing=True`` recomputes each unrolled stage in

@@ -3,14 +3,16 @@ acquisitions, fresh for every sample and epoch.
 
 - MRI (:class:`MriTask`): a random smooth phase, smooth coil maps (radius, width, phase and
   orientation random; unit root-sum-of-squares), complex Gaussian noise, then a fastMRI mask
-  (``random`` or ``equispaced_fraction``, accelerations and centre fractions paired as fastMRI's)
+  (``random``, ``equispaced`` or ``equispaced_fraction``, accelerations and centre fractions paired
+  as fastMRI's) or a 2D variable-density Poisson-disc mask (``poisson``, sigpy's)
   or a golden-angle radial trajectory with a random rotation (``spokes_fraction`` of the Nyquist
   ``pi/2 N`` spokes, readouts of ``2 N`` samples, Pipe-Menon density weights) simulated by recon's
   NUFFT at 1e-6 accuracy.
 - CT (:class:`CtTask`): attenuation = image times a random maximum (1/mm), projected at twice the
   resolution (a finer image grid under the same detector, so the model never sees its own
   projector's exact data), Poisson counts with electronic noise at a random incident flux ``I0``
-  (log-uniform between ``dose_range`` times ``full_dose``), post-log data and PWLS weights.
+  (log-uniform between ``dose_range`` times ``full_dose``), post-log data and PWLS weights; a
+  fraction ``ct_like`` of the images first mapped to CT's histogram (:func:`recon.nets.sources.ct_like`).
 
 :class:`SimulatedDataset` is a ``torch.utils.data.Dataset`` of such samples (numpy arrays, collated by
 torch's default collate); ``set_epoch(e)`` draws new samples for every epoch; item ``i`` of epoch
@@ -39,7 +41,7 @@ class MriTask:
     coils: int = 8
     accelerations: tuple = (4, 8)
     center_fractions: tuple = (0.08, 0.04)
-    mask: str = "random"                 # fastMRI mask type: 'random' | 'equispaced_fraction'
+    mask: str = "random"                 # 'random' | 'equispaced' | 'equispaced_fraction' (fastMRI) | 'poisson' (2D)
     spokes_fraction: float = 0.125       # radial: spokes / (pi/2 N)
     noise: tuple = (0.0, 0.03)           # k-space noise std relative to the coil images' rms
     phase: float = 0.5                   # smooth phase amplitude, times pi
@@ -63,6 +65,7 @@ class CtTask:
     dose_range: tuple = (0.03, 0.3)      # training doses, fraction of full_dose (log-uniform)
     electronic_noise: float = 5.0        # photons (std)
     mu_range: tuple = (0.015, 0.03)      # maximum attenuation of an image, 1/mm
+    ct_like: float = 0.0                 # fraction of images mapped to CT's histogram (sources.ct_like)
 
     def geometry(self, upsample: int = 1):
         from ..geometry import FanBeam2D
@@ -121,6 +124,24 @@ def cartesian_mask(task: MriTask, rng, n: int) -> np.ndarray:
     return np.asarray(mask, dtype=np.float32).reshape(1, n)
 
 
+def poisson_mask(n: int, accel: float, rng, calib: int = 16) -> np.ndarray:
+    """A 2D variable-density Poisson-disc mask ``(n, n)`` float32 of about ``1/accel`` of k-space
+    with a fully sampled ``calib x calib`` centre (sigpy.mri.poisson)."""
+    try:
+        from sigpy.mri import poisson
+    except ImportError:
+        raise ImportError("--mask poisson needs sigpy (pip install sigpy)") from None
+    m = poisson((n, n), accel, calib=(calib, calib), dtype=np.float32, seed=int(rng.integers(2 ** 31)))
+    return np.abs(m).astype(np.float32)
+
+
+def sample_mask(task, rng, n: int) -> np.ndarray:
+    """A Cartesian mask of the task: fastMRI columns ``(1, n)`` or Poisson-disc ``(n, n)``."""
+    if task.mask == "poisson":
+        return poisson_mask(n, float(rng.choice(list(task.accelerations))), rng)
+    return cartesian_mask(task, rng, n)
+
+
 @functools.lru_cache(maxsize=8)
 def _radial_base(spokes: int, n: int):
     from ..mri.dcf import pipe_menon_dcf
@@ -156,7 +177,7 @@ def simulate_mri(task: MriTask, target: np.ndarray, rng, *, maps=None) -> dict:
 
         k = fft2c(maps * x)
         k = k + sigma * (rng.standard_normal(k.shape) + 1j * rng.standard_normal(k.shape)) / np.sqrt(2)
-        mask = cartesian_mask(task, rng, n)
+        mask = sample_mask(task, rng, n)
         out.update(kspace=(k * mask).astype(np.complex64), mask=mask)
     elif task.trajectory == "noncartesian":
         coord, w = radial_trajectory(task, rng, n)
@@ -201,7 +222,8 @@ class DataConfig:
 
     sources: dict = field(default_factory=lambda: {"mni": 0.6, "ellipses": 0.25, "shepp": 0.15})
     prior: bool = False                 # make (target, prior) pairs (recon.nets.sources.prior_pair)
-    folder: str | None = None           # the 'folder' source: a folder of .npy/.dcm/.nii(.gz) images
+    varied_priors: bool = True          # 1-3 lesions, subtle ones, larger warps (prior_pair(varied=True))
+    folder: str | None = None           # the 'folder' source (.npy/.dcm/.nii(.gz) images) or 'raw' (raw files)
 
 
 class SimulatedDataset(torch.utils.data.Dataset):
@@ -231,11 +253,15 @@ class SimulatedDataset(torch.utils.data.Dataset):
         rng = np.random.default_rng([self.seed, 1 if self.split == "val" else 0, self.epoch, int(i)])
         name = self.names[int(rng.choice(len(self.names), p=self.probs))]
         n = self.task.size
+        if name == "raw":
+            return self._raw_item(rng)
         img = src.augment(src.base_image(name, self.split, int(rng.integers(1 << 30)), rng, n, self.data.folder),
                           rng, n)
+        if isinstance(self.task, CtTask) and self.task.ct_like > 0 and rng.uniform() < self.task.ct_like:
+            img = src.ct_like(img, rng)
         prior = changed = None
         if self.data.prior:
-            img, prior, changed = src.prior_pair(img, rng)
+            img, prior, changed = src.prior_pair(img, rng, varied=self.data.varied_priors)
         if isinstance(self.task, MriTask):
             out = simulate_mri(self.task, img, rng)
             if prior is not None:
@@ -245,6 +271,17 @@ class SimulatedDataset(torch.utils.data.Dataset):
         if changed is not None:
             out["changed"] = changed
         return out
+
+    def _raw_item(self, rng) -> dict:
+        from .rawdata import raw_sample, raw_slices
+
+        if not isinstance(self.task, MriTask):
+            raise ValueError("the 'raw' source (multi-coil raw data) trains MRI models only")
+        sl = raw_slices(self.data.folder, self.split)
+        if not sl:
+            raise ValueError(f"no 2D Cartesian raw slices in the {self.split} split of {self.data.folder!r}")
+        path, unit = sl[int(rng.integers(1 << 30)) % len(sl)]
+        return raw_sample(self.task, path, unit, rng, prior=self.data.prior, varied=self.data.varied_priors)
 
     def counts(self) -> dict:
         """Source names with the number of distinct images in this split (None: generated)."""

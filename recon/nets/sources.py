@@ -11,15 +11,24 @@ that share no image:
   half of them, a bright shell (skull-like); validation from a disjoint seed range.
 - ``shepp``: recon's Shepp-Logan head (:func:`fastmri_data.phantom`, slices of its 3D variant).
 - ``folder``: a user's own images: every ``.npy`` (2D, or 3D as slices along the first axis),
-  ``.dcm`` and ``.nii``/``.nii.gz`` file (slices along the last axis) in a folder, magnitudes;
-  slices sorted by file and index, every 5th slice is validation.
+  ``.dcm`` and ``.nii``/``.nii.gz`` file (slices along the last axis) in a folder; DICOM values
+  rescaled (slope/intercept); images in Hounsfield units (minimum below -500) become attenuation
+  relative to water, ``max(0, 1 + HU/1000)``, others magnitudes; slices sorted by file and index,
+  every 5th slice is validation.
+- ``raw``: fully sampled multi-coil raw data (fastMRI, ISMRMRD) in a folder: not an image source
+  but real k-space, see :mod:`recon.nets.rawdata` (MRI only).
 
 Augmentations (:func:`augment`): flips, rotation, zoom, gamma, a smooth multiplicative bias field,
 random crop/pad to the training size. MRI adds a random smooth phase (in the simulator).
 
 Priors (:func:`prior_pair`): a target and a prior that differ the way a previous scan differs: a
 lesion present in only one of them (added or removed), a small smooth deformation and a shift of
-the prior, a slight global intensity change; the mask of the changed region comes with them.
+the prior, a slight global intensity change; the mask of the changed region comes with them
+(``varied=True``, used in training: 1-3 lesions, subtle ones too, larger deformations, a smooth
+intensity difference).
+
+CT-like contrast (:func:`ct_like`): any source image mapped to CT's histogram (soft tissue near
+water with small contrast, bone, air) for the CT models.
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ import functools
 import numpy as np
 from scipy import ndimage
 
-SOURCES = ("mni", "ellipses", "shepp", "folder")
+SOURCES = ("mni", "ellipses", "shepp", "folder", "raw")
 FOLDER_SUFFIXES = (".npy", ".dcm", ".nii", ".nii.gz")
 
 
@@ -95,6 +104,13 @@ def mni_slices(split: str = "train") -> list[tuple[str, int]]:
     return out
 
 
+def mni_t1(plane: str, index: int) -> np.ndarray:
+    """The MNI152 T1 template's slice (``'axial'`` z or ``'coronal'`` y ``index``), anterior up, max 1."""
+    t1 = _mni_volumes()[0]
+    img = t1[:, :, index] if plane == "axial" else t1[:, index, :]
+    return np.rot90(img).astype(np.float32)
+
+
 def _mni_image(plane: str, index: int, rng) -> np.ndarray:
     t1, gm, wm, csf = _mni_volumes()
     take = (lambda v: v[:, :, index]) if plane == "axial" else (lambda v: v[:, index, :])
@@ -141,21 +157,34 @@ def _shepp_image(rng, n: int) -> np.ndarray:
 @functools.lru_cache(maxsize=64)
 def _read_volume(path: str) -> np.ndarray:
     """A file of the ``folder`` source as slices ``(S, y, x)`` float32 magnitudes."""
-    if path.endswith(".npy"):
-        a = np.load(path)
-        a = a[None] if a.ndim == 2 else a
-    elif path.endswith(".dcm"):
-        import pydicom
+    try:
+        if path.endswith(".npy"):
+            a = np.load(path, allow_pickle=False)
+            a = a[None] if a.ndim == 2 else a
+        elif path.endswith(".dcm"):
+            import pydicom
 
-        a = pydicom.dcmread(path).pixel_array
-        a = a[None] if a.ndim == 2 else a
-    else:
-        import nibabel as nib
+            d = pydicom.dcmread(path)
+            slope, intercept = getattr(d, "RescaleSlope", 1) or 1, getattr(d, "RescaleIntercept", 0) or 0
+            a = d.pixel_array * float(slope) + float(intercept)
+            a = a[None] if a.ndim == 2 else a
+        else:
+            import nibabel as nib
 
-        a = np.asarray(nib.load(path).get_fdata())
-        a = np.moveaxis(a[..., None] if a.ndim == 2 else a, -1, 0)
+            a = np.asarray(nib.load(path).get_fdata())
+            a = np.moveaxis(a[..., None] if a.ndim == 2 else a, -1, 0)
+    except Exception as exc:  # noqa: BLE001 - numpy, pydicom and nibabel raise many types for bad files
+        raise ValueError(f"{path}: not a readable image file ({type(exc).__name__}: {exc})") from None
     if a.ndim != 3 or min(a.shape[1:]) < 8:
         raise ValueError(f"{path}: expected 2D images or a stack of them (at least 8x8), got shape {a.shape}")
+    a = np.asarray(a)
+    if not np.isrealobj(a):
+        a = np.abs(a)
+    a = a.astype(np.float64)
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{path}: contains NaN or Inf")
+    if a.min() < -500:  # Hounsfield units: attenuation relative to water
+        return np.clip(1 + a / 1000, 0, None).astype(np.float32)
     return np.abs(a).astype(np.float32)
 
 
@@ -196,6 +225,10 @@ def base_image(source: str, split: str, index: int, rng, n: int, folder: str | N
 
 def source_size(source: str, split: str, folder: str | None = None) -> int | None:
     """Number of distinct images of a split (None: generated, unlimited)."""
+    if source == "raw":
+        from .rawdata import raw_slices
+
+        return len(raw_slices(folder, split))
     if source == "folder":
         return len(folder_slices(folder, split))
     return len(mni_slices(split)) if source == "mni" else None
@@ -268,23 +301,80 @@ def _warp(img: np.ndarray, rng, max_disp: float, max_shift: float) -> np.ndarray
     return ndimage.map_coordinates(img, [yy + dy, xx + dx], order=1, mode="constant").astype(np.float32)
 
 
-def prior_pair(img: np.ndarray, rng, *, max_disp: float = 1.5, max_shift: float = 2.0, kind: str | None = None):
+def _add_lesion(img: np.ndarray, rng, support: np.ndarray, amp_range=(0.25, 0.6)):
+    """``(img with a lesion, its region)``: a smooth blob of contrast +-``amp_range`` of the image maximum."""
+    blob, region = _lesion(rng, img.shape, support)
+    amp = rng.choice([-1, 1]) * rng.uniform(*amp_range)
+    return np.clip(img + amp * blob * float(img.max()), 0, None).astype(np.float32), region
+
+
+LESION_KINDS = ("new", "removed", "both")
+
+
+def prior_pair(img: np.ndarray, rng, *, max_disp: float = 1.5, max_shift: float = 2.0, kind: str | None = None,
+               varied: bool = False):
     """``(target, prior, changed)`` from an augmented image: a lesion (contrast +-0.25 to 0.6 of
     the image maximum) only in the target (new), only in the prior (removed) or in both (unchanged
     anatomy), the prior deformed (smooth displacement up to ``max_disp`` px) and shifted (up to
     ``max_shift`` px) and its intensity scaled by 0.9-1.1; ``changed`` marks the lesion region
-    that differs (all False when the lesion is in both). ``kind`` forces 'new', 'removed' or 'both'."""
+    that differs (all False when the lesion is in both). ``kind`` forces 'new', 'removed' or 'both'.
+
+    ``varied`` (training): 1 to 3 lesions, each new, removed or in both (new ones more often, and
+    subtle ones too: contrast 0.1-0.6), a displacement up to ``2 max_disp`` and a smooth intensity
+    difference between prior and target (+-10 %): priors that differ from the target where it matters."""
     support = img > 0.2 * float(img.max())
-    blob, region = _lesion(rng, img.shape, support)
-    amp = rng.choice([-1, 1]) * rng.uniform(0.25, 0.6)
-    kinds = ("new", "removed", "both")
-    if kind is None:
-        kind = kinds[int(rng.choice(3, p=[0.4, 0.3, 0.3]))]
-    elif kind not in kinds:
-        raise ValueError(f"kind must be one of {kinds}, got {kind!r}")
-    lesioned = np.clip(img + amp * blob * float(img.max()), 0, None).astype(np.float32)
-    target = lesioned if kind in ("new", "both") else img
-    prior = lesioned if kind in ("removed", "both") else img
-    prior = _warp(prior, rng, max_disp, max_shift) * rng.uniform(0.9, 1.1)
-    changed = region if kind != "both" else np.zeros_like(region)
+    if kind is not None and kind not in LESION_KINDS:
+        raise ValueError(f"kind must be one of {LESION_KINDS}, got {kind!r}")
+    if not varied or kind is not None:
+        lesioned, region = _add_lesion(img, rng, support)
+        if kind is None:
+            kind = LESION_KINDS[int(rng.choice(3, p=[0.4, 0.3, 0.3]))]
+        target = lesioned if kind in ("new", "both") else img
+        prior = lesioned if kind in ("removed", "both") else img
+        prior = _warp(prior, rng, max_disp, max_shift) * rng.uniform(0.9, 1.1)
+        changed = region if kind != "both" else np.zeros_like(region)
+        return target.astype(np.float32), prior.astype(np.float32), changed
+    target, prior = img.copy(), img.copy()
+    changed = np.zeros(img.shape, dtype=bool)
+    for _ in range(int(rng.integers(1, 4))):
+        k = LESION_KINDS[int(rng.choice(3, p=[0.5, 0.3, 0.2]))]
+        blob, region = _lesion(rng, img.shape, support)
+        amp = rng.choice([-1, 1]) * rng.uniform(0.1, 0.6) * float(img.max())
+        if k in ("new", "both"):
+            target = np.clip(target + amp * blob, 0, None)
+        if k in ("removed", "both"):
+            prior = np.clip(prior + amp * blob, 0, None)
+        if k != "both":
+            changed |= region
+    prior = _warp(prior, rng, rng.uniform(0, 2 * max_disp), max_shift)
+    n = img.shape[0]
+    yy, xx = np.meshgrid(np.linspace(-1, 1, n), np.linspace(-1, 1, img.shape[1]), indexing="ij")
+    c = rng.normal(0, 0.05, 3)
+    prior = prior * rng.uniform(0.9, 1.1) * np.exp(c[0] * xx + c[1] * yy + c[2] * xx * yy)
     return target.astype(np.float32), prior.astype(np.float32), changed
+
+
+# ---- CT-like contrast ------------------------------------------------------------------------------
+
+def ct_like(img: np.ndarray, rng) -> np.ndarray:
+    """An image with CT's histogram from any source image (max 1 in, max 1 out): most of the body
+    near one soft-tissue level (water), its structure as small contrast around it (+-5 to 25 %),
+    the brightest few per cent as bone (1.3-2.2 x water), optional air pockets inside the body,
+    air outside. Real CT slices look like this; the MRI-like sources have far more contrast."""
+    support = ndimage.binary_fill_holes(img > rng.uniform(0.05, 0.2) * float(img.max()))
+    out = np.zeros_like(img, dtype=np.float32)
+    if not support.any():
+        return out
+    v = img[support]
+    med = float(np.median(v))
+    spread = max(float(np.percentile(v, 95) - np.percentile(v, 5)), 1e-6)
+    soft = 1.0 + rng.uniform(0.05, 0.25) * (img - med) / spread
+    bone_thr = np.percentile(v, 100 - rng.uniform(2, 10))
+    bone = support & (img >= bone_thr)
+    soft = np.where(bone, rng.uniform(1.3, 2.2) * (0.85 + 0.15 * img / max(float(v.max()), 1e-6)), soft)
+    if rng.uniform() < 0.3:  # air pockets (bowel gas, airways): the darkest part of the body
+        air = support & (img <= np.percentile(v, rng.uniform(1, 8)))
+        soft = np.where(ndimage.binary_opening(air), rng.uniform(0.0, 0.3), soft)
+    out[support] = np.clip(soft[support], 0, None)
+    out = ndimage.gaussian_filter(out, rng.uniform(0.3, 0.8))
+    return (out / max(float(out.max()), 1e-12)).astype(np.float32)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .base import ARCHITECTURES
+from .base import architectures
 from .simulate import CtTask, DataConfig, MriTask, SimulatedDataset
 from .weights import _atomic, make_card, save
 
@@ -43,8 +43,10 @@ class TrainConfig:
     ct: CtTask = field(default_factory=CtTask)
     data: DataConfig = field(default_factory=DataConfig)
     prior_dropout: float = 0.3          # fraction of batches trained without their prior
+    changed_weight: float = 2.0         # prior models: extra loss weight of the changed region (loss_fn)
     out_dir: str = "train_out"
     name: str = "model"
+    run_prefix: str = ""                # prefix of the run files in out_dir (log.csv, curves.png, checkpoint.*)
     epochs: int = 10
     steps_per_epoch: int = 100
     val_samples: int = 16
@@ -64,6 +66,18 @@ class TrainConfig:
         return self.mri if self.task == "mri" else self.ct
 
 
+def run_files(cfg: TrainConfig) -> dict:
+    """The files a run writes: ``weights`` (+ its card ``.json``), ``log``, ``curves``, ``checkpoint``
+    (``.safetensors`` + ``.json``)."""
+    def path(name):
+        return os.path.join(cfg.out_dir, cfg.run_prefix + name)
+
+    return {"weights": os.path.join(cfg.out_dir, cfg.name + ".safetensors"),
+            "card": os.path.join(cfg.out_dir, cfg.name + ".json"), "log": path("log.csv"),
+            "curves": path("curves.png"), "checkpoint": path("checkpoint.safetensors"),
+            "checkpoint_meta": path("checkpoint.json")}
+
+
 def _check(cfg: TrainConfig):
     if cfg.task not in MODELS_FOR:
         raise ValueError(f"task must be 'mri' or 'ct', got {cfg.task!r}")
@@ -72,6 +86,8 @@ def _check(cfg: TrainConfig):
     for name in ("epochs", "steps_per_epoch", "val_samples", "batch_size"):
         if int(getattr(cfg, name)) < 1:
             raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
+    if not (np.isfinite(cfg.changed_weight) and cfg.changed_weight >= 0):
+        raise ValueError(f"changed_weight must be a finite number >= 0, got {cfg.changed_weight}")
     if not 0 <= cfg.prior_dropout <= 1:
         raise ValueError(f"prior_dropout must lie in [0, 1], got {cfg.prior_dropout}")
     if cfg.time_limit is not None and not cfg.time_limit > 0:
@@ -79,7 +95,7 @@ def _check(cfg: TrainConfig):
 
 
 def build_model(cfg: TrainConfig):
-    cls = ARCHITECTURES[cfg.model]
+    cls = architectures()[cfg.model]
     kw = dict(cfg.model_config)
     kw["prior"] = cfg.data.prior
     if cfg.task == "mri":
@@ -90,7 +106,7 @@ def build_model(cfg: TrainConfig):
 # ---- batches --------------------------------------------------------------------------------------
 
 def batch_inputs(cfg: TrainConfig, batch: dict, device, *, with_prior: bool = True):
-    """``(data, params, prior, target)`` of a collated batch."""
+    """``(data, params, prior, target)`` of a collated batch (and ``changed`` below)."""
     to = (lambda a: a.to(device)) if device != "cpu" else (lambda a: a)
     if cfg.task == "mri":
         params = {"maps": to(batch["maps"])}
@@ -107,11 +123,18 @@ def batch_inputs(cfg: TrainConfig, batch: dict, device, *, with_prior: bool = Tr
     return data, params, prior, to(batch["image"])
 
 
-def loss_fn(out, target):
-    """Mean absolute error relative to the mean magnitude of each target (scale-free)."""
+def loss_fn(out, target, changed=None, changed_weight: float = 0.0):
+    """Mean absolute error relative to the mean magnitude of each target (scale-free); with a
+    ``changed`` mask ``(B, *im)`` (the region where the prior differs from the target) plus
+    ``changed_weight`` times the mean absolute error inside that region, relative to the same mean:
+    a small changed region then weighs like the whole image, so copying the prior there costs."""
     B = target.shape[0]
-    err = (out - target).abs().reshape(B, -1).mean(1)
+    e = (out - target).abs().reshape(B, -1)
     ref = target.abs().reshape(B, -1).mean(1).clamp_min(1e-12)
+    err = e.mean(1)
+    if changed is not None and changed_weight > 0:
+        m = changed.reshape(B, -1).to(e.dtype)
+        err = err + changed_weight * (e * m).sum(1) / m.sum(1).clamp_min(1.0)
     return (err / ref).mean()
 
 
@@ -266,8 +289,9 @@ def train(cfg: TrainConfig, log=print) -> dict:
     model.checkpointing = bool(cfg.checkpointing)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     total_steps = cfg.epochs * cfg.steps_per_epoch
-    base = os.path.join(cfg.out_dir, "checkpoint")
-    log_path = os.path.join(cfg.out_dir, "log.csv")
+    files = run_files(cfg)
+    base = files["checkpoint"][: -len(".safetensors")]
+    log_path = files["log"]
     state = {"epoch": 0, "step": 0, "elapsed": 0.0, "best": -np.inf, "best_metrics": {}}
     if cfg.init_weights and not (cfg.resume and os.path.exists(base + ".json")):
         from .weights import load
@@ -315,7 +339,8 @@ def train(cfg: TrainConfig, log=print) -> dict:
                 g["lr"] = lr
             with_prior = cfg.data.prior and rng.uniform() >= cfg.prior_dropout
             data, params, prior, target = batch_inputs(cfg, batch, device, with_prior=with_prior)
-            loss = loss_fn(net(data, params, prior), target)
+            changed = batch["changed"].to(device) if (with_prior and "changed" in batch) else None
+            loss = loss_fn(net(data, params, prior), target, changed, cfg.changed_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -340,9 +365,13 @@ def train(cfg: TrainConfig, log=print) -> dict:
                 row["val_psnr_noprior"] = m0["psnr"]
                 metrics["psnr_noprior"], metrics["ssim_noprior"] = m0["psnr"], m0["ssim"]
                 score = 0.5 * (metrics["psnr"] + m0["psnr"])
+                if "psnr_changed" in metrics and "psnr_changed" in m0:
+                    # selection also penalises copying the prior: a changed region worse with the prior
+                    metrics["psnr_changed_noprior"] = m0["psnr_changed"]
+                    score += min(0.0, metrics["psnr_changed"] - m0["psnr_changed"])
             with open(log_path, "a", newline="") as f:
                 csv.writer(f).writerow([row[k] for k in LOG_FIELDS])
-            _plot(log_path, os.path.join(cfg.out_dir, "curves.png"))
+            _plot(log_path, files["curves"])
             log(f"epoch {state['epoch']} step {state['step']} {state['elapsed']:.0f} s: train {row['train_loss']:.4f} "
                 f"val {metrics['loss']:.4f} PSNR {metrics['psnr']:.2f} SSIM {metrics['ssim']:.4f}"
                 + (f" (no prior {metrics['psnr_noprior']:.2f})" if cfg.data.prior else ""))
@@ -375,6 +404,8 @@ def _rewrite_card(path: str, card: dict):
 
 
 SOURCE_NOTES = {"mni": "nilearn MNI152 2009 template (T1, GM/WM/CSF mixes), axial + coronal slices",
+                "raw": "fully sampled multi-coil raw data (fastMRI/ISMRMRD) in DataConfig.folder, "
+                       "undersampled on the fly (recon.nets.rawdata)",
                 "ellipses": "random textured ellipses (recon.ct.random_ellipses)",
                 "shepp": "Shepp-Logan head (fastmri_data.phantom) with texture",
                 "folder": "the user's images in DataConfig.folder"}
@@ -394,6 +425,10 @@ def _card(cfg: TrainConfig, model, train_set, val_set, state) -> dict:
         "samples_seen": state["step"] * cfg.batch_size, "steps": state["step"], "epoch": state["epoch"],
         "time_s": round(state["elapsed"], 1), "batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed,
         "prior": cfg.data.prior, "prior_dropout": cfg.prior_dropout if cfg.data.prior else None,
+        "varied_priors": cfg.data.varied_priors if cfg.data.prior else None,
+        "changed_weight": cfg.changed_weight if cfg.data.prior else None,
+        "lr_final": cfg.lr_final, "selection": "best validation PSNR (prior models: mean with and without prior, "
+                                               "minus any loss in the changed region with the prior)",
         "machine": f"{platform.machine()} {platform.processor() or ''} {torch.get_num_threads()} thread(s), "
                    f"{cfg.device}".strip(),
         "torch": torch.__version__, "init_weights": cfg.init_weights,

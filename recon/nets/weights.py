@@ -26,7 +26,7 @@ import tempfile
 from importlib import resources
 
 from .. import __version__
-from .base import ARCHITECTURES
+from .base import architectures
 
 FORMAT = "recon-nets-card"
 FORMAT_VERSION = 1
@@ -151,9 +151,10 @@ def read_card(path) -> dict:
 def build(card: dict, where: str = "card"):
     """An untrained model of the card's architecture and config."""
     arch = card.get("architecture")
-    if arch not in ARCHITECTURES:
-        raise ValueError(f"{where}: unknown architecture {arch!r} (known: {sorted(ARCHITECTURES)})")
-    cls = ARCHITECTURES[arch]
+    known = architectures()
+    if arch not in known:
+        raise ValueError(f"{where}: unknown architecture {arch!r} (known: {sorted(known)})")
+    cls = known[arch]
     cfg = card.get("config")
     if not isinstance(cfg, dict):
         raise ValueError(f"{where}: 'config' must be an object")

@@ -17,7 +17,8 @@ import sys
 import time
 
 #: static-only options that make no sense with --dynamic (attribute, option)
-_STATIC_ONLY = (("lam", "--lam"), ("slices", "--slices"), ("retrospective_mask", "--retrospective-mask"))
+_STATIC_ONLY = (("lam", "--lam"), ("slices", "--slices"), ("retrospective_mask", "--retrospective-mask"),
+                ("weights", "--weights"))
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -41,8 +42,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lam-s", type=float, default=xdgrasp.DEFAULT_LAM_S,
                    help=f"XD-GRASP spatial TV weight, relative (default {xdgrasp.DEFAULT_LAM_S})")
     g.add_argument("--solver", choices=xdgrasp.SOLVERS, default="admm", help="XD-GRASP solver (default admm)")
-    g.add_argument("--prior", default=None,
-                   help="prior image (NIfTI, HDF5 'reconstruction', .npy) on the output grid, registered: PICCS-like term")
     g.add_argument("--prior-weight", type=float, default=0.5, help="weight alpha of the prior term in [0, 1] (default 0.5)")
 
 
