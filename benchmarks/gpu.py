@@ -12,7 +12,7 @@ benchmarks/results/<gpu-name>.md and .png. ``recon bench --device cuda`` runs th
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import _recon_path  # noqa: E402,F401  (recon: the installed package, else this checkout)
 
 from recon.bench.nufft_gpu import main  # noqa: E402
 

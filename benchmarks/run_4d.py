@@ -44,7 +44,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-sys.path.insert(0, str(HERE.parent))
+import _recon_path  # noqa: E402,F401  (recon: the installed package, else this checkout)
 
 N_BINS = 6
 DIAPHRAGM_SLICES = slice(4, 10)     # the sample's z slices holding the right hemidiaphragm and the lesion

@@ -57,7 +57,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-sys.path.insert(0, str(HERE.parent))
+import _recon_path  # noqa: E402,F401  (recon: the installed package, else this checkout)
 
 from recon.bench.ct_projectors import (  # noqa: E402,F401  (the cases and runners: one home, shared with recon bench)
     SD,

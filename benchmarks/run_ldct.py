@@ -55,7 +55,6 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -63,7 +62,7 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+import _recon_path  # noqa: E402,F401  (recon: the installed package, else this checkout)
 
 from recon.bench.ct_recon import (  # noqa: E402,F401  (cases, methods, metrics: one home, shared with recon bench)
     DOSES,

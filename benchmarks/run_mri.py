@@ -47,7 +47,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-sys.path.insert(0, str(HERE.parent))
+import _recon_path  # noqa: E402,F401  (recon: the installed package, else this checkout)
 
 from recon.bench.mri import (  # noqa: E402,F401  (the cases and runners: one home, shared with recon bench)
     CS_ITERS,

@@ -47,7 +47,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-sys.path.insert(0, str(HERE.parent))
+import _recon_path  # noqa: E402,F401  (recon: the installed package, else this checkout)
 
 from recon.bench.report import replace_section  # noqa: E402
 

@@ -47,8 +47,10 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-ROOT = HERE.parent
-sys.path.insert(0, str(ROOT))
+import _recon_path  # noqa: E402,F401  (recon: the installed package, else this checkout)
+import recon  # noqa: E402
+
+ROOT = Path(recon.__file__).resolve().parents[1]  # the recon the server subprocess must import too
 
 TITLE = "## Streaming"
 
@@ -63,7 +65,7 @@ class Server:
         env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
         self.proc = subprocess.Popen([sys.executable, "-m", "recon.cli", "serve", "--port", "0", "--spool", str(spool),
                                       "--max-connections", str(max_connections)], env=env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True)
+                                     stderr=subprocess.STDOUT, text=True, cwd=str(spool))
         for line in self.proc.stdout:
             if "listening on" in line:
                 self.port = int(line.split("listening on ")[1].split()[0].rsplit(":", 1)[1])

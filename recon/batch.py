@@ -480,6 +480,10 @@ def plan_jobs(args, spec: CliSpec, inputs, outdir) -> list[Job]:
             owner[key] = path
         files += outs_files
         folders += outs_folders
+        if not any(os.path.lexists(out) for out in list(outs_files) + list(outs_folders)):
+            # none of its outputs exists now, so any found later are this batch's own: a task Dask
+            # reruns after losing the worker that had already committed them replaces them
+            one.overwrite = True
         jobs.append(Job(path, tuple(outs_files) + tuple(outs_folders), one))
     check_outputs(files, folders, inputs=_input_files(inputs) + list(spec.shared_inputs(args)), overwrite=True)
     return jobs

@@ -264,6 +264,26 @@ def test_killed_worker_is_replaced(data, cluster, tmp_path):
         c.wait_for_workers(2, timeout=120)
 
 
+def test_a_rerun_task_replaces_only_its_own_outputs(data, tmp_path):
+    """Dask reruns a task whose worker died after committing its outputs (the race behind "Couldn't
+    gather ... rescheduling"): the rerun replaces them, since they did not exist when the batch was
+    planned; an output that existed before the batch still needs --overwrite."""
+    from recon.batch import plan_jobs
+    from recon.cli import build_parser
+    from recon.mri.cli import BATCH
+
+    scans = [os.path.join(data, "scans", n) for n in ("scan0.h5", "scan1.h5")]
+    out = tmp_path / "out"
+    out.mkdir()
+    args = build_parser().parse_args(["mri"] + scans + ["-o", str(out) + "/", "--iters", "2", "-q"])
+    (out / "scan1_sense.png").write_bytes(b"not ours")  # there before the batch
+    jobs = plan_jobs(args, BATCH, scans, str(out) + "/")
+    first = [execute(BATCH.run_file, job) for job in jobs]
+    assert [r.status for r in first] == ["ok", "failed"] and "exists" in first[1].error
+    assert execute(BATCH.run_file, jobs[0]).status == "ok"  # the rerun of a lost task
+    assert (out / "scan1_sense.png").read_bytes() == b"not ours"
+
+
 # ---- interrupted runs --------------------------------------------------------------------------------
 
 def _complete_outputs(folder):

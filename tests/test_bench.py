@@ -40,7 +40,7 @@ def report(tmp_path_factory):
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     r = subprocess.run([sys.executable, "-m", "recon.cli", "bench", "--scale", "tiny", "--parts", ",".join(RUN),
                         "--peers", "finufft,astra,sigpy", "--threads", "1", "-o", str(out)],
-                       env=env, capture_output=True, text=True, timeout=600)
+                       env=env, capture_output=True, text=True, timeout=600, cwd=str(out.parent))
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == f"wrote {out / 'report.md'}"
     return out, (out / "report.md").read_text(), json.loads((out / "results.json").read_text())
@@ -155,7 +155,7 @@ def test_benchmark_runners_are_thin_wrappers():
     not copies) and keep their command lines."""
     code = """
 import sys
-sys.path.insert(0, "benchmarks")
+sys.path.insert(0, %r)
 import nufft_peers, run_ct, run_ldct, run_mri, gpu
 import recon.bench.nufft as N, recon.bench.ct_projectors as P, recon.bench.ct_recon as C, recon.bench.mri as M
 import recon.bench.nufft_gpu as G
@@ -172,6 +172,7 @@ for m in (run_ct, run_ldct, run_mri, gpu):
         assert e.code == 0, m
 print("ok")
 """
-    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                       env=dict(os.environ, PYTHONPATH=ROOT))
+    benchmarks = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
+    r = subprocess.run([sys.executable, "-c", code % benchmarks], cwd=os.path.dirname(os.path.abspath(__file__)),
+                       capture_output=True, text=True, timeout=120, env=dict(os.environ, PYTHONPATH=ROOT))
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr
