@@ -45,6 +45,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 import _recon_path  # noqa: E402,F401  (recon: the installed package, else this checkout)
+from recon.bench.report import replace_section  # noqa: E402
 
 N_BINS = 6
 DIAPHRAGM_SLICES = slice(4, 10)     # the sample's z slices holding the right hemidiaphragm and the lesion
@@ -205,7 +206,6 @@ def main(argv=None):
     ap.add_argument("--no-write", action="store_true", help="print only")
     a = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "2")
-    from run_mri import write_section
 
     t_start = time.perf_counter()
     s = sample_case(a.iters)
@@ -216,7 +216,7 @@ def main(argv=None):
     print(md)
     if not a.no_write:
         RESULTS.mkdir(exist_ok=True)
-        write_section(RESULTS / "cpu.md", md, title="## 4D MRI")
+        replace_section(RESULTS / "cpu.md", md, "## 4D MRI")
         (RESULTS / "4d_cpu.json").write_text(json.dumps({"sample": s, "timing": t, "quick": a.quick}, indent=1,
                                                         default=float))
         print(f"wrote {RESULTS / 'cpu.md'} and {RESULTS / '4d_cpu.json'}")

@@ -48,6 +48,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 import _recon_path  # noqa: E402,F401  (recon: the installed package, else this checkout)
+from recon.bench.report import replace_section  # noqa: E402
 import recon  # noqa: E402
 
 ROOT = Path(recon.__file__).resolve().parents[1]  # the recon the server subprocess must import too
@@ -65,7 +66,7 @@ class Server:
         env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
         self.proc = subprocess.Popen([sys.executable, "-m", "recon.cli", "serve", "--port", "0", "--spool", str(spool),
                                       "--max-connections", str(max_connections)], env=env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True, cwd=str(spool))
+                                     stderr=subprocess.STDOUT, text=True, cwd=os.path.dirname(str(spool)))
         for line in self.proc.stdout:
             if "listening on" in line:
                 self.port = int(line.split("listening on ")[1].split()[0].rsplit(":", 1)[1])
@@ -285,10 +286,8 @@ def main(argv=None):
     print()
     print(md)
     if not args.no_write:
-        from run_mri import write_section
-
         RESULTS.mkdir(exist_ok=True)
-        write_section(RESULTS / "cpu.md", md, title=TITLE)
+        replace_section(RESULTS / "cpu.md", md, TITLE)
         (RESULTS / "stream_cpu.json").write_text(json.dumps({"meta": meta, "results": rows}, indent=1))
         print(f"wrote {RESULTS / 'cpu.md'} and {RESULTS / 'stream_cpu.json'}")
     return rows
