@@ -1,4 +1,5 @@
-"""``recon bench`` (recon.bench): one run at the ``tiny`` scale (shared by the module) writes a report
+"""``recon bench`` (recon.bench): one ``recon bench --quick`` run (shared by the module; the command CI
+must run in under 2 minutes, here with one peer per part and one thread) writes a report
 whose structure and numbers are checked (machine, one section per part, tables, plots, results.json
 with positive times and finite errors for recon and the peers); a part that is missing is skipped with
 its reason and one that raises fails alone; usage errors are one line; the runners in benchmarks/ are
@@ -34,11 +35,11 @@ def _installed(name):
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    """``recon bench --scale tiny`` over every part that exists (and ``stream``, which does not yet) with
+    """``recon bench --quick`` over every part that exists (and ``stream``, which does not yet) with
     one peer per part, in a subprocess with one thread: (report folder, report.md text, results.json)."""
     out = tmp_path_factory.mktemp("bench") / "report"
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    r = subprocess.run([sys.executable, "-m", "recon.cli", "bench", "--scale", "tiny", "--parts", ",".join(RUN),
+    r = subprocess.run([sys.executable, "-m", "recon.cli", "bench", "--quick", "--parts", ",".join(RUN),
                         "--peers", "finufft,astra,sigpy", "--threads", "1", "-o", str(out)],
                        env=env, capture_output=True, text=True, timeout=600, cwd=str(out.parent))
     assert r.returncode == 0, r.stderr
@@ -53,7 +54,7 @@ def test_report_has_the_machine_and_every_part(report):
     assert f"numpy {__import__('numpy').__version__}" in md and f"recon {recon.__version__}" in md
     m = res["machine"]
     assert m["cores"] >= 1 and m["usable_cores"] >= 1 and m["cpu"] and m["versions"]["recon"] == recon.__version__
-    assert res["scale"] == "tiny" and res["device"] == "cpu"
+    assert res["scale"] == "quick" and res["device"] == "cpu"
     assert [p["key"] for p in res["parts"]] == RUN
     for p in res["parts"]:
         assert f"## {p['title']}" in md
