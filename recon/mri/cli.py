@@ -207,14 +207,6 @@ def run(args) -> int:
     return batch.run_cli(args, BATCH)
 
 
-def _stem(src: str) -> str:
-    stem = os.path.basename(src)
-    for suf in (".h5", ".hdf5", ".mrd"):
-        if stem.lower().endswith(suf):
-            stem = stem[: -len(suf)]
-    return stem
-
-
 def planned_outputs(args) -> tuple[list, list]:
     """(files, folders) that :func:`run_file` writes for ``args`` (one input)."""
     if args.dynamic is not None:
