@@ -235,17 +235,11 @@ def bench(ctx):
 
     from . import Section
     from .ct_projectors import make_geometry, make_phantom
-    from .report import table
+    from .report import importable, table
 
     divisors = ctx.pick((8,), (8, 4), (4, 2, 1))
     sirt_iters, pwls_iters = ctx.pick(10, 30, 100), ctx.pick(5, 20, None)
-    astra_ok = False
-    if ctx.wants("astra"):
-        try:
-            import astra  # noqa: F401
-            astra_ok = True
-        except ImportError:
-            pass
+    astra_ok = ctx.wants("astra") and importable("astra")
     sec = Section("ct", "CT reconstruction", size_label="image side n (pixels; n^2 image, ~1.4 n views)",
                   accuracy_label="PSNR (dB) against the phantom", accuracy_log=False)
     rows, lines = [], []

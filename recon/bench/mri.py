@@ -217,18 +217,14 @@ def bench(ctx):
     installed), with the same ESPIRiT maps and iterations; PSNR against the fully sampled truth, each
     library at its best weight of :data:`QUICK_LAMBDAS` (all its weights in the accuracy plot)."""
     from . import Section
-    from .report import table
+    from .report import importable, table
 
     sizes = ctx.pick((64,), (128, 256), (128, 256, 320))
     bart = Bart(ctx.threads)
     libs = ["recon"]
     missing = []
     if ctx.wants("sigpy"):
-        try:
-            import sigpy  # noqa: F401
-            libs.append("sigpy")
-        except ImportError:
-            missing.append("sigpy")
+        (libs if importable("sigpy") else missing).append("sigpy")
     if ctx.wants("bart"):
         (libs if bart.available else missing).append("bart")
     grid = {lib: {m: v[:1] for m, v in QUICK_LAMBDAS[lib].items()} for lib in libs} if ctx.scale == "tiny" else \

@@ -30,11 +30,14 @@ code apart from numpy's FFT.
 
 from __future__ import annotations
 
+import importlib
 import math
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from .report import importable
 
 #: 2D golden angle for full-diameter spokes: pi * (sqrt(5) - 1) / 2 = 111.246 deg.
 GOLDEN_ANGLE = math.pi * (math.sqrt(5.0) - 1.0) / 2.0
@@ -156,17 +159,19 @@ class Adapter:
     target error, the first whose measured error on a small proxy problem is below the target."""
 
     name = "?"
+    #: the Python package behind the adapter (what must import, and whose ``__version__`` is reported)
+    package = "?"
     params: list = []
 
     def __init__(self, nthreads: int):
         self.nthreads = nthreads
 
-    @staticmethod
-    def available() -> bool:
-        return True
+    @classmethod
+    def available(cls) -> bool:
+        return importable(cls.package)
 
     def version(self) -> str:
-        return "?"
+        return importlib.import_module(self.package).__version__
 
     def describe(self, param) -> str:
         return str(param)
@@ -180,15 +185,12 @@ class Adapter:
 
 class Recon(Adapter):
     name = "recon"
+    package = "recon"
     # recon is calibrated like every peer (equal MEASURED accuracy): its tol is a guarantee, met with
     # a margin (measured errors are typically 5-10x below tol), so at a given target the cheapest tol
     # whose measured error is below the target is larger than the target. Default input checks stay on.
     params = [("complex64", e) for e in (1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5, 3e-6, 1e-6)]
 
-    def version(self):
-        import recon
-
-        return recon.__version__
 
     def describe(self, param):
         return f"tol={param[1]:g} {param[0]}"
@@ -208,22 +210,10 @@ class Recon(Adapter):
 
 class Finufft(Adapter):
     name = "finufft"
+    package = "finufft"
     params = [("complex64", e) for e in (1e-2, 3e-3, 1e-3, 3e-4)] + \
              [("complex64", e) for e in (1e-4, 3e-5, 1e-5, 3e-6, 1e-6)] + \
              [("complex128", e) for e in (1e-6, 3e-7, 1e-7)]
-
-    @staticmethod
-    def available():
-        try:
-            import finufft  # noqa: F401
-        except ImportError:
-            return False
-        return True
-
-    def version(self):
-        import finufft
-
-        return finufft.__version__
 
     def describe(self, param):
         return f"eps={param[1]:g} {param[0]}"
@@ -249,21 +239,9 @@ class Finufft(Adapter):
 
 class Ducc(Adapter):
     name = "ducc0"
+    package = "ducc0"
     params = [("complex64", e) for e in (1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5, 3e-6, 1.01e-6)] + \
              [("complex128", e) for e in (1e-6, 3e-7, 1e-7)]
-
-    @staticmethod
-    def available():
-        try:
-            import ducc0  # noqa: F401
-        except ImportError:
-            return False
-        return True
-
-    def version(self):
-        import ducc0
-
-        return ducc0.__version__
 
     def describe(self, param):
         return f"epsilon={param[1]:g} {param[0]}"
@@ -292,23 +270,11 @@ class Ducc(Adapter):
 
 class Sigpy(Adapter):
     name = "sigpy"
+    package = "sigpy"
     # (dtype, oversamp, width): sigpy's default is (1.25, 4)
     params = [("complex64", 1.25, 4), ("complex64", 2.0, 3), ("complex64", 2.0, 4), ("complex64", 2.0, 5),
               ("complex64", 2.0, 6), ("complex64", 2.0, 7), ("complex64", 2.0, 8),
               ("complex128", 2.0, 8), ("complex128", 2.0, 10)]
-
-    @staticmethod
-    def available():
-        try:
-            import sigpy  # noqa: F401
-        except ImportError:
-            return False
-        return True
-
-    def version(self):
-        import sigpy
-
-        return sigpy.__version__
 
     def describe(self, param):
         return f"oversamp={param[1]:g} width={param[2]} {param[0]}"
@@ -329,23 +295,11 @@ class Sigpy(Adapter):
 
 class TorchKbNufft(Adapter):
     name = "torchkbnufft"
+    package = "torchkbnufft"
     # (dtype, numpoints, table_oversamp), grid 2N; default (complex64, 6, 2**10)
     params = [("complex64", 4, 2**10), ("complex64", 5, 2**10), ("complex64", 6, 2**10),
               ("complex64", 7, 2**12), ("complex64", 8, 2**14), ("complex64", 8, 2**16),
               ("complex128", 8, 2**16), ("complex128", 10, 2**18)]
-
-    @staticmethod
-    def available():
-        try:
-            import torchkbnufft  # noqa: F401
-        except ImportError:
-            return False
-        return True
-
-    def version(self):
-        import torchkbnufft
-
-        return torchkbnufft.__version__
 
     def describe(self, param):
         return f"numpoints={param[1]} table_oversamp=2^{int(math.log2(param[2]))} {param[0]}"

@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from .nufft import golden_angle_radial_2d, golden_means_radial_3d
+from .report import importable
 
 
 # ---- trajectories (cycles per FOV, last axis ordered like the image axes): recon.bench.nufft's, flattened ---
@@ -203,13 +204,7 @@ class Cufinufft:
 
     @staticmethod
     def available(lib):
-        if lib.name == "numpy":
-            return False
-        try:
-            import cufinufft  # noqa: F401
-        except ImportError:
-            return False
-        return True
+        return lib.name != "numpy" and importable("cufinufft")
 
     def setting(self, target):
         return f"eps={target:g}"
@@ -240,13 +235,7 @@ class TorchKbNufft:
 
     @staticmethod
     def available(lib):
-        if lib.name != "torch":
-            return False
-        try:
-            import torchkbnufft  # noqa: F401
-        except ImportError:
-            return False
-        return True
+        return lib.name == "torch" and importable("torchkbnufft")
 
     def setting(self, target):
         npts, tos = self.SETTINGS.get(target, (6, 2**10))

@@ -70,6 +70,15 @@ def _gpu_name() -> str:
     return "none"
 
 
+def importable(package: str) -> bool:
+    """True when ``package`` imports (a peer that is installed but fails to import is not available)."""
+    try:
+        importlib.import_module(package)
+    except ImportError:
+        return False
+    return True
+
+
 def _version(name: str) -> str | None:
     try:
         mod = importlib.import_module(name)
