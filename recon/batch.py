@@ -31,6 +31,7 @@ on the others by Dask (``distributed.scheduler.allowed-failures``, default 3, th
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import functools
@@ -367,6 +368,24 @@ class CliSpec:
     shared_inputs: Callable = lambda args: []
 
 
+@contextlib.contextmanager
+def one_line_warnings(quiet: bool):
+    """While one input runs from the command line: each warning as one ``recon: warning: ...`` line on
+    stderr (none with ``quiet``); the previous ``warnings.showwarning`` comes back afterwards."""
+    import warnings
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if not quiet:
+            print(f"recon: warning: {str(message).splitlines()[0]}", file=sys.stderr)
+
+    shown = warnings.showwarning
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = shown
+
+
 def add_arguments(parser) -> None:
     """The batch options of a subcommand (--workers, --scheduler, --skip-existing, --summary)."""
     g = parser.add_argument_group("many inputs (several files, folders or globs; docs/batch.md)")
@@ -499,6 +518,6 @@ def _input_files(inputs) -> list[str]:
     return out
 
 
-__all__ = ["CliSpec", "Job", "Record", "add_arguments", "available_cores", "complete", "execute", "expand_inputs",
+__all__ = ["CliSpec", "Job", "Record", "add_arguments", "one_line_warnings", "available_cores", "complete", "execute", "expand_inputs",
            "is_batch", "local_cluster", "plan_jobs", "read_summary", "run_cli", "run_jobs", "share_cores",
            "write_summary"]

@@ -386,3 +386,24 @@ def test_records_are_plain_data():
 
     rec = Record("f", "ok", 1.5, "sense", "o.h5", {"psnr": 30.0}, "", "local")
     assert pickle.loads(pickle.dumps(rec)) == rec
+
+
+def test_one_line_warnings_show_one_line_and_restore(capsys, tmp_path):
+    """The command line's warnings: one line each (none with -q), and ``warnings.showwarning`` is
+    restored afterwards, also after an error and after a whole ``recon mri`` / ``recon ct`` run in this
+    process (recon mri used to leave its own in place)."""
+    import warnings
+
+    from recon.batch import one_line_warnings
+
+    before = warnings.showwarning
+    with one_line_warnings(False):
+        warnings.warn("first line\nsecond line")
+    assert capsys.readouterr().err == "recon: warning: first line\n"
+    with pytest.raises(ValueError), one_line_warnings(True):
+        warnings.warn("hidden")
+        raise ValueError("boom")
+    assert capsys.readouterr().err == "" and warnings.showwarning is before
+    assert main(["mri", "--sample", "brain-poisson", "-o", str(tmp_path) + "/", "--method", "zf", "-q"]) == 0
+    assert main(["ct", "--sample", "htc2022", "-o", str(tmp_path) + "/", "--method", "fbp", "-q"]) == 0
+    assert warnings.showwarning is before

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 
 import numpy as np
@@ -235,8 +234,6 @@ def run(args) -> int:
 
 def run_file(args) -> dict:
     """One input (or ``--sample``): read, reconstruct, write; returns the output."""
-    import warnings
-
     from .data import list_samples
 
     if args.list_samples:
@@ -253,17 +250,8 @@ def run_file(args) -> dict:
         raise ValueError("--method piccs needs --prior PRIOR")
     if args.prior is not None and config.method not in ("piccs", "net"):
         raise ValueError(f"--prior is used by --method piccs and net, not {config.method}")
-
-    def _warn(message, category, filename, lineno, file=None, line=None):
-        if not args.quiet:
-            print(f"recon: warning: {str(message).splitlines()[0]}", file=sys.stderr)
-
-    shown = warnings.showwarning
-    warnings.showwarning = _warn
-    try:
+    with batch.one_line_warnings(args.quiet):
         return _run(args, config)
-    finally:
-        warnings.showwarning = shown
 
 
 def _stem(args) -> str:

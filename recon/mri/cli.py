@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 
 import numpy as np
@@ -27,6 +26,8 @@ import numpy as np
 from .. import batch
 
 FORMATS = ("h5", "nifti", "dicom", "png")
+#: --method when none is given without --dynamic (with it: recon.mri.dynamic's xdgrasp)
+STATIC_DEFAULT_METHOD = "sense"
 _EXT = {"h5": ".h5", "nifti": ".nii.gz", "dicom": "", "png": ".png"}
 
 
@@ -96,8 +97,9 @@ def config_from_args(args):
     retro = None
     if args.retrospective_mask is not None:
         retro = RetrospectiveMask(args.retrospective_mask, args.accel, args.center_fraction, args.seed)
-    return ReconConfig(method=args.method or "sense", regularizer=args.regularizer, wavelet=args.wavelet, lam=args.lam,
-                       iters=args.iters, maps=args.maps, calib_width=args.calib_width, crop=args.crop,
+    return ReconConfig(method=args.method or STATIC_DEFAULT_METHOD, regularizer=args.regularizer,
+                       wavelet=args.wavelet, lam=args.lam, iters=args.iters, maps=args.maps,
+                       calib_width=args.calib_width, crop=args.crop,
                        virtual_coils=args.virtual_coils, prewhiten=not args.no_prewhiten,
                        density_weights=not args.no_density_weights, nufft_tol=args.nufft_tol, slices=args.slices,
                        retrospective=retro, quiet=args.quiet, weights=args.weights, device=args.device).validate()
@@ -214,7 +216,7 @@ def planned_outputs(args) -> tuple[list, list]:
 
         outs = dynamic_outputs(args, _stem(args.input))
         return outs["files"], outs["folders"]
-    static = argparse.Namespace(**{**vars(args), "method": args.method or "sense"})  # run_file's default
+    static = argparse.Namespace(**{**vars(args), "method": args.method or STATIC_DEFAULT_METHOD})
     out_path, fmt, preview = _resolve_output(static, _stem(args.input))
     outs = _planned_outputs(out_path, fmt, preview, args.retrospective_mask is not None)
     return outs["files"], outs["folders"]
@@ -222,11 +224,7 @@ def planned_outputs(args) -> tuple[list, list]:
 
 def run_file(args) -> dict:
     """One input (or ``--sample``): read, reconstruct, write; returns the output and metrics."""
-    import warnings
-
     from ..data import list_samples, path as sample_path
-    from ..io import OutputSet, check_outputs, read_raw, write_png
-    from .pipeline import parse_slices, read_prior, reconstruct
 
     if args.list_samples:
         print("\n".join(list_samples()))
@@ -241,18 +239,21 @@ def run_file(args) -> dict:
 
         return run_dynamic(args, src, _stem(src))
     if args.method is None:
-        args.method = "sense"
+        args.method = STATIC_DEFAULT_METHOD
     if args.method == "xdgrasp":
         raise ValueError("--method xdgrasp needs --dynamic respiratory (motion-resolved data)")
     if args.output is None and args.retrospective_mask is None:
         raise ValueError("give -o OUTPUT (a file or a folder)")
     config = config_from_args(args)
+    with batch.one_line_warnings(args.quiet):
+        return _run_static(args, src, config)
 
-    def _warn(message, category, filename, lineno, file=None, line=None):
-        if not args.quiet:
-            print(f"recon: warning: {str(message).splitlines()[0]}", file=sys.stderr)
 
-    warnings.showwarning = _warn
+def _run_static(args, src: str, config) -> dict:
+    """The static (per slice) reconstruction of :func:`run_file`."""
+    from ..io import OutputSet, check_outputs, read_raw, write_png
+    from .pipeline import parse_slices, read_prior, reconstruct
+
     t0 = time.perf_counter()
     raw = read_raw(src)
     parse_slices(config.slices, len(raw.slices))  # a bad --slices fails before anything is written or computed
