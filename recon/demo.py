@@ -166,17 +166,22 @@ def nufft_part(out: str, quick: bool, log) -> None:
     log(f"[nufft] wrote {path} (phantom | gridding | CG | 4x error of CG)")
 
 
-def mri_part(out: str, quick: bool, log) -> None:
+def _recon_command(tag: str, args: list, dest: str, log, what: str = "") -> None:
+    """Run ``recon ARGS`` (the command line, in this process), logged under ``[tag]`` with its time."""
     from .cli import main as cli_main
 
-    dest = os.path.join(out, "mri")
-    args = ["mri", "--sample", "cardiac-radial", "-o", dest, "--method", "cs", "--format", "png", "--overwrite"]
-    log(f"[mri] recon {' '.join(args)}")
+    log(f"[{tag}] recon {' '.join(args)}")
     t0 = time.perf_counter()
     rc = cli_main(args)
     if rc != 0:
-        raise RuntimeError(f"recon mri exited with {rc}")
-    log(f"[mri] done in {time.perf_counter() - t0:.1f} s -> {dest}")
+        raise RuntimeError(f"[{tag}] recon {args[0]} exited with {rc}")
+    log(f"[{tag}] done in {time.perf_counter() - t0:.1f} s -> {dest}{what}")
+
+
+def mri_part(out: str, quick: bool, log) -> None:
+    dest = os.path.join(out, "mri")
+    _recon_command("mri", ["mri", "--sample", "cardiac-radial", "-o", dest, "--method", "cs", "--format", "png",
+                           "--overwrite"], dest, log)
 
 
 def ct_part(out: str, quick: bool, log) -> None:
@@ -189,17 +194,10 @@ def ct_part(out: str, quick: bool, log) -> None:
 
 
 def dynamic_part(out: str, quick: bool, log) -> None:
-    from .cli import main as cli_main
-
     dest = os.path.join(out, "4d")
-    args = ["mri", "--sample", "abdomen-4d-sos", "--dynamic", "respiratory", "--bins", "6", "-o", dest + os.sep,
-            "--overwrite"] + (["--iters", "10"] if quick else [])
-    log(f"[4d] recon {' '.join(args)}")
-    t0 = time.perf_counter()
-    rc = cli_main(args)
-    if rc != 0:
-        raise RuntimeError(f"recon mri --dynamic exited with {rc}")
-    log(f"[4d] done in {time.perf_counter() - t0:.1f} s -> {dest} (GIF of the respiratory states, strip, signal plot)")
+    _recon_command("4d", ["mri", "--sample", "abdomen-4d-sos", "--dynamic", "respiratory", "--bins", "6", "-o",
+                          dest + os.sep, "--overwrite"] + (["--iters", "10"] if quick else []), dest, log,
+                   " (GIF of the respiratory states, strip, signal plot)")
 
 
 PARTS = {"nufft": nufft_part, "mri": mri_part, "ct": ct_part, "4d": dynamic_part}
