@@ -98,31 +98,15 @@ def read_slice(path: str, unit: int) -> np.ndarray:
     return np.asarray(k, dtype=np.complex64)
 
 
-def _fit(x: np.ndarray, n: int) -> np.ndarray:
-    """Centre crop / zero-pad the last two axes to ``(n, n)``."""
-    out = np.zeros(x.shape[:-2] + (n, n), dtype=x.dtype)
-    src, dst = [], []
-    for m in x.shape[-2:]:
-        if m >= n:
-            o = (m - n) // 2
-            src.append(slice(o, o + n))
-            dst.append(slice(0, n))
-        else:
-            o = (n - m) // 2
-            src.append(slice(0, m))
-            dst.append(slice(o, o + m))
-    out[(Ellipsis,) + tuple(dst)] = x[(Ellipsis,) + tuple(src)]
-    return out
-
-
 @functools.lru_cache(maxsize=256)
 def _coil_images(path: str, unit: int, n: int):
     """(coil images ``(C, n, n)`` scaled to order one, ESPIRiT maps) of a slice (cached)."""
     from fastmri_data import fft2c, ifft2c
 
     from ..mri.coils import estimate_maps, rss
+    from .sources import fit_square
 
-    x = _fit(ifft2c(read_slice(path, unit)), n)
+    x = fit_square(ifft2c(read_slice(path, unit)), n)
     x = x / max(float(np.percentile(rss(x), 99)), 1e-30)
     maps = estimate_maps(fft2c(x).astype(np.complex64), "espirit", 24, crop=0.95)
     return x.astype(np.complex64), np.asarray(maps, dtype=np.complex64)

@@ -236,22 +236,21 @@ def source_size(source: str, split: str, folder: str | None = None) -> int | Non
 
 # ---- augmentation ---------------------------------------------------------------------------------
 
-def _fit(img: np.ndarray, n: int, rng) -> np.ndarray:
-    """Random crop / centred zero-pad to ``(n, n)``."""
-    out = np.zeros((n, n), dtype=np.float32)
-    src = []
-    dst = []
-    for ax in range(2):
-        m = img.shape[ax]
+def fit_square(x: np.ndarray, n: int, rng=None) -> np.ndarray:
+    """The last two axes cropped or zero-padded to ``(n, n)``: padding centred; cropping centred, or at
+    a random offset drawn from ``rng`` (one draw per cropped axis, in axis order)."""
+    out = np.zeros(x.shape[:-2] + (n, n), dtype=x.dtype)
+    src, dst = [], []
+    for m in x.shape[-2:]:
         if m >= n:
-            o = int(rng.integers(0, m - n + 1)) if m > n else 0
+            o = (m - n) // 2 if rng is None else int(rng.integers(0, m - n + 1)) if m > n else 0
             src.append(slice(o, o + n))
             dst.append(slice(0, n))
         else:
             o = (n - m) // 2
             src.append(slice(0, m))
             dst.append(slice(o, o + m))
-    out[tuple(dst)] = img[tuple(src)]
+    out[(Ellipsis,) + tuple(dst)] = x[(Ellipsis,) + tuple(src)]
     return out
 
 
@@ -265,7 +264,7 @@ def augment(img: np.ndarray, rng, n: int) -> np.ndarray:
     img = ndimage.rotate(img, rng.uniform(0, 360), reshape=False, order=1, mode="constant")
     fit = n / max(img.shape)
     img = ndimage.zoom(img, fit * rng.uniform(0.85, 1.3), order=1)
-    img = _fit(np.clip(img, 0, None), n, rng)
+    img = fit_square(np.clip(img, 0, None).astype(np.float32), n, rng)
     m = float(img.max())
     if m <= 0:
         return img
