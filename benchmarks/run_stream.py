@@ -35,7 +35,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -48,7 +47,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 import _recon_path  # noqa: E402,F401  (recon: the installed package, else this checkout)
-from recon.bench.report import replace_section  # noqa: E402
+from recon.bench.report import cpu_model, replace_section  # noqa: E402
 import recon  # noqa: E402
 
 ROOT = Path(recon.__file__).resolve().parents[1]  # the recon the server subprocess must import too
@@ -274,14 +273,9 @@ def main(argv=None):
                 rows += run_clients(server.port, cart, cardiac)
         finally:
             server.stop()
-    meta = {"date": datetime.date.today().isoformat(), "cpu": platform.processor() or platform.machine(),
-            "cores": os.cpu_count(), "quick": args.quick, "load_before": load_before,
+    meta = {"date": datetime.date.today().isoformat(), "cpu": cpu_model(), "cores": os.cpu_count(),
+            "quick": args.quick, "load_before": load_before,
             "load_after": " / ".join(f"{v:.1f}" for v in os.getloadavg()), "notes": notes}
-    try:
-        with open("/proc/cpuinfo") as f:
-            meta["cpu"] = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     md = markdown(rows, meta)
     print()
     print(md)
