@@ -26,8 +26,9 @@ def python_env(drop: tuple[str, ...] = (), **extra: str) -> dict:
     return env
 
 
-def popen_python(code: str, env: dict, **kw) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", code], env=env, cwd=str(TESTS), **kw)
+def popen_python(code: str, env: dict, *args: str, **kw) -> subprocess.Popen:
+    """Start ``python -c code args...`` in tests/ with ``env`` (see :func:`python_env`)."""
+    return subprocess.Popen([sys.executable, "-c", code, *args], env=env, cwd=str(TESTS), **kw)
 
 
 def run_python(code: str, timeout: float = 60, drop: tuple[str, ...] = (), **extra: str) -> subprocess.CompletedProcess:

@@ -5,7 +5,6 @@ line integrals against closed forms (disk chords, fan/cone distances)."""
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 import pytest
@@ -251,17 +250,12 @@ def test_geometry_package_imports_only_numpy_and_stdlib():
 
 
 def test_ops_projector_does_not_import_ct():
-    import subprocess
-    import sys
+    from isolated import run_python
 
     code = ("import sys, recon.ops.projector, recon.geometry; "
             "bad = [m for m in sys.modules if m == 'recon.ct' or m.startswith('recon.ct.')]; "
             "assert not bad, bad; print('ok')")
-    import recon
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(recon.__file__)))  # the tests' recon, absolute
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                         cwd=os.path.dirname(os.path.abspath(__file__)), env=dict(os.environ, PYTHONPATH=root))
+    out = run_python(code, 120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
 

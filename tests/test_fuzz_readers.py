@@ -22,7 +22,6 @@ import os
 import select
 import shutil
 import subprocess
-import sys
 import textwrap
 
 import h5py
@@ -30,13 +29,10 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from isolated import popen_python, python_env, run_python
 
-import recon
 from recon.io import build_ismrmrd_header, write_dicom_series, write_ismrmrd
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(recon.__file__)))
-HERE = os.path.dirname(os.path.abspath(__file__))  # workers start here: a source tree without the compiled
-# module (CI tests the installed package) must not shadow it through ``python -c``'s sys.path[0]
 SCALE = 50 if os.environ.get("RECON_FUZZ") == "long" else 1
 N = int(os.environ.get("RECON_FUZZ_EXAMPLES", 0))
 
@@ -111,11 +107,9 @@ class Worker:
         self.p = None
 
     def _start(self):
-        env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
-                   OMP_NUM_THREADS="1", RECON_NUM_THREADS="1")
-        env.pop("RECON_MAX_READ_BYTES", None)
-        self.p = subprocess.Popen([sys.executable, "-c", WORKER, str(MEMORY_CAP)], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=HERE)
+        env = python_env(drop=("RECON_MAX_READ_BYTES",), OMP_NUM_THREADS="1", RECON_NUM_THREADS="1")
+        self.p = popen_python(WORKER, env, str(MEMORY_CAP), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
 
     def run(self, op, path):
         if self.p is None or self.p.poll() is not None:
@@ -428,8 +422,7 @@ def test_zero_size_heap_free_space_is_refused_not_hung(tmp_path):
     bad.write_bytes(bytes(b))
     code = ("import recon.io as rio\ntry:\n    rio.read_ismrmrd(%r)\nexcept rio.IsmrmrdFormatError as e:\n"
             "    print(e)" % str(bad))
-    r = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True,
-                       text=True, timeout=60, cwd=HERE)
+    r = run_python(code, 60)
     assert "corrupt HDF5 global heap" in r.stdout, r.stderr
 
 

@@ -4,11 +4,10 @@ views per (repetition, contrast, phase, set, slice), fastMRI in the same types, 
 recon.io and fastmri_data, and the pipeline ``recon.mri.reconstruct(raw | arrays, ReconConfig)``."""
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from isolated import run_python
 
 import recon
 from recon.io import AcquisitionDecoder, RawData, read_ismrmrd, read_raw, write_ismrmrd, write_ismrmrd_raw
@@ -214,9 +213,7 @@ def test_fastmri_lands_in_rawdata(tmp_path):
 def test_layering_recon_io_does_not_import_fastmri_data():
     code = ("import sys, recon.io, recon.io.raw, recon.io.fastmri, recon.io.ismrmrd_header;"
             "print('fastmri_data' in sys.modules)")
-    env = dict(os.environ, PYTHONPATH=ROOT)
-    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60,
-                       cwd=os.path.dirname(os.path.abspath(__file__)))
+    r = run_python(code, 60)
     assert r.stdout.strip() == "False", r.stderr
     for name in os.listdir(os.path.join(ROOT, "recon", "io")):
         if name.endswith(".py"):

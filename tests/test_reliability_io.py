@@ -13,6 +13,7 @@ import textwrap
 import h5py
 import numpy as np
 import pytest
+from isolated import run_python
 
 import recon
 from recon.cli import main
@@ -219,8 +220,7 @@ def test_fifo_device_and_folder_inputs_are_refused(tmp_path):
                 raise SystemExit("no error")
         print("ok")
     """)
-    r = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=60,
-                       cwd=os.path.dirname(os.path.abspath(__file__)))
+    r = run_python(code, 60, drop=("RECON_DEBUG",))
     assert r.stdout.strip() == "ok", r.stderr
 
 
