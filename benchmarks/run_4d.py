@@ -45,7 +45,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 import _recon_path  # noqa: E402,F401  (recon: the installed package, else this checkout)
-from recon.bench.report import replace_section  # noqa: E402
+from recon.bench.report import replace_section, write_text_atomic  # noqa: E402
 
 N_BINS = 6
 DIAPHRAGM_SLICES = slice(4, 10)     # the sample's z slices holding the right hemidiaphragm and the lesion
@@ -217,7 +217,7 @@ def main(argv=None):
     if not a.no_write:
         RESULTS.mkdir(exist_ok=True)
         replace_section(RESULTS / "cpu.md", md, "## 4D MRI")
-        (RESULTS / "4d_cpu.json").write_text(json.dumps({"sample": s, "timing": t, "quick": a.quick}, indent=1,
+        write_text_atomic(RESULTS / "4d_cpu.json", json.dumps({"sample": s, "timing": t, "quick": a.quick}, indent=1,
                                                         default=float))
         print(f"wrote {RESULTS / 'cpu.md'} and {RESULTS / '4d_cpu.json'}")
     return 0

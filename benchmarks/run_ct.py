@@ -81,14 +81,7 @@ from recon.bench.ct_fbp import (  # noqa: E402
     fbp_peak_memory_here,
 )
 from recon.bench.ct_projectors import _CPU  # noqa: E402
-from recon.bench.report import cpu_model, replace_section  # noqa: E402
-from recon.io.atomic import atomic_file  # noqa: E402
-
-
-def write_text(path: Path, text: str) -> None:
-    """Write through a temporary file and a rename: never a half-written result file."""
-    with atomic_file(str(path)) as tmp:
-        Path(tmp).write_text(text)
+from recon.bench.report import cpu_model, replace_section, write_text_atomic  # noqa: E402
 
 # ---- report -----------------------------------------------------------------------------------------------------
 
@@ -222,7 +215,7 @@ def run_fbp_part(args, libs, reps):
     if not args.no_write:
         RESULTS.mkdir(exist_ok=True)
         replace_section(RESULTS / "cpu.md", md, "## FBP / FDK")
-        write_text(RESULTS / "fbp_cpu.json", json.dumps({"meta": meta, "results": results}, indent=1))
+        write_text_atomic(RESULTS / "fbp_cpu.json", json.dumps({"meta": meta, "results": results}, indent=1))
         print(f"wrote {RESULTS / 'cpu.md'}, {RESULTS / 'fbp_cpu.json'}")
     return results
 
@@ -252,7 +245,7 @@ def run_projectors(args, libs, reps):
     if not args.no_write:
         RESULTS.mkdir(exist_ok=True)
         replace_section(RESULTS / "cpu.md", md)
-        write_text(RESULTS / "ct_cpu.json", json.dumps({"meta": meta, "results": results}, indent=1))
+        write_text_atomic(RESULTS / "ct_cpu.json", json.dumps({"meta": meta, "results": results}, indent=1))
         plot(results, RESULTS / "ct_cpu.png")
         print(f"wrote {RESULTS / 'cpu.md'}, {RESULTS / 'ct_cpu.json'}, {RESULTS / 'ct_cpu.png'}")
     return results

@@ -63,7 +63,6 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 import _recon_path  # noqa: E402,F401  (recon: the installed package, else this checkout)
-
 from recon.bench.ct_recon import (  # noqa: E402,F401  (cases, methods, metrics: one home, shared with recon bench)
     DOSES,
     FULL_DOSE,
@@ -83,6 +82,7 @@ from recon.bench.ct_recon import (  # noqa: E402,F401  (cases, methods, metrics:
     rigid_move,
     timed,
 )
+from recon.bench.report import write_text_atomic  # noqa: E402
 
 
 # ---- parts --------------------------------------------------------------------------------------------------
@@ -259,7 +259,7 @@ def main():
         part_helical(args, results)
     if not args.quick:
         (HERE / "results").mkdir(exist_ok=True)
-        (HERE / "results" / "ldct.json").write_text(json.dumps(results, indent=1, default=str))
+        write_text_atomic(HERE / "results" / "ldct.json", json.dumps(results, indent=1, default=str))
         print(f"\nwritten {HERE / 'results' / 'ldct.json'}")
 
 

@@ -67,7 +67,7 @@ from recon.bench.mri import (  # noqa: E402,F401  (the cases and runners: one ho
     write_cfl,
     zf_scale,
 )
-from recon.bench.report import replace_section  # noqa: E402
+from recon.bench.report import replace_section, write_text_atomic  # noqa: E402
 
 # ---- main ---------------------------------------------------------------------------------------
 
@@ -145,7 +145,7 @@ def main(argv=None):
     if not a.no_write:
         RESULTS.mkdir(exist_ok=True)
         replace_section(RESULTS / "cpu.md", md)
-        (RESULTS / "mri_cpu.json").write_text(json.dumps({"rows": rows, "maps": map_rows, "versions": versions,
+        write_text_atomic(RESULTS / "mri_cpu.json", json.dumps({"rows": rows, "maps": map_rows, "versions": versions,
                                                           "quick": a.quick, "slices": n_slices}, indent=1, default=float))
         print(f"wrote {RESULTS / 'cpu.md'} and {RESULTS / 'mri_cpu.json'}")
     return 0

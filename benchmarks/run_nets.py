@@ -49,7 +49,7 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 import _recon_path  # noqa: E402,F401  (recon: the installed package, else this checkout)
 
-from recon.bench.report import replace_section  # noqa: E402
+from recon.bench.report import replace_section, write_text_atomic  # noqa: E402
 
 
 # ---- quality ---------------------------------------------------------------------------------------
@@ -375,18 +375,18 @@ def main(argv=None):
         md = markdown(res)
         print(md)
         if write:
-            (RESULTS / "nets_quality.json").write_text(json.dumps(res, indent=1, default=float) + "\n")
+            write_text_atomic(RESULTS / "nets_quality.json", json.dumps(res, indent=1, default=float) + "\n")
             replace_section(RESULTS / "cpu.md", md, "## Unrolled networks")
     if a.user_training:
         ut = user_training(a.user_training)
         md = user_training_markdown(ut)
         print(md)
         if not a.no_write:
-            (RESULTS / "nets_user_training.json").write_text(json.dumps(ut, indent=1, default=float) + "\n")
+            write_text_atomic(RESULTS / "nets_user_training.json", json.dumps(ut, indent=1, default=float) + "\n")
     if a.speed:
         sp = speed(a.quick)
         if not a.no_write and not a.quick:
-            (RESULTS / "nets_speed_cpu.json").write_text(json.dumps(sp, indent=1) + "\n")
+            write_text_atomic(RESULTS / "nets_speed_cpu.json", json.dumps(sp, indent=1) + "\n")
     return 0
 
 

@@ -49,7 +49,7 @@ RESULTS = HERE / "results"
 SLOW = {"sigpy", "torchkbnufft"}
 import _recon_path  # noqa: E402,F401  (recon: the installed package, else this checkout)
 
-from recon.bench.report import replace_section  # noqa: E402
+from recon.bench.report import replace_section, write_text_atomic  # noqa: E402
 
 
 # ---- memory -------------------------------------------------------------------------------------------
@@ -331,7 +331,7 @@ def parent(args):
     if not args.no_write and results:
         RESULTS.mkdir(parents=True, exist_ok=True)
         replace_section(RESULTS / "cpu.md", md)
-        (RESULTS / "nufft_cpu.json").write_text(json.dumps(results, indent=1))
+        write_text_atomic(RESULTS / "nufft_cpu.json", json.dumps(results, indent=1))
         plot(results, RESULTS / "nufft_cpu.png", args.quick)
         print(f"wrote {RESULTS / 'cpu.md'}, {RESULTS / 'nufft_cpu.json'}, {RESULTS / 'nufft_cpu.png'}")
 

@@ -47,7 +47,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 import _recon_path  # noqa: E402,F401  (recon: the installed package, else this checkout)
-from recon.bench.report import cpu_model, replace_section  # noqa: E402
+from recon.bench.report import cpu_model, replace_section, write_text_atomic  # noqa: E402
 import recon  # noqa: E402
 
 ROOT = Path(recon.__file__).resolve().parents[1]  # the recon the server subprocess must import too
@@ -282,7 +282,7 @@ def main(argv=None):
     if not args.no_write:
         RESULTS.mkdir(exist_ok=True)
         replace_section(RESULTS / "cpu.md", md, TITLE)
-        (RESULTS / "stream_cpu.json").write_text(json.dumps({"meta": meta, "results": rows}, indent=1))
+        write_text_atomic(RESULTS / "stream_cpu.json", json.dumps({"meta": meta, "results": rows}, indent=1))
         print(f"wrote {RESULTS / 'cpu.md'} and {RESULTS / 'stream_cpu.json'}")
     return rows
 

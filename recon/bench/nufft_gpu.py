@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from .nufft import golden_angle_radial_2d, golden_means_radial_3d
-from .report import importable
+from .report import importable, write_text_atomic
 
 
 # ---- trajectories (cycles per FOV, last axis ordered like the image axes): recon.bench.nufft's, flattened ---
@@ -378,7 +378,7 @@ def write_results(rows, lib, args, out_dir):
     for r in rows:
         lines.append(f"| {r['case']} | {r['target']:g} | {r['lib']} | {r['setting']} | {r['error']:.2e} | "
                      f"{r['plan']:.3f} | {r['exec']:.4f} | {r['ratio']:.2f} | {r['peak']:.0f} | {r['note']} |")
-    md.write_text("\n".join(lines) + "\n")
+    write_text_atomic(md, "\n".join(lines) + "\n")
     try:
         import matplotlib
 

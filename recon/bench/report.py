@@ -44,10 +44,16 @@ def replace_section(md_path, section: str, title: str | None = None) -> None:
         end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
         tail = "".join(lines[end:])
         new = "".join(lines[:start]) + section.rstrip("\n") + "\n" + ("\n" + tail if tail else "")
+    write_text_atomic(md_path, new)
+
+
+def write_text_atomic(path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in its folder and a rename: a results file
+    is never half-written."""
     from ..io.atomic import atomic_file
 
-    with atomic_file(str(md_path)) as tmp:  # never a half-written results file
-        Path(tmp).write_text(new)
+    with atomic_file(str(path)) as tmp:
+        Path(tmp).write_text(text)
 
 
 def cpu_model() -> str:
